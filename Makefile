@@ -1,0 +1,25 @@
+# Thin wrappers; the logic lives in scripts/ and in Python. `make help` lists the targets.
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+dev: ## create .venv with the app and the dev tools
+	scripts/bootstrap
+
+demo: ## install, then run `inflow demo` (SQLite + sandbox + demo admin) on :8000
+	scripts/bootstrap --no-dev && .venv/bin/inflow demo
+
+check: ## install what the tests need, then ruff, mypy and every test suite (what CI runs)
+	scripts/check
+
+fmt: ## format and autofix
+	.venv/bin/ruff format src tests bench && .venv/bin/ruff check --fix src tests bench
+
+lint: ## ruff and mypy
+	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench && .venv/bin/mypy
+
+test: ## the test suites (no reinstall)
+	.venv/bin/pytest
+
+.PHONY: help dev demo check fmt lint test

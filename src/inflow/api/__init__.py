@@ -1,0 +1,1 @@
+"""The HTTP API: FastAPI app, routes, schemas, authn/authz, rate limits, audit, error mapping."""

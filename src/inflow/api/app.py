@@ -1,0 +1,83 @@
+"""create_app(): the FastAPI application with its middleware, error mapping and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+from swagger_ui_bundle import swagger_ui_path
+
+from inflow import __version__
+from inflow.api import errors
+from inflow.api.deps import rate_limit
+from inflow.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from inflow.api.ratelimit import Limiter
+from inflow.api.routes import audit, auth, health, integrations, sources, spaces
+from inflow.settings import Settings, get_settings
+from inflow.storage.crypto import KeyRing, Vault, derive_key
+from inflow.storage.db import create_db_engine, make_session_factory, upgrade
+
+
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, migrate: bool = True
+) -> FastAPI:
+    """Build the app. Tests pass their own settings (and engine); ``serve`` uses the env."""
+    settings = settings or get_settings()
+    engine = engine or create_db_engine(settings.resolved_database_url)
+    if migrate:
+        upgrade(engine)
+    keys = KeyRing(settings).keys()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Inflow",
+        version=__version__,
+        description="Self-hosted data integration hub.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+        dependencies=[Depends(rate_limit)],
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.vault = Vault(keys)
+    app.state.csrf_key = derive_key("csrf:" + keys[0].decode())
+    app.state.limiter = Limiter(settings.redis_url)
+
+    errors.install(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+
+    for module in (health, auth, spaces, sources, integrations, audit):
+        app.include_router(module.router)
+
+    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        # Swagger UI is served from the installed package: no CDN, works offline.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Inflow API",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+    return app
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory inflow.api.app:app_factory``."""
+    return create_app()

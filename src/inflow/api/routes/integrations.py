@@ -1,0 +1,59 @@
+"""Integration types from the connector registry: config schemas, metric catalogs, validation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from inflow.api.deps import CurrentUser
+from inflow.api.schemas import (
+    FieldErrorPublic,
+    IntegrationType,
+    MetricPublic,
+    ValidateRequest,
+    ValidateResponse,
+)
+from inflow.api.services.sources import check_config, require_connector
+from inflow.connectors import registry
+from inflow.connectors.spec import Connector
+
+router = APIRouter(tags=["integrations"])
+
+
+def _metrics(connector: Connector) -> list[MetricPublic]:
+    return [
+        MetricPublic(key=m.key, label=m.label, unit=m.unit, description=m.description)
+        for m in connector.metrics
+    ]
+
+
+@router.get("/api/integrations/types", operation_id="integrations-types")
+def list_types(_user: CurrentUser) -> list[IntegrationType]:
+    """Every integration type with its config schema and metric catalog."""
+    return [
+        IntegrationType(
+            type=c.slug,
+            title=c.title,
+            category=c.category,
+            auth_type=c.auth_type,
+            description=c.description,
+            config_schema=c.config_schema(),
+            metrics=_metrics(c),
+        )
+        for c in sorted(registry().values(), key=lambda c: c.slug)
+    ]
+
+
+@router.get("/api/integrations/{type_}/metrics", operation_id="integrations-metrics")
+def list_metrics(type_: str, _user: CurrentUser) -> list[MetricPublic]:
+    """The metric catalog of one integration type."""
+    return _metrics(require_connector(type_))
+
+
+@router.post("/api/integrations/{type_}/validate", operation_id="integrations-validate")
+def validate(type_: str, body: ValidateRequest, _user: CurrentUser) -> ValidateResponse:
+    """Check a config against the type's schema without saving anything."""
+    errors = check_config(require_connector(type_), body.config)
+    return ValidateResponse(
+        valid=not errors,
+        errors=[FieldErrorPublic(field=e.field, message=e.message) for e in errors],
+    )

@@ -1,0 +1,108 @@
+"""Data sources (the Data Inflow Center's connections)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from inflow.api.authz import require
+from inflow.api.deps import AuditDep, CurrentUser, SessionDep, VaultDep
+from inflow.api.schemas import Health, SourceCreate, SourcePublic, SourceUpdate
+from inflow.api.services import sources as svc
+from inflow.storage.models import DataSource, Space
+
+router = APIRouter(tags=["data-sources"])
+
+
+def to_public(source: DataSource) -> SourcePublic:
+    return SourcePublic(
+        id=source.id,
+        name=source.name,
+        type=source.type,
+        config=svc.public_config(source),
+        owner_id=source.owner_id,
+        space_id=source.space_id,
+        schedule=source.schedule,
+        health=Health(
+            status=source.health_status,
+            checked_at=source.health_checked_at,
+            message=source.health_message,
+        ),
+        created_at=source.created_at,
+        updated_at=source.updated_at,
+    )
+
+
+@router.get("/api/data-sources", operation_id="data-sources-list")
+def list_sources(user: CurrentUser, session: SessionDep) -> list[SourcePublic]:
+    """Your data sources (every source for an admin)."""
+    return [to_public(s) for s in svc.list_sources(session, user=user)]
+
+
+@router.post("/api/data-sources", status_code=201, operation_id="data-sources-create")
+def create_source(
+    body: SourceCreate, user: CurrentUser, session: SessionDep, vault: VaultDep, audit: AuditDep
+) -> SourcePublic:
+    """Create a data source; secret fields are encrypted and never shown again."""
+    if body.space_id is not None:
+        require(session, user, Space, body.space_id, audit=audit)
+    source = svc.create_source(
+        session,
+        owner=user,
+        name=body.name,
+        type_=body.type,
+        config=body.config,
+        vault=vault,
+        space_id=body.space_id,
+        schedule=body.schedule,
+    )
+    audit("source.create", target=f"data_sources:{source.id}", details={"type": source.type})
+    return to_public(source)
+
+
+@router.get("/api/data-sources/{source_id}", operation_id="data-sources-get")
+def get_source(
+    source_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> SourcePublic:
+    """One of your data sources."""
+    return to_public(require(session, user, DataSource, source_id, audit=audit, action="read"))
+
+
+@router.patch("/api/data-sources/{source_id}", operation_id="data-sources-update")
+def update_source(
+    source_id: uuid.UUID,
+    body: SourceUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    vault: VaultDep,
+    audit: AuditDep,
+) -> SourcePublic:
+    """Change a data source; a secret left out keeps its stored value."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    if body.space_id is not None:
+        require(session, user, Space, body.space_id, audit=audit)
+    svc.update_source(
+        session,
+        source=source,
+        vault=vault,
+        name=body.name,
+        config=body.config,
+        space_id=body.space_id,
+        schedule=body.schedule,
+        fields_set=body.model_fields_set,
+    )
+    changed = sorted(body.config) if body.config else []
+    audit("source.update", target=f"data_sources:{source.id}", details={"fields": changed})
+    return to_public(source)
+
+
+@router.delete("/api/data-sources/{source_id}", status_code=204, operation_id="data-sources-delete")
+def delete_source(
+    source_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> Response:
+    """Delete a data source with its assets, data points and runs."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    session.delete(source)
+    audit("source.delete", target=f"data_sources:{source_id}", details={"type": source.type})
+    return Response(status_code=204)

@@ -1,0 +1,188 @@
+"""Request and response models: ``XCreate`` / ``XUpdate`` / ``XPublic``; JSON keys are camelCase."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic.alias_generators import to_camel
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, from_attributes=True, extra="forbid"
+    )
+
+
+class LoginRequest(Schema):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1024)
+
+
+class UserPublic(Schema):
+    id: uuid.UUID
+    email: str
+    role: Literal["admin", "member"]
+
+
+class LoginResponse(Schema):
+    token: str
+    user: UserPublic
+
+
+class UserCreate(Schema):
+    email: EmailStr
+    password: str = Field(min_length=8, max_length=1024)
+    role: Literal["admin", "member"] = "member"
+
+
+class TokenCreate(Schema):
+    name: str = Field(default="api", min_length=1, max_length=200)
+
+
+class TokenCreated(Schema):
+    id: uuid.UUID
+    name: str
+    token: str
+
+
+class TokenPublic(Schema):
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+class HealthPublic(Schema):
+    status: str
+    database: str
+    version: str
+
+
+class SpaceCreate(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+
+
+class SpaceUpdate(Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+
+
+class MemberPublic(Schema):
+    user_id: uuid.UUID
+    role: str
+
+
+class SpacePublic(Schema):
+    id: uuid.UUID
+    name: str
+    description: str | None
+    owner_id: uuid.UUID
+    role: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MemberAdd(Schema):
+    user_id: uuid.UUID
+    role: Literal["owner", "editor", "viewer"] = "viewer"
+
+
+class AssetPublic(Schema):
+    id: uuid.UUID
+    source_id: uuid.UUID
+    service_id: str
+    external_id: str
+    name: str
+    kind: str
+    url: str | None
+    embed_url: str | None = None
+    folder: str | None = None
+    updated_at: datetime
+
+
+class Health(Schema):
+    status: Literal["unknown", "ok", "failing", "needs_reauth"]
+    checked_at: datetime | None
+    message: str | None
+
+
+class SourceCreate(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    type: str = Field(min_length=1, max_length=64)
+    config: dict[str, Any] = Field(default_factory=dict)
+    space_id: uuid.UUID | None = None
+    schedule: str | None = Field(default=None, max_length=100)
+
+
+class SourceUpdate(Schema):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    config: dict[str, Any] | None = None
+    space_id: uuid.UUID | None = None
+    schedule: str | None = Field(default=None, max_length=100)
+
+
+class SourcePublic(Schema):
+    id: uuid.UUID
+    name: str
+    type: str
+    config: dict[str, Any]
+    owner_id: uuid.UUID
+    space_id: uuid.UUID | None
+    schedule: str | None
+    health: Health
+    created_at: datetime
+    updated_at: datetime
+
+
+class IntegrationType(Schema):
+    type: str
+    title: str
+    category: str
+    auth_type: str
+    description: str
+    config_schema: dict[str, Any]
+    metrics: list[MetricPublic]
+
+
+class MetricPublic(Schema):
+    key: str
+    label: str
+    unit: str
+    description: str
+
+
+class ValidateRequest(Schema):
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class FieldErrorPublic(Schema):
+    field: str
+    message: str
+
+
+class ValidateResponse(Schema):
+    valid: bool
+    errors: list[FieldErrorPublic]
+
+
+class AuditEventPublic(Schema):
+    id: int
+    at: datetime
+    actor: str | None
+    action: str
+    target: str | None
+    outcome: str
+    ip: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+IntegrationType.model_rebuild()

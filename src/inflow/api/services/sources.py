@@ -1,0 +1,150 @@
+"""Data sources: validation against the connector's Config, secrets split off into the vault."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inflow.api.services.validation import field_errors
+from inflow.connectors import get_connector, registry
+from inflow.connectors.spec import Connector, ConnectorConfig
+from inflow.errors import FieldError, NotFoundError, ValidationFailedError
+from inflow.storage.crypto import Vault
+from inflow.storage.models import DataSource, Role, Space, User
+
+
+def require_connector(slug: str) -> Connector:
+    connector = get_connector(slug)
+    if connector is None:
+        known = ", ".join(sorted(registry()))
+        raise NotFoundError(f"unknown integration type {slug!r}; known types: {known}")
+    return connector
+
+
+def _is_secret_marker(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"set"}
+
+
+def validate_config(connector: Connector, config: dict[str, Any]) -> ConnectorConfig:
+    """Validate ``config`` (camelCase) or raise with one error per bad field (``config.x``)."""
+    try:
+        return connector.config.model_validate(config)
+    except ValidationError as exc:
+        raise ValidationFailedError("invalid config", field_errors(exc, "config")) from exc
+
+
+def check_config(connector: Connector, config: dict[str, Any]) -> list[FieldError]:
+    """The field errors of ``config`` (empty when valid), for the validate endpoint."""
+    try:
+        validate_config(connector, config)
+    except ValidationFailedError as exc:
+        return exc.errors
+    return []
+
+
+def split(connector: Connector, model: ConnectorConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """(public config, secrets) of a validated config, both keyed by camelCase name."""
+    dumped = model.model_dump(mode="python", by_alias=True)
+    secret_names = set(connector.config.secret_fields())
+    public: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    as_json = model.model_dump(mode="json", by_alias=True)
+    for key, value in dumped.items():
+        if key in secret_names:
+            if isinstance(value, SecretStr):
+                secrets[key] = value.get_secret_value()
+        else:
+            public[key] = as_json[key]
+    return public, secrets
+
+
+def load_config(source: DataSource, vault: Vault) -> ConnectorConfig:
+    """The full, decrypted config of ``source`` (only ever built to call a provider)."""
+    connector = require_connector(source.type)
+    secrets = vault.decrypt(source.secrets) if source.secrets else {}
+    return connector.config.model_validate({**source.config, **secrets})
+
+
+def public_config(source: DataSource) -> dict[str, Any]:
+    """The config as shown to users: each secret field is ``{"set": bool}``."""
+    connector = get_connector(source.type)
+    shown = dict(source.config)
+    if connector is not None:
+        for name in connector.config.secret_fields():
+            shown[name] = {"set": name in source.secret_names}
+    return shown
+
+
+def _store(source: DataSource, connector: Connector, model: ConnectorConfig, vault: Vault) -> None:
+    public, secrets = split(connector, model)
+    source.config = public
+    source.secret_names = sorted(secrets)
+    source.secrets = vault.encrypt(secrets) if secrets else None
+
+
+def create_source(
+    session: Session,
+    *,
+    owner: User,
+    name: str,
+    type_: str,
+    config: dict[str, Any],
+    vault: Vault,
+    space_id: uuid.UUID | None = None,
+    schedule: str | None = None,
+) -> DataSource:
+    connector = require_connector(type_)
+    if space_id is not None and session.get(Space, space_id) is None:
+        raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
+    model = validate_config(connector, config)
+    source = DataSource(
+        name=name, type=type_, owner_id=owner.id, space_id=space_id, schedule=schedule
+    )
+    _store(source, connector, model, vault)
+    session.add(source)
+    session.flush()
+    return source
+
+
+def update_source(
+    session: Session,
+    *,
+    source: DataSource,
+    vault: Vault,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    space_id: uuid.UUID | None = None,
+    schedule: str | None = None,
+    fields_set: set[str] | frozenset[str] = frozenset(),
+) -> DataSource:
+    """Apply a PATCH: given config keys replace; omitted ones (secrets included) are kept."""
+    connector = require_connector(source.type)
+    if name is not None:
+        source.name = name
+    if "spaceId" in fields_set or "space_id" in fields_set:
+        if space_id is not None and session.get(Space, space_id) is None:
+            raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
+        source.space_id = space_id
+    if "schedule" in fields_set:
+        source.schedule = schedule
+    if config is not None:
+        current = dict(source.config)
+        current.update(vault.decrypt(source.secrets) if source.secrets else {})
+        for key, value in config.items():
+            if _is_secret_marker(value):
+                continue  # {"set": true} echoed back from a GET keeps the stored secret
+            current[key] = value
+        _store(source, connector, validate_config(connector, current), vault)
+    session.flush()
+    return source
+
+
+def list_sources(session: Session, *, user: User) -> list[DataSource]:
+    stmt = select(DataSource).order_by(DataSource.created_at)
+    if user.role != Role.ADMIN:
+        stmt = stmt.where(DataSource.owner_id == user.id)
+    return list(session.execute(stmt).scalars())

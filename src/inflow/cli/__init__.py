@@ -1,0 +1,1 @@
+"""The ``inflow`` command line."""

@@ -1,0 +1,263 @@
+"""``inflow``: each command is a thin call into a service."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow import __version__
+from inflow.logging import configure_logging
+from inflow.settings import Settings, get_settings
+from inflow.storage.db import create_db_engine, make_session_factory, session_scope, upgrade
+
+app = typer.Typer(help="Inflow: a self-hosted data integration hub.", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+tokens_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+keys_app = typer.Typer(help="The credential vault's keys.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
+sources_app = typer.Typer(help="Data sources.", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"),
+    (users_app, "users"),
+    (tokens_app, "tokens"),
+    (keys_app, "keys"),
+    (audit_app, "audit"),
+    (sources_app, "sources"),
+):
+    app.add_typer(sub, name=name)
+
+console = Console()
+DEMO_ADMIN = "admin@inflow.local"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+
+
+def _runtime(migrate: bool = True) -> Runtime:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    engine = create_db_engine(settings.resolved_database_url)
+    if migrate:
+        upgrade(engine)
+    return Runtime(settings, engine, make_session_factory(engine))
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=1)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the API (and web UI) against INFLOW_DATABASE_URL."""
+    from inflow.api.app import create_app
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """The embedded default: SQLite in the data dir, the sandbox, a demo admin."""
+    from inflow.api.app import create_app
+    from inflow.api.services import accounts
+
+    settings = get_settings().model_copy(update={"allow_private_urls": True})
+    configure_logging(settings.log_level, settings.log_format)
+    fastapi_app = create_app(settings)
+    password = secrets.token_urlsafe(12)
+    with session_scope(fastapi_app.state.session_factory) as session:
+        admin = accounts.get_user_by_email(session, email=DEMO_ADMIN)
+        if admin is None:
+            accounts.create_user(session, email=DEMO_ADMIN, password=password, role="admin")
+        else:
+            accounts.set_password(session, user=admin, password=password)
+    url = f"http://{host}:{port}"
+    console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}]{url}[/link]")
+    console.print(f"  data dir : {settings.data_dir}")
+    console.print(f"  API docs : {url}/docs")
+    console.print(f"  login    : {DEMO_ADMIN}  /  {password}\n")
+    uvicorn.run(fastapi_app, host=host, port=port, log_config=None)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations."""
+    rt = _runtime(migrate=False)
+    upgrade(rt.engine)
+    console.print("database is up to date")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, help="At least 8 characters.")
+    ],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
+) -> None:
+    """Create a user."""
+    from inflow.api.schemas import UserCreate
+    from inflow.api.services import accounts
+    from inflow.errors import ConflictError
+
+    try:
+        body = UserCreate(email=email, password=password, role="admin" if admin else "member")
+    except ValueError as exc:
+        raise _fail(str(exc).splitlines()[-1] if str(exc) else "invalid input") from exc
+    rt = _runtime()
+    try:
+        with session_scope(rt.factory) as session:
+            user = accounts.create_user(
+                session, email=body.email, password=body.password, role=body.role
+            )
+    except ConflictError as exc:
+        raise _fail(exc.message) from exc
+    console.print(f"created {user.role} {user.email} ({user.id})")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    email: str, name: Annotated[str, typer.Option(help="A label for the token.")] = "cli"
+) -> None:
+    """Print a new API token for a user (shown once)."""
+    from inflow.api.services import accounts
+    from inflow.storage.audit import append_event
+
+    rt = _runtime()
+    with session_scope(rt.factory) as session:
+        user = accounts.get_user_by_email(session, email=email)
+        if user is None:
+            raise _fail(f"no user with email {email}")
+        row, token = accounts.issue_token(session, user=user, name=name)
+        append_event(
+            session,
+            action="token.create",
+            outcome="success",
+            actor=f"cli:{user.email}",
+            target=f"api_tokens:{row.id}",
+            details={"name": name},
+        )
+    print(token)  # plain stdout, so scripts can capture it
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored credential under a new key (safe to interrupt and rerun)."""
+    from inflow.errors import VaultError
+    from inflow.storage.audit import append_event
+    from inflow.storage.crypto import KeyRing
+    from inflow.storage.keys import rotate_keys
+
+    rt = _runtime()
+    keyring = KeyRing(rt.settings)
+    try:
+        report = rotate_keys(rt.factory, keyring)
+    except VaultError as exc:
+        with session_scope(rt.factory) as session:
+            append_event(
+                session,
+                action="keys.rotate",
+                outcome="failure",
+                actor="cli",
+                details={"error": exc.message},
+            )
+        raise _fail(exc.message) from exc
+    with session_scope(rt.factory) as session:
+        append_event(
+            session,
+            action="keys.rotate",
+            outcome="success",
+            actor="cli",
+            details={
+                "rows": report.rows,
+                "reencrypted": report.reencrypted,
+                "resumed": report.resumed,
+            },
+        )
+    verb = "finished the pending rotation" if report.resumed else "rotated to a new key"
+    console.print(f"{verb}: {report.reencrypted} values in {report.rows} sources re-encrypted")
+    if keyring.from_env:
+        console.print("now remove the old key(s) from INFLOW_SECRET_KEY, keeping only the first")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain from the first event to the last."""
+    from inflow.storage.audit import verify_chain
+
+    rt = _runtime()
+    with rt.factory() as session:
+        report = verify_chain(session)
+    if not report.ok:
+        where = f" at event {report.event_id}" if report.event_id is not None else ""
+        raise _fail(f"audit chain broken{where}: {report.problem} ({report.events} events read)")
+    console.print(f"audit chain intact: {report.events} events")
+
+
+@app.command()
+def connectors() -> None:
+    """List connectors with their config fields and metrics."""
+    from inflow.connectors import registry
+
+    table = Table("type", "title", "category", "auth", "config fields", "metrics")
+    for c in sorted(registry().values(), key=lambda c: c.slug):
+        secrets_ = set(c.config.secret_fields())
+        fields = ", ".join(
+            (f.alias or n) + ("*" if (f.alias or n) in secrets_ else "")
+            for n, f in c.config.model_fields.items()
+        )
+        table.add_row(
+            c.slug, c.title, c.category, c.auth_type, fields, ", ".join(m.key for m in c.metrics)
+        )
+    console.print(table)
+
+
+@sources_app.command("list")
+def sources_list() -> None:
+    """List every data source with its health."""
+    from sqlalchemy import select
+
+    from inflow.storage.models import DataSource, User
+
+    rt = _runtime()
+    table = Table("id", "name", "type", "owner", "health")
+    with rt.factory() as session:
+        rows = session.execute(
+            select(DataSource, User.email)
+            .join(User, User.id == DataSource.owner_id)
+            .order_by(DataSource.created_at)
+        ).all()
+        for source, email in rows:
+            table.add_row(str(source.id), source.name, source.type, email, source.health_status)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,56 @@
+"""Service settings: the ``INFLOW_*`` environment variables of API.md, loaded once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".inflow"
+
+
+class Settings(BaseSettings):
+    """Service configuration (not connector configuration)."""
+
+    model_config = SettingsConfigDict(env_prefix="INFLOW_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    secret_key: SecretStr | None = None
+    redis_url: str | None = None
+    allow_private_urls: bool = False
+
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto | console | json
+
+    max_body_bytes: int = 1_048_576
+    session_ttl_s: int = 12 * 3600
+
+    rate_limit_default: str = "300/minute"
+    rate_limit_login_ip: str = "20/minute"
+    rate_limit_login_account: str = "5/minute"
+    trust_forwarded_for: bool = False
+
+    http_connect_timeout_s: float = 10.0
+    http_read_timeout_s: float = 60.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: ``INFLOW_DATABASE_URL`` or a SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'inflow.db'}"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

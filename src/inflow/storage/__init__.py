@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, sessions, repositories, migrations and the credential vault."""

@@ -1,0 +1,146 @@
+"""Shared fixtures: settings, a real database (SQLite and PostgreSQL), the app and its client.
+
+Every storage/API test that takes ``engine`` (or ``app``/``client``) runs twice: on a fresh
+SQLite file and on PostgreSQL (127.0.0.1:5432 unless ``INFLOW_TEST_POSTGRES_URL`` says
+otherwise). Under ``CI=true`` a suite that cannot run is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow.settings import Settings
+from inflow.storage.db import create_db_engine, make_session_factory, upgrade
+from inflow.storage.models import Base
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN_URL = os.environ.get(
+    "INFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("INFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; under CI a missing service fails the run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: every suite must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if IN_CI and skipped and exitstatus == 0:
+        if reporter:
+            reporter.write_line(f"CI=true: {skipped} skipped test(s) count as a failure", red=True)
+        session.exitstatus = 1
+
+
+# ---------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once keeps tests fast)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError:
+        admin.dispose()
+        unavailable(f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).host}")
+    name = f"inflow_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    engine = create_db_engine(url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate(engine: Engine) -> None:
+    tables = ", ".join(t.name for t in Base.metadata.sorted_tables if t.name != "audit_head")
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(text("UPDATE audit_head SET seq = 0, hash = :h"), {"h": "0" * 64})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
+    """A freshly migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "inflow.db"
+        shutil.copy(sqlite_template, path)
+        eng = create_db_engine(f"sqlite:///{path}")
+        yield eng
+        eng.dispose()
+    else:
+        eng = request.getfixturevalue("pg_engine")
+        _truncate(eng)
+        yield eng
+
+
+@pytest.fixture
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    with factory() as s:
+        yield s
+
+
+# ---------------------------------------------------------------- the app
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        rate_limit_default="10000/minute",
+        log_format="console",
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine):  # type: ignore[no-untyped-def]
+    from inflow.api.app import create_app
+
+    return create_app(settings, engine=engine, migrate=False)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as c:
+        yield c
