@@ -1,0 +1,351 @@
+"""The one client factory and request loop for provider calls.
+
+``build_client`` makes the ``httpx.AsyncClient`` (explicit timeouts, user agent, no redirects
+followed, transport as the test seam). ``Requester`` sends through it: outbound rate limit,
+size-capped body, classification (``resolution.py``), bounded retries with backoff honouring
+``Retry-After`` and provider reset headers, one auth refresh on a 401, and a timeline entry per
+request with the secrets taken out. It raises only ``InflowError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+from inflow import __version__
+from inflow.errors import ConfigError, ProviderError, RateLimitedError, TransientProviderError
+from inflow.http.ratelimit import OutboundLimiter
+from inflow.http.redact import Redactor, redact_path, redact_url
+from inflow.http.resolution import (
+    Action,
+    Classifier,
+    ResetHook,
+    Resolution,
+    classify,
+    classify_exception,
+    to_error,
+    with_retry_after,
+)
+from inflow.http.retry import RetryPolicy, parse_retry_after, testing_cap
+
+USER_AGENT = f"inflow/{__version__} (+https://github.com/inflow-hub/inflow)"
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """Service-wide HTTP settings (from ``Settings``)."""
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    allow_private_urls: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def build_client(
+    options: HttpOptions,
+    *,
+    base_url: str = "",
+    auth: httpx.Auth | None = None,
+    headers: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` with Inflow's timeouts and user agent."""
+    timeout = httpx.Timeout(
+        connect=options.connect_timeout_s,
+        read=options.read_timeout_s,
+        write=options.read_timeout_s,
+        pool=options.connect_timeout_s,
+    )
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        timeout=timeout,
+        follow_redirects=False,
+        transport=transport,
+        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+    )
+
+
+# ------------------------------------------------------------------ SSRF guard
+
+_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+
+
+def _forbidden_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (
+            isinstance(ip, ipaddress.IPv6Address)
+            and ip.ipv4_mapped is not None
+            and _forbidden_ip(ip.ipv4_mapped)
+        )
+    )
+
+
+async def check_url(url: str, *, allow_private: bool) -> None:
+    """Refuse plain http and private, loopback, link-local and metadata addresses (SSRF).
+
+    Everything is allowed with ``allow_private`` (``INFLOW_ALLOW_PRIVATE_URLS``, the demo).
+    """
+    if allow_private:
+        return
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise ConfigError(f"{redact_url(url)}: only https:// URLs are allowed")
+    host = (parts.hostname or "").lower()
+    if not host or host in _METADATA_HOSTS:
+        raise ConfigError(f"{redact_url(url)}: this host is not allowed")
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
+    except socket.gaierror as exc:
+        raise ConfigError(f"{host}: the host name does not resolve") from exc
+    for info in infos:
+        if _forbidden_ip(ipaddress.ip_address(info[4][0])):
+            raise ConfigError(
+                f"{host} resolves to a private or reserved address; set "
+                "INFLOW_ALLOW_PRIVATE_URLS=true to allow it"
+            )
+
+
+# ------------------------------------------------------------------ requests
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One request as a user sees it in a run: no secrets, no bodies."""
+
+    at: float
+    method: str
+    path: str
+    status: int | None
+    ms: float
+    attempt: int
+    note: str = ""
+
+
+TimelineHook = Callable[[TimelineEntry], None]
+WaitHook = Callable[[str, float], Awaitable[None] | None]
+
+
+class Requester:
+    """Sends requests for one connector and one credential, with every rule of this layer."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        slug: str,
+        options: HttpOptions,
+        limiter: OutboundLimiter | None = None,
+        rate_key: str = "",
+        rate_limits: Sequence[str] = (),
+        overrides: Mapping[int, Action] | None = None,
+        classifier: Classifier | None = None,
+        reset_hook: ResetHook | None = None,
+        redactor: Redactor | None = None,
+        on_timeline: TimelineHook | None = None,
+        on_wait: WaitHook | None = None,
+    ) -> None:
+        self.client = client
+        self.slug = slug
+        self.options = options
+        self.limiter = limiter
+        self.rate_key = rate_key
+        self.rate_limits = tuple(rate_limits)
+        self.overrides = overrides
+        self.classifier = classifier
+        self.reset_hook = reset_hook
+        self.redactor = redactor or Redactor()
+        self.on_timeline = on_timeline
+        self.on_wait = on_wait
+        self._checked_hosts: set[str] = set()
+
+    async def _guard(self, url: httpx.URL) -> None:
+        origin = f"{url.scheme}://{url.host}:{url.port}"
+        if origin not in self._checked_hosts:
+            await check_url(str(url), allow_private=self.options.allow_private_urls)
+            self._checked_hosts.add(origin)
+
+    async def _read_capped(self, response: httpx.Response) -> bytes:
+        cap = self.options.max_response_bytes
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise ProviderError(
+                f"{self.slug}: the response is larger than {cap} bytes", slug=self.slug
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap:
+                raise ProviderError(
+                    f"{self.slug}: the response is larger than {cap} bytes", slug=self.slug
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _wait(self, reason: str, seconds: float) -> None:
+        if self.on_wait is not None:
+            maybe = self.on_wait(reason, seconds)
+            if maybe is not None:
+                await maybe
+        await asyncio.sleep(testing_cap(seconds))
+
+    def _note(
+        self,
+        method: str,
+        url: str,
+        status: int | None,
+        started: float,
+        attempt: int,
+        note: str = "",
+    ) -> None:
+        if self.on_timeline is not None:
+            self.on_timeline(
+                TimelineEntry(
+                    at=time.time(),
+                    method=method,
+                    path=self.redactor(redact_path(url)),
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                    attempt=attempt,
+                    note=self.redactor(note),
+                )
+            )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: httpx.Auth | None = None,
+        expect_json: bool = True,
+    ) -> tuple[httpx.Response, Any]:
+        """Send with retries; returns the response and its parsed JSON (or raw bytes)."""
+        policy = self.options.retry
+        request = self.client.build_request(
+            method, url, params=params, json=json, data=data, headers=headers
+        )
+        await self._guard(request.url)
+        shown = str(request.url)
+        waited = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None and self.rate_limits:
+                waited += await self.limiter.acquire(
+                    self.rate_limits,
+                    self.rate_key,
+                    on_wait=self.on_wait,
+                    max_wait_s=policy.max_retry_after_s,
+                )
+            started = time.perf_counter()
+            response, body, resolution = await self._attempt(request, auth, expect_json)
+            status = response.status_code if response is not None else None
+            if resolution.action in (Action.OK, Action.IGNORE):
+                self._note(method, shown, status, started, attempt)
+                assert response is not None  # noqa: S101 - OK/IGNORE come from a response
+                return response, (body if resolution.action is Action.OK else None)
+            if resolution.action is Action.RATE_LIMITED and response is not None:
+                hint = parse_retry_after(response.headers.get("retry-after"))
+                if hint is None and self.reset_hook is not None:
+                    hint = self.reset_hook(response)
+                resolution = with_retry_after(resolution, hint)
+            self._note(method, shown, status, started, attempt, resolution.message)
+            retryable = resolution.action in (Action.RETRY, Action.RATE_LIMITED)
+            if not retryable or attempt >= policy.attempts:
+                raise self._error(resolution, method, shown, status)
+            delay = (
+                resolution.retry_after
+                if resolution.retry_after is not None
+                else policy.backoff(attempt)
+            )
+            if delay > policy.max_retry_after_s or waited + delay > policy.total_s:
+                raise self._error(resolution, method, shown, status)
+            reason = (
+                "rate limited by the provider"
+                if resolution.action is Action.RATE_LIMITED
+                else resolution.message
+            )
+            await self._wait(reason, delay)
+            waited += delay
+
+    async def _attempt(
+        self, request: httpx.Request, auth: httpx.Auth | None, expect_json: bool
+    ) -> tuple[httpx.Response | None, Any, Resolution]:
+        """One try: send, read the capped body, classify; transport failures are classified too."""
+        try:
+            kwargs: dict[str, Any] = {"stream": True}
+            if auth is not None:
+                kwargs["auth"] = auth
+            streamed = await self.client.send(request, **kwargs)
+            try:
+                raw = await self._read_capped(streamed)
+            finally:
+                await streamed.aclose()
+            headers = [
+                (k, v)
+                for k, v in streamed.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+            ]  # the body is decoded already
+            response = httpx.Response(
+                streamed.status_code, headers=headers, content=raw, request=request
+            )
+            resolution = classify(response, overrides=self.overrides, classifier=self.classifier)
+            body: Any = raw
+            if resolution.action is Action.OK and expect_json:
+                body = orjson.loads(raw) if raw.strip() else None
+        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            return None, None, classify_exception(exc)
+        return response, body, resolution
+
+    def _error(
+        self, resolution: Resolution, method: str, url: str, status: int | None
+    ) -> Exception:
+        error = to_error(
+            resolution, slug=self.slug, method=method, url=redact_url(url), status=status
+        )
+        error.message = self.redactor(error.message)
+        error.args = (error.message,)
+        return error
+
+    async def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        _, body = await self.request("GET", url, params=params, headers=headers)
+        return body
+
+
+__all__ = [
+    "HttpOptions",
+    "RateLimitedError",
+    "Requester",
+    "TimelineEntry",
+    "TransientProviderError",
+    "build_client",
+    "check_url",
+]

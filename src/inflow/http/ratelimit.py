@@ -1,0 +1,86 @@
+"""Outbound rate limits per (connector, credential): wait for a slot instead of being refused.
+
+Windows are ``limits`` strings (``"25/second"``, ``"60/minute"``, ``"10/day"``); the storage is
+in memory, or Redis when configured so that every worker shares one budget. A wait longer than
+``max_wait_s`` (a daily quota, say) is not slept through: ``RateLimitedError`` says until when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from inflow.errors import RateLimitedError
+
+WaitHook = Callable[[str, float], Awaitable[None] | None]
+
+
+class OutboundLimiter:
+    """Token windows keyed by a string; ``acquire`` sleeps until every window has room."""
+
+    def __init__(self, redis_url: str | None = None, *, namespace: str = "inflow-out") -> None:
+        storage = (
+            storage_from_string(
+                redis_url if redis_url.startswith("async+") else "async+" + redis_url,
+                implementation="redispy",
+                key_prefix=namespace,
+            )
+            if redis_url
+            else storage_from_string("async+memory://")
+        )
+        assert isinstance(storage, Storage)  # noqa: S101 - the async+ scheme guarantees it
+        self.storage = storage
+        self._limiter = MovingWindowRateLimiter(self.storage)
+
+    async def delay_for(self, items: Sequence[RateLimitItem], key: str) -> float:
+        """Seconds until ``key`` may send again under every window (0 when it may now)."""
+        delay = 0.0
+        for item in items:
+            if not await self._limiter.test(item, key):
+                stats = await self._limiter.get_window_stats(item, key)
+                delay = max(delay, stats.reset_time - time.time(), 0.01)
+        return delay
+
+    async def acquire(
+        self,
+        limits: Sequence[str],
+        key: str,
+        *,
+        max_wait_s: float = 120.0,
+        on_wait: WaitHook | None = None,
+    ) -> float:
+        """Take one slot in every window, waiting as needed; returns the seconds waited."""
+        items = [parse(limit) for limit in limits]
+        waited = 0.0
+        while True:
+            delay = await self.delay_for(items, key)
+            if delay <= 0:
+                if all([await self._limiter.hit(item, key) for item in items]):
+                    return waited
+                continue  # another worker took the slot between test and hit
+            if delay > max_wait_s:
+                raise RateLimitedError(
+                    f"the budget {', '.join(limits)} is used up; the next slot opens in "
+                    f"{delay:.0f} s",
+                    retry_after=delay,
+                )
+            if on_wait is not None:
+                maybe = on_wait(f"rate limit {', '.join(limits)}", delay)
+                if maybe is not None:
+                    await maybe
+            await asyncio.sleep(delay)
+            waited += delay
+
+    async def remaining(self, limit: str, key: str) -> tuple[int, float]:
+        """(slots left, epoch seconds when the window resets) for one window."""
+        stats = await self._limiter.get_window_stats(parse(limit), key)
+        return stats.remaining, stats.reset_time
+
+    async def reset(self) -> None:
+        await self.storage.reset()
