@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 from swagger_ui_bundle import swagger_ui_path
 
 from inflow import __version__
@@ -18,16 +20,47 @@ from inflow.api import errors
 from inflow.api.deps import rate_limit
 from inflow.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from inflow.api.ratelimit import Limiter
-from inflow.api.routes import audit, auth, health, integrations, sources, spaces
+from inflow.api.routes import audit, auth, health, integrations, runs, sources, spaces
+from inflow.http.client import HttpOptions
+from inflow.http.ratelimit import OutboundLimiter
 from inflow.settings import Settings, get_settings
 from inflow.storage.crypto import KeyRing, Vault, derive_key
 from inflow.storage.db import create_db_engine, make_session_factory, upgrade
+from inflow.storage.models import SyncRun
+from inflow.sync.engine import EngineDeps, recover_stale_runs
+from inflow.sync.worker import InProcessWorker
+
+
+def http_options(settings: Settings) -> HttpOptions:
+    return HttpOptions(
+        connect_timeout_s=settings.http_connect_timeout_s,
+        read_timeout_s=settings.http_read_timeout_s,
+        allow_private_urls=settings.allow_private_urls,
+    )
+
+
+def resume_runs(factory: sessionmaker[Session], worker: InProcessWorker) -> None:
+    """At start: runs whose worker died are failed; runs still queued are started."""
+    with factory() as session:
+        recover_stale_runs(session)
+        queued = list(
+            session.execute(select(SyncRun.id).where(SyncRun.status == "queued")).scalars()
+        )
+        session.commit()
+    for run_id in queued:
+        worker.submit(run_id)
 
 
 def create_app(
-    settings: Settings | None = None, *, engine: Engine | None = None, migrate: bool = True
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    migrate: bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build the app. Tests pass their own settings (and engine); ``serve`` uses the env."""
+    """Build the app. Tests pass their own settings (and engine); ``serve`` uses the env.
+
+    ``transport`` routes provider calls in-process (tests and the demo's mounted sandbox)."""
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.resolved_database_url)
     if migrate:
@@ -35,8 +68,9 @@ def create_app(
     keys = KeyRing(settings).keys()
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.worker.shutdown()
         engine.dispose()
 
     app = FastAPI(
@@ -54,12 +88,21 @@ def create_app(
     app.state.vault = Vault(keys)
     app.state.csrf_key = derive_key("csrf:" + keys[0].decode())
     app.state.limiter = Limiter(settings.redis_url)
+    app.state.engine_deps = EngineDeps(
+        factory=app.state.session_factory,
+        vault=app.state.vault,
+        options=http_options(settings),
+        limiter=OutboundLimiter(settings.redis_url),
+        transport=transport,
+    )
+    app.state.worker = InProcessWorker(app.state.engine_deps)
+    resume_runs(app.state.session_factory, app.state.worker)
 
     errors.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
 
-    for module in (health, auth, spaces, sources, integrations, audit):
+    for module in (health, auth, spaces, sources, runs, integrations, audit):
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")

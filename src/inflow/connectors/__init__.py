@@ -10,7 +10,7 @@ from inflow.connectors import example
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
-BUILTIN: tuple[Connector, ...] = (example.CONNECTOR,)
+BUILTIN: tuple[Connector, ...] = (example.CONNECTOR, example.OAUTH_CONNECTOR)
 log = get_logger(__name__)
 
 

@@ -5,17 +5,38 @@
 | `Connector` | identity (slug, title, category, docs), `Config` model, auth scheme, metric catalog |
 | `ConnectorConfig` | base of every connector's config: camelCase JSON, secrets as `SecretStr` |
 | `MetricDef` | one metric the provider really serves: key, label, unit, aggregation rule |
+| `Bearer`, `ApiKey`, `Basic`, `OAuth2*` | the auth scheme, with `{config.x}` templates |
+| `Stream` | one endpoint: path, records path, pagination, incremental cursor, parse/reduce |
+| `PageNumber`, `Offset`, `Cursor`, `NextUrl`, `LinkHeader`, `SinglePage` | pagination |
+| `Incremental` | cursor field, window parameters, lookback, slicing |
+| `Check` / check functions | the connection test, step by step (`CheckStep`) |
+| `RateLimit`, `errors`, `classify`, `reset_after` | provider budgets and error quirks |
+| `Asset`, `DataPoint` | the records streams yield |
 
 A connector module holds one `CONNECTOR = Connector(...)` literal and a few small functions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
+
+from inflow.connectors.records import Asset, DataPoint, Record
+from inflow.http.pagination import (
+    Cursor,
+    LinkHeader,
+    NextUrl,
+    Offset,
+    PageNumber,
+    Pagination,
+    SinglePage,
+)
+from inflow.http.resolution import Action, Classifier, Kind, ResetHook, Resolution
 
 Category = Literal["bi", "analytics", "social", "calling"]
 AuthType = Literal[
@@ -68,6 +89,199 @@ class MetricDef:
     weight_metric: str | None = None
 
 
+# ---------------------------------------------------------------- auth schemes
+# Values are templates: ``{config.<field>}`` (secrets unwrapped only when a client is built).
+
+
+@dataclass(frozen=True)
+class NoAuth:
+    """No credentials (public endpoints)."""
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """``Authorization: Bearer <token>``."""
+
+    token: str = "{config.api_key}"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key in a header (``X-Api-Key: …``, ``Authorization: Token …``) or a query parameter."""
+
+    value: str
+    header: str | None = "Authorization"
+    query_param: str | None = None
+
+
+@dataclass(frozen=True)
+class Basic:
+    """HTTP Basic auth."""
+
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class OAuth2ClientCredentials:
+    """Client-credentials grant; the token is cached until shortly before it expires."""
+
+    token_url: str
+    client_id: str = "{config.client_id}"
+    client_secret: str = "{config.client_secret}"
+    scope: str | None = None
+    auth_method: Literal["basic", "post"] = "post"
+
+
+@dataclass(frozen=True)
+class OAuth2AuthorizationCode:
+    """Authorization code + PKCE (S256); tokens come from the user's consent and are refreshed."""
+
+    authorize_url: str
+    token_url: str
+    client_id: str = "{config.client_id}"
+    client_secret: str = "{config.client_secret}"
+    scopes: tuple[str, ...] = ()
+    auth_method: Literal["basic", "post"] = "post"
+    authorize_params: Mapping[str, str] = field(default_factory=dict)
+    revoke_url: str | None = None
+
+
+@dataclass(frozen=True)
+class OAuth2JwtBearer:
+    """JWT-bearer grant (RFC 7523) with an assertion from the config."""
+
+    token_url: str
+    assertion: str = "{config.jwt}"
+    client_id: str = "{config.client_id}"
+    client_secret: str = "{config.client_secret}"
+    auth_method: Literal["basic", "post"] = "basic"
+
+
+AuthSpec = (
+    NoAuth
+    | Bearer
+    | ApiKey
+    | Basic
+    | OAuth2ClientCredentials
+    | OAuth2AuthorizationCode
+    | OAuth2JwtBearer
+)
+
+
+# ---------------------------------------------------------------- streams
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The provider's documented budget per credential, as ``limits`` strings."""
+
+    windows: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, *windows: str) -> RateLimit:
+        return cls(tuple(windows))
+
+
+@dataclass(frozen=True)
+class Incremental:
+    """How a stream reads only what is new.
+
+    Args:
+        cursor: the item field holding its position (an ISO datetime or date).
+        start_param / end_param: query parameters taking the window's bounds.
+        format: how bounds are written: ``iso`` (``2026-01-02T03:04:05Z``), ``date``,
+            ``epoch`` (seconds) or a ``strftime`` pattern.
+        lookback: re-read this much before the saved cursor, for late-arriving changes.
+        window: read in slices of this size (each slice checkpoints on its own).
+        initial: how far back a first sync reaches.
+        end_inclusive: the API's end bound includes that day (dates): the runtime sends the
+            last day of the window instead of the day after.
+        sorted: items come in ascending cursor order with an inclusive start bound, so the
+            state may be checkpointed after every page (else only at a window's end).
+    """
+
+    cursor: str
+    start_param: str | None = None
+    end_param: str | None = None
+    format: str = "iso"
+    lookback: timedelta = timedelta(0)
+    window: timedelta | None = None
+    initial: timedelta = timedelta(days=30)
+    end_inclusive: bool = False
+    sorted: bool = False
+
+
+@dataclass(frozen=True)
+class Window:
+    """The period a read covers: ``[start, end)``."""
+
+    start: datetime
+    end: datetime
+
+
+class Context(Protocol):
+    """What a connector's functions see: its config, the window, the parent item, HTTP."""
+
+    config: Any
+    window: Window | None
+    parent: Mapping[str, Any] | None
+
+    async def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any: ...
+
+    async def post_json(self, path: str, *, json: Any = None) -> Any: ...
+
+
+ItemParser = Callable[[Mapping[str, Any], Context], Iterable[Record]]
+SliceReducer = Callable[[list[Mapping[str, Any]], Context], Iterable[Record]]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One endpoint read to the end.
+
+    Items are found at the dotted ``records`` path of each page; ``parse`` turns one item into
+    records, or ``reduce`` turns every item of a window into records (daily totals from call
+    logs). ``parent`` names a stream whose items this one is read for (``{parent.id}``).
+    ``deletes``: a full read of this asset stream is complete, so an asset not seen is deleted.
+    """
+
+    name: str
+    path: str
+    records: str = ""
+    pages: Pagination = field(default_factory=SinglePage)
+    params: Mapping[str, str | int] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    incremental: Incremental | None = None
+    parse: ItemParser | None = None
+    reduce: SliceReducer | None = None
+    parent: str | None = None
+    deletes: bool = False
+    fetchable: bool = True  # part of a date-range fetch (data points)
+
+
+@dataclass(frozen=True)
+class CheckStep:
+    """One line of a connection test."""
+
+    name: str
+    ok: bool
+    message: str
+
+
+CheckFunction = Callable[[Context], Awaitable[list[CheckStep]]]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A cheap authenticated GET that proves the credentials work."""
+
+    path: str
+    name: str = "authenticated"
+    ok_message: str = "the provider accepted the credentials"
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Connector:
     """A provider, declared: identity, config model, auth scheme and metric catalog."""
@@ -80,11 +294,60 @@ class Connector:
     description: str = ""
     docs_url: str = ""
     metrics: tuple[MetricDef, ...] = ()
+    base_url: str = ""
+    auth: AuthSpec = field(default_factory=NoAuth)
+    checks: tuple[Check | CheckFunction, ...] = ()
+    streams: tuple[Stream, ...] = ()
+    rate_limit: RateLimit = field(default_factory=RateLimit)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    errors: Mapping[int, Action] = field(default_factory=dict)
+    classify: Classifier | None = None
+    reset_after: ResetHook | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config_schema(self) -> dict[str, Any]:
         """The JSON Schema of ``Config`` by alias: secrets are ``writeOnly`` passwords."""
-        return self.config.model_json_schema(by_alias=True)
+        schema = self.config.model_json_schema(by_alias=True)
+        for name in self.config.secret_fields():
+            # pydantic marks SecretStr itself, so an optional secret carries the marks only
+            # inside its anyOf; clients read them on the property.
+            schema["properties"][name].update(writeOnly=True, format="password")
+        return schema
 
     def metric(self, key: str) -> MetricDef | None:
         return next((m for m in self.metrics if m.key == key), None)
+
+
+__all__ = [
+    "Action",
+    "ApiKey",
+    "Asset",
+    "AuthSpec",
+    "Basic",
+    "Bearer",
+    "Check",
+    "CheckStep",
+    "Connector",
+    "ConnectorConfig",
+    "Context",
+    "Cursor",
+    "DataPoint",
+    "Incremental",
+    "Kind",
+    "LinkHeader",
+    "MetricDef",
+    "NextUrl",
+    "NoAuth",
+    "OAuth2AuthorizationCode",
+    "OAuth2ClientCredentials",
+    "OAuth2JwtBearer",
+    "Offset",
+    "PageNumber",
+    "Pagination",
+    "RateLimit",
+    "Record",
+    "Resolution",
+    "SinglePage",
+    "Stream",
+    "Window",
+]

@@ -1,0 +1,319 @@
+"""Connection tests, fetch previews, syncs and their runs."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+from sqlalchemy import select
+
+from inflow.api.authz import require
+from inflow.api.deps import AuditDep, CurrentUser, SessionDep
+from inflow.api.schemas import Schema
+from inflow.connectors.records import DataPoint
+from inflow.connectors.spec import Window
+from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
+from inflow.storage import repo
+from inflow.storage.models import DataSource, Experiment, ExperimentDataPoint, SyncRun
+from inflow.sync.engine import enqueue_run, fetch_points, test_source
+from inflow.sync.worker import InProcessWorker
+
+router = APIRouter(tags=["runs"])
+
+
+class CheckPublic(Schema):
+    name: str
+    ok: bool
+    message: str
+
+
+class TestResult(Schema):
+    success: bool
+    message: str
+    checks: list[CheckPublic]
+
+
+class FetchRequest(Schema):
+    start_date: datetime | date | None = None
+    end_date: datetime | date | None = None
+    auto_create: bool = False
+    link_to_tests: list[uuid.UUID] = Field(default_factory=list)
+
+
+class DataPointPublic(Schema):
+    metric: str
+    value: float
+    unit: str | None
+    period_start: datetime
+    period_end: datetime
+    dimensions: dict[str, str]
+    complete: bool
+
+
+class FetchResult(Schema):
+    success: bool
+    message: str
+    data_points: list[DataPointPublic]
+    created: int
+
+
+class RunCounts(Schema):
+    created: int
+    updated: int
+    unchanged: int
+    deleted: int
+
+
+class RunPublic(Schema):
+    id: uuid.UUID
+    source_id: uuid.UUID
+    trigger: str
+    status: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: RunCounts
+    error: dict[str, Any] | None = None
+    waiting: dict[str, Any] | None = None
+    timeline: dict[str, Any] | None = None
+
+
+class RunQueued(Schema):
+    run_id: uuid.UUID
+
+
+def _worker(request: Request) -> InProcessWorker:
+    worker: InProcessWorker = request.app.state.worker
+    return worker
+
+
+def run_public(run: SyncRun, *, timeline: bool = False) -> RunPublic:
+    return RunPublic(
+        id=run.id,
+        source_id=run.source_id,
+        trigger=run.trigger,
+        status=run.status,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=RunCounts(
+            created=run.created, updated=run.updated, unchanged=run.unchanged, deleted=run.deleted
+        ),
+        error=run.error,
+        waiting=run.waiting,
+        timeline=run.timeline if timeline else None,
+    )
+
+
+@router.post("/api/data-sources/{source_id}/test", operation_id="data-sources-test")
+def test(
+    source_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> TestResult:
+    """Test the connection step by step; updates the source's health."""
+    require(session, user, DataSource, source_id, audit=audit)
+    session.commit()  # release the database before the (slow) provider calls
+    steps = _worker(request).call(test_source(request.app.state.engine_deps, source_id))
+    ok = bool(steps) and all(s.ok for s in steps)
+    failed = next((s for s in steps if not s.ok), None)
+    message = "connection test passed" if ok else (failed.message if failed else "no checks ran")
+    audit(
+        "source.test",
+        "success" if ok else "failure",
+        target=f"data_sources:{source_id}",
+        details={"failedStep": failed.name if failed else None},
+    )
+    return TestResult(
+        success=ok,
+        message=message,
+        checks=[CheckPublic(name=s.name, ok=s.ok, message=s.message) for s in steps],
+    )
+
+
+def _as_moment(value: datetime | date, *, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    moment = datetime.combine(value, time.min, UTC)
+    return moment + timedelta(days=1) if end else moment  # a date as end means "through it"
+
+
+def fetch_window(body: FetchRequest, now: datetime) -> Window:
+    """The date range asked for, checked: end after start, nothing in the future."""
+    end = _as_moment(body.end_date, end=True) if body.end_date else now
+    start = _as_moment(body.start_date, end=False) if body.start_date else end - timedelta(days=7)
+    errors = []
+    if start >= end:
+        errors.append(FieldError("endDate", "the end must be after the start"))
+    if start > now:
+        errors.append(FieldError("startDate", "the start is in the future"))
+    if end > now + timedelta(days=1):
+        errors.append(FieldError("endDate", "the end is in the future"))
+    if errors:
+        raise ValidationFailedError("invalid date range", errors)
+    return Window(start, min(end, now + timedelta(days=1)))
+
+
+def _tests_for_link(
+    session: SessionDep, user: CurrentUser, ids: list[uuid.UUID], audit: AuditDep
+) -> list[uuid.UUID]:
+    bad = []
+    for test_id in ids:
+        try:
+            require(session, user, Experiment, test_id, audit=audit)
+        except NotFoundError:
+            bad.append(FieldError("linkToTests", f"test {test_id} not found"))
+    if bad:
+        raise ValidationFailedError("unknown tests in linkToTests", bad)
+    return ids
+
+
+def link_points(
+    session: SessionDep, *, source_id: uuid.UUID, points: list[DataPoint], test_ids: list[uuid.UUID]
+) -> None:
+    if not test_ids or not points:
+        return
+    from inflow.storage.models import DataPoint as Row
+
+    keys = {(p.metric, p.granularity, p.period_start, p.dimensions_key) for p in points}
+    rows = session.execute(
+        select(Row.id, Row.metric, Row.granularity, Row.period_start, Row.dimensions_key).where(
+            Row.source_id == source_id, Row.metric.in_({k[0] for k in keys})
+        )
+    )
+    ids = [
+        r.id for r in rows if (r.metric, r.granularity, r.period_start, r.dimensions_key) in keys
+    ]
+    for test_id in test_ids:
+        linked = set(
+            session.execute(
+                select(ExperimentDataPoint.data_point_id).where(
+                    ExperimentDataPoint.test_id == test_id
+                )
+            ).scalars()
+        )
+        session.add_all(
+            ExperimentDataPoint(test_id=test_id, data_point_id=i) for i in ids if i not in linked
+        )
+
+
+@router.post("/api/data-sources/{source_id}/fetch", operation_id="data-sources-fetch")
+def fetch(
+    source_id: uuid.UUID,
+    body: FetchRequest,
+    request: Request,
+    user: CurrentUser,
+    session: SessionDep,
+    audit: AuditDep,
+) -> FetchResult:
+    """Read metrics for a date range; with autoCreate store them (idempotently) and link them."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    window = fetch_window(body, datetime.now(UTC))
+    tests = _tests_for_link(session, user, body.link_to_tests, audit)
+    session.commit()
+    deps = request.app.state.engine_deps
+    try:
+        points = _worker(request).call(fetch_points(deps, source_id, window))
+    except InflowError as exc:
+        audit(
+            "source.fetch",
+            "failure",
+            target=f"data_sources:{source_id}",
+            details={"error": exc.message},
+        )
+        session.commit()
+        return FetchResult(success=False, message=exc.message, data_points=[], created=0)
+    created = 0
+    if body.auto_create:
+        counts = repo.upsert_data_points(session, source_id=source.id, points=points)
+        session.flush()
+        link_points(session, source_id=source.id, points=points, test_ids=tests)
+        created = counts.created
+    audit(
+        "source.fetch",
+        target=f"data_sources:{source_id}",
+        details={"points": len(points), "created": created, "autoCreate": body.auto_create},
+    )
+    return FetchResult(
+        success=True,
+        message=f"{len(points)} data points for {window.start.date()} to {window.end.date()}",
+        data_points=[
+            DataPointPublic(
+                metric=p.metric,
+                value=p.value,
+                unit=p.unit,
+                period_start=p.period_start,
+                period_end=p.period_end,
+                dimensions=dict(p.dimensions),
+                complete=p.complete,
+            )
+            for p in points
+        ],
+        created=created,
+    )
+
+
+@router.post(
+    "/api/data-sources/{source_id}/sync", status_code=202, operation_id="data-sources-sync"
+)
+def sync(
+    source_id: uuid.UUID, request: Request, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> RunQueued:
+    """Start an incremental sync in the background (409 while one is queued or running)."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    run = enqueue_run(session, source=source, trigger="manual")
+    audit("source.sync", target=f"data_sources:{source_id}", details={"runId": str(run.id)})
+    session.commit()
+    _worker(request).submit(run.id)
+    return RunQueued(run_id=run.id)
+
+
+def _require_run(
+    session: SessionDep, user: CurrentUser, run_id: uuid.UUID, audit: AuditDep
+) -> SyncRun:
+    run = session.get(SyncRun, run_id)
+    if run is None:
+        raise NotFoundError(f"run {run_id} not found")
+    try:
+        require(session, user, DataSource, run.source_id, audit=audit, action="read")
+    except NotFoundError as exc:
+        raise NotFoundError(f"run {run_id} not found") from exc
+    return run
+
+
+@router.get("/api/runs/{run_id}", operation_id="runs-get")
+def get_run(
+    run_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> RunPublic:
+    """A run with its counts, error, waiting state and request timeline."""
+    return run_public(_require_run(session, user, run_id, audit), timeline=True)
+
+
+@router.post("/api/runs/{run_id}/cancel", status_code=202, operation_id="runs-cancel")
+def cancel_run(
+    run_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> RunPublic:
+    """Ask a queued or running run to stop after its current batch."""
+    run = _require_run(session, user, run_id, audit)
+    if run.status in ("queued", "running"):
+        run.cancel_requested = True
+        if run.status == "queued":
+            run.status = "cancelled"
+    audit("run.cancel", target=f"sync_runs:{run_id}")
+    return run_public(run)
+
+
+@router.get("/api/data-sources/{source_id}/runs", operation_id="data-sources-runs")
+def list_runs(
+    source_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
+) -> list[RunPublic]:
+    """The source's runs, newest first."""
+    require(session, user, DataSource, source_id, audit=audit, action="read")
+    rows = session.execute(
+        select(SyncRun)
+        .where(SyncRun.source_id == source_id)
+        .order_by(SyncRun.created_at.desc())
+        .limit(100)
+    ).scalars()
+    return [run_public(r) for r in rows]

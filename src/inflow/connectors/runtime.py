@@ -1,0 +1,421 @@
+"""The one interpreter: a connector spec plus a config become HTTP clients, checks and reads.
+
+``ConnectorRuntime`` is opened per source (``async with``). It renders placeholders, builds the
+auth flow, and drives pagination, incremental windows, parent streams and a stream's
+``parse``/``reduce`` into ``Chunk``s of records with the checkpoint each one reaches. It never
+touches storage: the sync engine decides what to keep.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from inflow.connectors.records import Record
+from inflow.connectors.spec import (
+    ApiKey,
+    AuthSpec,
+    Basic,
+    Bearer,
+    Check,
+    CheckStep,
+    Connector,
+    ConnectorConfig,
+    NoAuth,
+    OAuth2AuthorizationCode,
+    OAuth2ClientCredentials,
+    OAuth2JwtBearer,
+    Stream,
+    Window,
+)
+from inflow.errors import ConfigError, CredentialsError, InflowError, StateError
+from inflow.http.auth import (
+    BearerAuth,
+    ClientCredentials,
+    HeaderAuth,
+    JwtBearer,
+    OAuth2Auth,
+    QueryAuth,
+    RefreshingTokens,
+    TokenStore,
+)
+from inflow.http.client import HttpOptions, Requester, TimelineHook, WaitHook, build_client
+from inflow.http.oauth import OAuthClient, oauth_error_classifier
+from inflow.http.pagination import dig
+from inflow.http.ratelimit import OutboundLimiter
+from inflow.http.redact import Redactor
+
+
+class _Attrs(dict[str, Any]):
+    """A mapping whose keys read as attributes, for ``{parent.id}`` placeholders."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+def _plain(config: ConnectorConfig) -> _Attrs:
+    values = {}
+    for name in type(config).model_fields:
+        value = getattr(config, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        values[name] = "" if value is None else value
+    return _Attrs(values)
+
+
+def secrets_of(config: ConnectorConfig) -> list[str]:
+    """Every secret value of a config (for the redactor)."""
+    return [
+        v.get_secret_value()
+        for name in type(config).model_fields
+        if isinstance(v := getattr(config, name), SecretStr)
+    ]
+
+
+_FORMATTER = string.Formatter()
+
+
+def placeholders(template: str) -> list[str]:
+    """The field names a template uses (``config.api_key``, ``parent.id``)."""
+    return [name for _, name, _, _ in _FORMATTER.parse(template) if name]
+
+
+def render(template: str, **context: Any) -> str:
+    """Fill ``{config.x}``, ``{parent.x}``, ``{window.start}`` placeholders (formatting only)."""
+    try:
+        return template.format_map(context)
+    except (KeyError, AttributeError) as exc:
+        raise ConfigError(f"the template {template!r} names an unknown value: {exc}") from exc
+
+
+def format_bound(moment: datetime, fmt: str) -> str:
+    if fmt == "iso":
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if fmt == "date":
+        return moment.date().isoformat()
+    if fmt == "epoch":
+        return str(int(moment.timestamp()))
+    return moment.strftime(fmt)
+
+
+def parse_cursor(value: Any) -> datetime | None:
+    """An item's cursor value as a UTC datetime (ISO datetime or date, or epoch seconds)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), UTC)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise StateError(f"cursor value {text!r} is not a date or datetime") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _midnight(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), datetime.min.time(), UTC)
+
+
+def windows(start: datetime, end: datetime, size: timedelta | None) -> list[Window]:
+    if size is None or start >= end:
+        return [Window(start, end)]
+    out = []
+    cursor = start
+    while cursor < end:
+        out.append(Window(cursor, min(cursor + size, end)))
+        cursor += size
+    return out
+
+
+@dataclass
+class Chunk:
+    """Records read, and the stream state reached once they are stored (None: no checkpoint)."""
+
+    records: list[Record]
+    state: dict[str, Any] | None = None
+    items: int = 0
+
+
+@dataclass
+class _Context:
+    runtime: ConnectorRuntime
+    config: Any
+    window: Window | None = None
+    parent: Mapping[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def _render(self, template: str) -> str:
+        return render(
+            template, config=self.config, parent=_Attrs(self.parent or {}), window=self.window
+        )
+
+    async def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.runtime.requester.get_json(self._render(path), params=params)
+
+    async def post_json(self, path: str, *, json: Any = None) -> Any:
+        _, body = await self.runtime.requester.request("POST", self._render(path), json=json)
+        return body
+
+
+class ConnectorRuntime:
+    """One connector, one config, one HTTP client: checks and stream reads."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        config: ConnectorConfig,
+        *,
+        options: HttpOptions,
+        key: str,
+        limiter: OutboundLimiter | None = None,
+        token_store: TokenStore | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        on_timeline: TimelineHook | None = None,
+        on_wait: WaitHook | None = None,
+    ) -> None:
+        self.connector = connector
+        self.config = config
+        self.values = _plain(config)
+        self.options = options
+        self.key = key
+        self.limiter = limiter or OutboundLimiter()
+        self.token_store = token_store
+        self.transport = transport
+        self.on_timeline = on_timeline
+        self.on_wait = on_wait
+        self.redactor = Redactor(secrets_of(config))
+        base = getattr(config, "base_url", None) or connector.base_url
+        self.base_url = str(base).rstrip("/")
+        self.client = build_client(
+            options,
+            base_url=self.base_url,
+            transport=transport,
+            headers={k: self._render(v) for k, v in connector.headers.items()},
+        )
+        self.requester = self._requester(self.client)
+        auth = self._auth(connector.auth)
+        if auth is not None:
+            self.client.auth = auth
+
+    # -- building
+
+    def _render(self, template: str) -> str:
+        return render(template, config=self.values)
+
+    def _requester(self, client: httpx.AsyncClient, *, token_endpoint: bool = False) -> Requester:
+        return Requester(
+            client,
+            slug=self.connector.slug,
+            options=self.options,
+            limiter=self.limiter,
+            rate_key=f"{self.connector.slug}:{self.key}",
+            rate_limits=() if token_endpoint else self.connector.rate_limit.windows,
+            overrides=None if token_endpoint else self.connector.errors,
+            classifier=oauth_error_classifier if token_endpoint else self.connector.classify,
+            reset_hook=None if token_endpoint else self.connector.reset_after,
+            redactor=self.redactor,
+            on_timeline=self.on_timeline,
+            on_wait=self.on_wait,
+        )
+
+    def oauth_client(self) -> OAuthClient:
+        auth = self.connector.auth
+        if not isinstance(
+            auth, OAuth2ClientCredentials | OAuth2AuthorizationCode | OAuth2JwtBearer
+        ):
+            raise ConfigError(f"{self.connector.slug} does not use OAuth")
+        auth_base = str(getattr(self.config, "auth_url", None) or self.base_url).rstrip("/")
+        return OAuthClient(
+            token_url=render(auth.token_url, config=self.values, auth_url=auth_base),
+            client_id=self._render(auth.client_id),
+            client_secret=self._render(auth.client_secret) or None,
+            auth_method=auth.auth_method,
+        )
+
+    def token_request(self) -> Any:
+        # Token calls use their own client: no provider auth, no provider rate limit.
+        token_client = build_client(self.options, transport=self.transport)
+        self._token_client = token_client
+        return self.oauth_client().token_request(self._requester(token_client, token_endpoint=True))
+
+    def _auth(self, spec: AuthSpec) -> httpx.Auth | None:
+        key = f"{self.connector.slug}:{self.key}"
+        if isinstance(spec, NoAuth):
+            return None
+        if isinstance(spec, Bearer):
+            return BearerAuth(self._render(spec.token))
+        if isinstance(spec, ApiKey):
+            value = self._render(spec.value)
+            if spec.query_param:
+                return QueryAuth(spec.query_param, value)
+            return HeaderAuth(spec.header or "Authorization", value)
+        if isinstance(spec, Basic):
+            return httpx.BasicAuth(self._render(spec.username), self._render(spec.password))
+        if isinstance(spec, OAuth2ClientCredentials):
+            return OAuth2Auth(ClientCredentials(key, self.token_request(), scope=spec.scope))
+        if isinstance(spec, OAuth2JwtBearer):
+            return OAuth2Auth(
+                JwtBearer(key, self.token_request(), assertion=self._render(spec.assertion))
+            )
+        if self.token_store is None:
+            raise CredentialsError("this source has no OAuth tokens yet: connect it first")
+        return OAuth2Auth(RefreshingTokens(key, self.token_store, self.token_request()))
+
+    async def __aenter__(self) -> ConnectorRuntime:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.client.aclose()
+        token_client = getattr(self, "_token_client", None)
+        if token_client is not None:
+            await token_client.aclose()
+
+    def context(
+        self, *, window: Window | None = None, parent: Mapping[str, Any] | None = None
+    ) -> _Context:
+        return _Context(self, self.values, window, parent)
+
+    # -- checks
+
+    async def check(self) -> list[CheckStep]:
+        """Run the connector's connection test; a failing step ends it."""
+        steps: list[CheckStep] = []
+        for check in self.connector.checks:
+            try:
+                if isinstance(check, Check):
+                    await self.requester.get_json(self._render(check.path), params=check.params)
+                    steps.append(CheckStep(check.name, True, check.ok_message))
+                else:
+                    steps.extend(await check(self.context()))
+            except InflowError as exc:
+                steps.append(
+                    CheckStep(
+                        check.name if isinstance(check, Check) else "check", False, exc.message
+                    )
+                )
+                break
+            if steps and not steps[-1].ok:
+                break
+        return steps
+
+    # -- reads
+
+    def stream(self, name: str) -> Stream:
+        for stream in self.connector.streams:
+            if stream.name == name:
+                return stream
+        raise ConfigError(f"{self.connector.slug} has no stream {name!r}")
+
+    async def items(
+        self,
+        stream: Stream,
+        *,
+        window: Window | None = None,
+        parent: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[list[Mapping[str, Any]]]:
+        """The raw items of a stream, page by page (for one window and one parent item)."""
+        ctx = self.context(window=window, parent=parent)
+        path = ctx._render(stream.path)
+        params: dict[str, Any] = {k: ctx._render(str(v)) for k, v in stream.params.items()}
+        inc = stream.incremental
+        if inc is not None and window is not None:
+            if inc.start_param:
+                params[inc.start_param] = format_bound(window.start, inc.format)
+            if inc.end_param:
+                end = window.end - timedelta(days=1) if inc.end_inclusive else window.end
+                params[inc.end_param] = format_bound(end, inc.format)
+        headers = {k: ctx._render(v) for k, v in stream.headers.items()}
+        step = stream.pages.first()
+        while True:
+            url = step.url or path
+            query = {**params, **step.params} if step.url is None else {}
+            response, body = await self.requester.request("GET", url, params=query, headers=headers)
+            found = dig(body, stream.records)
+            items = found if isinstance(found, list) else ([] if found is None else [found])
+            yield items
+            next_step = stream.pages.next(step, body, len(items), response.headers)
+            if next_step is None:
+                return
+            step = next_step
+
+    def plan(
+        self, stream: Stream, state: Mapping[str, Any] | None, window: Window | None, now: datetime
+    ) -> list[Window] | None:
+        """The windows to read: the given one, or from the saved cursor (minus lookback) to now."""
+        inc = stream.incremental
+        if inc is None:
+            return [window] if window is not None else None
+        if window is None:
+            cursor = parse_cursor((state or {}).get("cursor"))
+            start = (cursor - inc.lookback) if cursor else now - inc.initial
+            window = Window(start, now)
+        if inc.format == "date":  # whole days: from midnight, through the day that holds `end`
+            start = _midnight(window.start)
+            end = _midnight(window.end)
+            window = Window(start, end + timedelta(days=1) if end < window.end else end)
+        return windows(window.start, window.end, inc.window)
+
+    async def read(
+        self,
+        stream: Stream,
+        *,
+        state: Mapping[str, Any] | None = None,
+        window: Window | None = None,
+        now: datetime | None = None,
+    ) -> AsyncIterator[Chunk]:
+        """Records of a stream in chunks; each chunk's ``state`` is safe to commit with it."""
+        now = now or datetime.now(UTC)
+        parents: Sequence[Mapping[str, Any] | None] = [None]
+        if stream.parent:
+            parent_stream = self.stream(stream.parent)
+            parents = [item async for page in self.items(parent_stream) for item in page]
+        planned: Sequence[Window | None] = self.plan(stream, state, window, now) or [None]
+        for win in planned:
+            max_cursor: datetime | None = None
+            collected: list[Mapping[str, Any]] = []
+            inc = stream.incremental
+            per_page = inc is not None and inc.sorted and not stream.parent and win is not None
+            for parent in parents:
+                ctx = self.context(window=win, parent=parent)
+                async for page in self.items(stream, window=win, parent=parent):
+                    if stream.reduce is not None:
+                        collected.extend(page)
+                        continue
+                    records: list[Record] = []
+                    parse = stream.parse
+                    for item in page:
+                        if parse is not None:
+                            records.extend(parse(item, ctx))
+                        if inc is not None:
+                            seen = parse_cursor(dig(item, inc.cursor))
+                            if seen is not None and (max_cursor is None or seen > max_cursor):
+                                max_cursor = seen
+                    checkpoint = None
+                    if per_page and max_cursor is not None:
+                        checkpoint = {"cursor": format_bound(max_cursor, "iso")}
+                    yield Chunk(records, checkpoint, len(page))
+            if stream.reduce is not None:
+                ctx = self.context(window=win, parent=None)
+                yield Chunk(list(stream.reduce(collected, ctx)), None, len(collected))
+            if win is not None and inc is not None:
+                # The window was read to its end: the next read starts there (minus lookback).
+                yield Chunk([], {"cursor": format_bound(min(win.end, now), "iso")})

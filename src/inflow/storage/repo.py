@@ -1,0 +1,284 @@
+"""Repository functions for the sync path: the one upsert path for assets and data points,
+stream state, and run bookkeeping. Keyword-only arguments after the session.
+
+Upserts compare with what is stored, so the counts are exact on every backend: a record
+is *created*, *updated* (its previous data-point value kept as a revision) or *unchanged*.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from inflow.connectors.records import Asset, DataPoint
+from inflow.storage.models import Base, StreamState, utcnow
+
+ASSETS = Base.metadata.tables["assets"]
+DATA_POINTS = Base.metadata.tables["data_points"]
+REVISIONS = Base.metadata.tables["data_point_revisions"]
+KEY_CHUNK = 400  # keys per lookup query (4 bind parameters each, well under SQLite's limit)
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def add(self, other: Counts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "deleted": self.deleted,
+        }
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def upsert_data_points(
+    session: Session, *, source_id: uuid.UUID, points: Sequence[DataPoint]
+) -> Counts:
+    """Insert new points, update changed ones (keeping the old value as a revision)."""
+    latest: dict[tuple[str, str, datetime, str], DataPoint] = {}
+    for point in points:  # the last value of a key in a batch wins
+        latest[(point.metric, point.granularity, point.period_start, point.dimensions_key)] = point
+    counts = Counts()
+    if not latest:
+        return counts
+    table = DATA_POINTS
+    existing: dict[tuple[str, str, datetime, str], tuple[uuid.UUID, float, bool]] = {}
+    key_cols = tuple_(
+        table.c.metric, table.c.granularity, table.c.period_start, table.c.dimensions_key
+    )
+    for chunk in _chunks(list(latest), KEY_CHUNK):
+        rows = session.execute(
+            select(
+                table.c.id,
+                table.c.metric,
+                table.c.granularity,
+                table.c.period_start,
+                table.c.dimensions_key,
+                table.c.value,
+                table.c.complete,
+            ).where(table.c.source_id == source_id, key_cols.in_(chunk))
+        )
+        for row in rows:
+            existing[(row.metric, row.granularity, row.period_start, row.dimensions_key)] = (
+                row.id,
+                row.value,
+                row.complete,
+            )
+    now = utcnow()
+    new_rows: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    revisions: list[dict[str, Any]] = []
+    for key, p in latest.items():
+        found = existing.get(key)
+        if found is None:
+            new_rows.append(
+                {
+                    "id": uuid.uuid4(),
+                    "source_id": source_id,
+                    "metric": p.metric,
+                    "granularity": p.granularity,
+                    "period_start": p.period_start,
+                    "period_end": p.period_end,
+                    "timezone": p.timezone,
+                    "dimensions": dict(p.dimensions),
+                    "dimensions_key": key[3],
+                    "value": p.value,
+                    "unit": p.unit,
+                    "weight": p.weight,
+                    "complete": p.complete,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        elif found[1] != p.value or found[2] != p.complete:
+            changed.append(
+                {
+                    "_id": found[0],
+                    "value": p.value,
+                    "complete": p.complete,
+                    "weight": p.weight,
+                    "updated_at": now,
+                }
+            )
+            revisions.append(
+                {
+                    "data_point_id": found[0],
+                    "value": found[1],
+                    "complete": found[2],
+                    "recorded_at": now,
+                    "replaced_at": now,
+                }
+            )
+        else:
+            counts.unchanged += 1
+    if new_rows:
+        session.execute(insert(table), new_rows)
+        counts.created = len(new_rows)
+    if changed:
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("_id"))
+            .values(
+                value=bindparam("value"),
+                complete=bindparam("complete"),
+                weight=bindparam("weight"),
+                updated_at=bindparam("updated_at"),
+            ),
+            changed,
+        )
+        session.execute(insert(REVISIONS), revisions)
+        counts.updated = len(changed)
+    return counts
+
+
+def asset_hash(asset: Asset) -> str:
+    payload = orjson.dumps(
+        [
+            asset.kind,
+            asset.name,
+            asset.url,
+            asset.embed_url,
+            asset.folder,
+            asset.updated_at.isoformat() if asset.updated_at else None,
+            dict(asset.extra),
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(payload).hexdigest()
+
+
+def upsert_assets(
+    session: Session,
+    *,
+    source_id: uuid.UUID,
+    space_id: uuid.UUID | None,
+    assets: Sequence[Asset],
+    seen_at: datetime,
+) -> tuple[Counts, list[tuple[uuid.UUID, str]]]:
+    """Upsert reports/dashboards; returns the counts and ``(id, "created"|"updated")`` changes."""
+    latest = {a.external_id: a for a in assets}
+    counts = Counts()
+    changes: list[tuple[uuid.UUID, str]] = []
+    if not latest:
+        return counts, changes
+    table = ASSETS
+    existing = {
+        row.external_id: row
+        for chunk in _chunks(list(latest), KEY_CHUNK)
+        for row in session.execute(
+            select(
+                table.c.id,
+                table.c.external_id,
+                table.c.content_hash,
+                table.c.deleted_at,
+                table.c.space_id,
+            ).where(table.c.source_id == source_id, table.c.external_id.in_(chunk))
+        )
+    }
+    now = utcnow()
+    for external_id, a in latest.items():
+        digest = asset_hash(a)
+        values = {
+            "kind": a.kind,
+            "name": a.name,
+            "url": a.url,
+            "embed_url": a.embed_url,
+            "folder": a.folder,
+            "extra": dict(a.extra),
+            "content_hash": digest,
+            "remote_updated_at": a.updated_at,
+            "last_seen_at": seen_at,
+            "deleted_at": None,
+        }
+        row = existing.get(external_id)
+        if row is None:
+            new_id = uuid.uuid4()
+            session.execute(
+                insert(table).values(
+                    id=new_id,
+                    source_id=source_id,
+                    space_id=space_id,
+                    external_id=external_id,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
+            )
+            counts.created += 1
+            changes.append((new_id, "created"))
+        elif row.content_hash != digest or row.deleted_at is not None or row.space_id != space_id:
+            session.execute(
+                update(table)
+                .where(table.c.id == row.id)
+                .values(updated_at=now, space_id=space_id, **values)
+            )
+            counts.updated += 1
+            changes.append((row.id, "updated"))
+        else:
+            session.execute(update(table).where(table.c.id == row.id).values(last_seen_at=seen_at))
+            counts.unchanged += 1
+    return counts, changes
+
+
+def mark_unseen_assets_deleted(
+    session: Session, *, source_id: uuid.UUID, kinds: Sequence[str], seen_since: datetime
+) -> int:
+    """Assets of ``kinds`` not seen since ``seen_since`` vanished upstream: mark them deleted."""
+    table = ASSETS
+    result = session.execute(
+        update(table)
+        .where(
+            table.c.source_id == source_id,
+            table.c.kind.in_(kinds),
+            table.c.deleted_at.is_(None),
+            (table.c.last_seen_at.is_(None)) | (table.c.last_seen_at < seen_since),
+        )
+        .values(deleted_at=utcnow())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def load_state(session: Session, *, source_id: uuid.UUID, stream: str) -> dict[str, Any] | None:
+    row = session.get(StreamState, (source_id, stream))
+    return dict(row.state) if row is not None else None
+
+
+def save_state(
+    session: Session, *, source_id: uuid.UUID, stream: str, state: dict[str, Any]
+) -> dict[str, Any]:
+    """Store a stream's state; a cursor never moves backwards."""
+    row = session.get(StreamState, (source_id, stream))
+    if row is None:
+        session.add(
+            StreamState(source_id=source_id, stream=stream, state=state, updated_at=utcnow())
+        )
+        return state
+    old, new = row.state.get("cursor"), state.get("cursor")
+    if isinstance(old, str) and isinstance(new, str) and new < old:
+        state = {**state, "cursor": old}  # ISO-8601 UTC strings compare in time order
+    row.state = state
+    row.updated_at = utcnow()
+    return state

@@ -1,0 +1,1 @@
+"""The sync engine: streams → batches → idempotent upsert + checkpoint, runs, scheduling."""

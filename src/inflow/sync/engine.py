@@ -1,0 +1,472 @@
+"""The sync engine: streams → batches → one transaction per batch (upsert + checkpoint).
+
+- Records stream through a bounded queue: the next page is fetched while a batch is written
+  (in a worker thread), so memory stays flat and network and disk overlap.
+- Each batch and the stream state it reaches commit together; a crash resumes from the last
+  checkpoint with nothing lost and nothing doubled (upserts are idempotent).
+- One run per source at a time: a partial unique index allows one queued/running run.
+- A run keeps a timeline of its requests and says when it waits on a rate limit; its counts,
+  error (classified, redacted) and the source's health are recorded when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow.connectors import get_connector
+from inflow.connectors.records import Asset, DataPoint, Record
+from inflow.connectors.runtime import Chunk, ConnectorRuntime
+from inflow.connectors.spec import CheckStep, Connector, Stream, Window
+from inflow.errors import (
+    ConfigError,
+    ConflictError,
+    CredentialsError,
+    InflowError,
+    NotFoundError,
+    SyncCancelled,
+)
+from inflow.http.client import HttpOptions, TimelineEntry
+from inflow.http.ratelimit import OutboundLimiter
+from inflow.logging import get_logger
+from inflow.storage import repo
+from inflow.storage.crypto import Vault
+from inflow.storage.models import DataSource, HealthStatus, RunStatus, SyncRun, utcnow
+from inflow.sync.tokens import SourceTokenStore
+
+log = get_logger(__name__)
+LEASE = timedelta(minutes=5)
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+@dataclass
+class EngineDeps:
+    """What the engine needs from its host process."""
+
+    factory: sessionmaker[Session]
+    vault: Vault
+    options: HttpOptions = field(default_factory=HttpOptions)
+    limiter: OutboundLimiter = field(default_factory=OutboundLimiter)
+    transport: httpx.AsyncBaseTransport | None = None  # test seam / in-process sandbox
+    batch_size: int = 5000
+
+
+# ---------------------------------------------------------------- runs
+
+
+def enqueue_run(session: Session, *, source: DataSource, trigger: str) -> SyncRun:
+    """A queued run, or ``ConflictError`` naming the run already queued or running."""
+    recover_stale_runs(session, source_id=source.id)
+    active = session.execute(
+        select(SyncRun.id).where(SyncRun.source_id == source.id, SyncRun.status.in_(ACTIVE))
+    ).scalar_one_or_none()
+    if active is not None:
+        raise ConflictError(f"a sync of this source is already queued or running (run {active})")
+    run = SyncRun(source_id=source.id, trigger=trigger, status=RunStatus.QUEUED)
+    session.add(run)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # another process enqueued between our check and insert
+        session.rollback()
+        raise ConflictError("a sync of this source is already queued or running") from exc
+    return run
+
+
+def recover_stale_runs(session: Session, *, source_id: uuid.UUID | None = None) -> int:
+    """Runs whose worker died (lease expired) end as failed; the next run resumes."""
+    stmt = update(SyncRun).where(
+        SyncRun.status == RunStatus.RUNNING, SyncRun.lease_until < utcnow()
+    )
+    if source_id is not None:
+        stmt = stmt.where(SyncRun.source_id == source_id)
+    result = session.execute(
+        stmt.values(
+            status=RunStatus.FAILED,
+            finished_at=utcnow(),
+            error={
+                "type": "WorkerLost",
+                "fault": "system",
+                "message": "the worker stopped during this run; the next run resumes from "
+                "the last checkpoint",
+            },
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class RunRecorder:
+    """A run's timeline (last requests), request totals and waiting state, without secrets."""
+
+    def __init__(self, keep: int = 200) -> None:
+        self.entries: deque[TimelineEntry] = deque(maxlen=keep)
+        self.requests = 0
+        self.retries = 0
+        self.statuses: Counter[str] = Counter()
+        self.waited_s = 0.0
+        self.waiting: dict[str, Any] | None = None
+
+    def on_timeline(self, entry: TimelineEntry) -> None:
+        self.entries.append(entry)
+        self.requests += 1
+        self.retries += entry.attempt > 1
+        self.statuses[str(entry.status) if entry.status else "error"] += 1
+        if entry.status is not None and entry.status < 400:
+            self.waiting = None
+
+    def on_wait(self, reason: str, seconds: float) -> None:
+        self.waited_s += seconds
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        self.waiting = {"state": "waiting", "reason": reason, "until": until.isoformat()}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "statuses": dict(self.statuses),
+            "waitedS": round(self.waited_s, 3),
+            "recent": [
+                {
+                    "at": datetime.fromtimestamp(e.at, UTC).isoformat(),
+                    "method": e.method,
+                    "path": e.path,
+                    "status": e.status,
+                    "ms": e.ms,
+                    "attempt": e.attempt,
+                    **({"note": e.note} if e.note else {}),
+                }
+                for e in self.entries
+            ],
+        }
+
+
+# ---------------------------------------------------------------- runtime
+
+
+def open_runtime(
+    deps: EngineDeps,
+    source_id: uuid.UUID,
+    recorder: RunRecorder | None = None,
+    *,
+    connector: Connector | None = None,
+) -> tuple[DataSource, ConnectorRuntime]:
+    """A runtime for a stored source: its config decrypted, its tokens from the vault."""
+    with deps.factory() as session:
+        source = session.get(DataSource, source_id)
+        if source is None:
+            raise NotFoundError(f"data source {source_id} not found")
+        connector = connector or get_connector(source.type)
+        if connector is None:
+            raise ConfigError(f"no connector is installed for type {source.type!r}")
+        raw = {**source.config, **(deps.vault.decrypt(source.secrets) if source.secrets else {})}
+        config = connector.config.model_validate(raw)
+        session.expunge(source)
+    runtime = ConnectorRuntime(
+        connector,
+        config,
+        options=deps.options,
+        key=str(source_id),
+        limiter=deps.limiter,
+        token_store=SourceTokenStore(deps.factory, deps.vault, source_id),
+        transport=deps.transport,
+        on_timeline=recorder.on_timeline if recorder else None,
+        on_wait=recorder.on_wait if recorder else None,
+    )
+    return source, runtime
+
+
+def _health_for(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, CredentialsError):
+        return HealthStatus.NEEDS_REAUTH, f"{exc.message} — reconnect the source"
+    if isinstance(exc, InflowError):
+        return HealthStatus.FAILING, exc.message
+    return HealthStatus.FAILING, "internal error; see the server log"
+
+
+def set_health(
+    factory: sessionmaker[Session], source_id: uuid.UUID, status: str, message: str
+) -> None:
+    with factory() as session:
+        session.execute(
+            update(DataSource)
+            .where(DataSource.id == source_id)
+            .values(health_status=status, health_message=message[:2000], health_checked_at=utcnow())
+        )
+        session.commit()
+
+
+async def test_source(deps: EngineDeps, source_id: uuid.UUID) -> list[CheckStep]:
+    """Run the connection test and record the source's health."""
+    try:
+        _, runtime = open_runtime(deps, source_id)
+        async with runtime:
+            steps = await runtime.check()
+    except InflowError as exc:
+        status, message = _health_for(exc)
+        await asyncio.to_thread(set_health, deps.factory, source_id, status, message)
+        return [CheckStep("configuration", False, message)]
+    failed = next((s for s in steps if not s.ok), None)
+    if failed is None:
+        status, message = HealthStatus.OK, "connection test passed"
+    else:
+        lowered = failed.message.lower()
+        status = (
+            HealthStatus.NEEDS_REAUTH
+            if "reconnect" in lowered or "401" in lowered
+            else HealthStatus.FAILING
+        )
+        message = failed.message
+    await asyncio.to_thread(set_health, deps.factory, source_id, status, message)
+    return steps
+
+
+async def fetch_points(deps: EngineDeps, source_id: uuid.UUID, window: Window) -> list[DataPoint]:
+    """Data points of a date range, read live and stored nowhere (the fetch preview)."""
+    _, runtime = open_runtime(deps, source_id)
+    points: list[DataPoint] = []
+    async with runtime:
+        for stream in runtime.connector.streams:
+            if not stream.fetchable or (stream.parse is None and stream.reduce is None):
+                continue
+            async for chunk in runtime.read(stream, window=window):
+                points.extend(r for r in chunk.records if isinstance(r, DataPoint))
+    return points
+
+
+# ---------------------------------------------------------------- the run
+
+
+class _Writer:
+    """Writes batches in a thread: upsert + checkpoint + progress in one transaction."""
+
+    def __init__(
+        self,
+        deps: EngineDeps,
+        run_id: uuid.UUID,
+        source: DataSource,
+        started: datetime,
+        recorder: RunRecorder,
+    ) -> None:
+        self.deps, self.run_id, self.source, self.started, self.recorder = (
+            deps,
+            run_id,
+            source,
+            started,
+            recorder,
+        )
+        self.counts = repo.Counts()
+        self.changes: list[tuple[uuid.UUID, str]] = []
+        self.asset_kinds: set[str] = set()
+
+    def write(
+        self, stream: Stream, records: Sequence[Record], state: dict[str, Any] | None
+    ) -> None:
+        points = [r for r in records if isinstance(r, DataPoint)]
+        assets = [r for r in records if isinstance(r, Asset)]
+        with self.deps.factory() as session:
+            if points:
+                self.counts.add(
+                    repo.upsert_data_points(session, source_id=self.source.id, points=points)
+                )
+            if assets:
+                counts, changes = repo.upsert_assets(
+                    session,
+                    source_id=self.source.id,
+                    space_id=self.source.space_id,
+                    assets=assets,
+                    seen_at=self.started,
+                )
+                self.counts.add(counts)
+                self.changes.extend(changes)
+                self.asset_kinds.update(a.kind for a in assets)
+            if state is not None:
+                repo.save_state(session, source_id=self.source.id, stream=stream.name, state=state)
+            cancel = self._progress(session)
+            session.commit()
+        if cancel:
+            raise SyncCancelled
+
+    def _progress(self, session: Session) -> bool:
+        run = session.get(SyncRun, self.run_id)
+        if run is None:
+            raise SyncCancelled
+        run.created, run.updated = self.counts.created, self.counts.updated
+        run.unchanged, run.deleted = self.counts.unchanged, self.counts.deleted
+        run.lease_until = utcnow() + LEASE
+        run.waiting = self.recorder.waiting
+        run.timeline = self.recorder.as_dict()
+        return bool(run.cancel_requested)
+
+    def finish_run(self, streams: Sequence[Stream]) -> None:
+        """After every stream read to its end: assets not seen in this run vanished upstream.
+
+        Only when every asset stream declares ``deletes`` (each was a complete listing)."""
+        asset_streams = [s for s in streams if s.deletes]
+        if not asset_streams or not self.asset_kinds:
+            return
+        with self.deps.factory() as session:
+            self.counts.deleted += repo.mark_unseen_assets_deleted(
+                session,
+                source_id=self.source.id,
+                kinds=sorted(self.asset_kinds),
+                seen_since=self.started,
+            )
+            self._progress(session)
+            session.commit()
+
+
+async def _sync_stream(
+    runtime: ConnectorRuntime, stream: Stream, writer: _Writer, batch_size: int
+) -> None:
+    with writer.deps.factory() as session:
+        state = repo.load_state(session, source_id=writer.source.id, stream=stream.name)
+    queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=8)
+
+    async def produce() -> None:
+        async for chunk in runtime.read(stream, state=state):
+            await queue.put(chunk)
+        await queue.put(None)
+
+    producer = asyncio.create_task(produce())
+    pending: list[Record] = []
+    latest: dict[str, Any] | None = None
+    try:
+        while True:
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, producer}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                producer.result()  # re-raises the reader's error
+                continue
+            chunk = getter.result()
+            if chunk is None:
+                break
+            pending.extend(chunk.records)
+            if chunk.state is not None:
+                latest = chunk.state
+            if len(pending) >= batch_size:
+                await asyncio.to_thread(writer.write, stream, pending, latest)
+                pending, latest = [], None
+        if pending or latest is not None:
+            await asyncio.to_thread(writer.write, stream, pending, latest)
+        await producer
+    finally:
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer
+
+
+def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
+    with factory() as session:
+        run = session.get(SyncRun, run_id)
+        if run is None:
+            raise NotFoundError(f"run {run_id} not found")
+        if run.status != RunStatus.QUEUED:
+            raise ConflictError(f"run {run_id} is {run.status}, not queued")
+        run.status = RunStatus.RUNNING
+        run.started_at = utcnow()
+        run.lease_until = utcnow() + LEASE
+        session.commit()
+        session.expunge(run)
+        return run
+
+
+def _finish(
+    factory: sessionmaker[Session],
+    run_id: uuid.UUID,
+    status: str,
+    recorder: RunRecorder,
+    counts: repo.Counts,
+    error: dict[str, Any] | None,
+) -> None:
+    with factory() as session:
+        run = session.get(SyncRun, run_id)
+        if run is None:
+            return
+        run.status = status
+        run.finished_at = utcnow()
+        run.lease_until = None
+        run.created, run.updated = counts.created, counts.updated
+        run.unchanged, run.deleted = counts.unchanged, counts.deleted
+        run.error = error
+        run.waiting = None
+        run.timeline = recorder.as_dict()
+        session.commit()
+
+
+@dataclass
+class RunResult:
+    run_id: uuid.UUID
+    status: str
+    counts: repo.Counts
+    changes: list[tuple[uuid.UUID, str]]
+    error: dict[str, Any] | None = None
+
+
+async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
+    """Execute a queued run to its end: succeeded, failed (classified) or cancelled."""
+    run = await asyncio.to_thread(_claim, deps.factory, run_id)
+    recorder = RunRecorder()
+    started = time.perf_counter()
+    writer: _Writer | None = None
+    try:
+        source, runtime = open_runtime(deps, run.source_id, recorder)
+        writer = _Writer(deps, run_id, source, run.started_at or utcnow(), recorder)
+        async with runtime:
+            for stream in runtime.connector.streams:
+                if stream.parse is None and stream.reduce is None:
+                    continue  # a parent-only stream: read for its children
+                await _sync_stream(runtime, stream, writer, deps.batch_size)
+            await asyncio.to_thread(writer.finish_run, runtime.connector.streams)
+    except SyncCancelled:
+        counts = writer.counts if writer else repo.Counts()
+        await asyncio.to_thread(
+            _finish, deps.factory, run_id, RunStatus.CANCELLED, recorder, counts, None
+        )
+        return RunResult(run_id, RunStatus.CANCELLED, counts, [])
+    except Exception as exc:  # the worker boundary: every failure is recorded, none escapes
+        counts = writer.counts if writer else repo.Counts()
+        error = _error_record(exc)
+        if not isinstance(exc, InflowError):
+            log.exception("sync failed", run_id=str(run_id))
+        status, message = _health_for(exc)
+        await asyncio.to_thread(set_health, deps.factory, run.source_id, status, message)
+        await asyncio.to_thread(
+            _finish, deps.factory, run_id, RunStatus.FAILED, recorder, counts, error
+        )
+        return RunResult(run_id, RunStatus.FAILED, counts, [], error)
+    await asyncio.to_thread(
+        set_health, deps.factory, run.source_id, HealthStatus.OK, "last sync succeeded"
+    )
+    await asyncio.to_thread(
+        _finish, deps.factory, run_id, RunStatus.SUCCEEDED, recorder, writer.counts, None
+    )
+    log.info(
+        "sync finished",
+        run_id=str(run_id),
+        seconds=round(time.perf_counter() - started, 2),
+        **writer.counts.as_dict(),
+    )
+    return RunResult(run_id, RunStatus.SUCCEEDED, writer.counts, writer.changes)
+
+
+def _error_record(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, InflowError):
+        return {"type": type(exc).__name__, "fault": exc.fault, "message": exc.message}
+    return {
+        "type": "InternalError",
+        "fault": "system",
+        "message": "internal error; see the server log",
+    }

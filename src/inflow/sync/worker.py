@@ -1,0 +1,65 @@
+"""The in-process worker: an event loop on its own thread that runs syncs and provider calls.
+
+API routes stay synchronous (a thread each) and hand coroutines to this loop: background runs
+with ``submit``, request-scoped calls (connection tests, fetch previews) with ``call``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from inflow.logging import get_logger
+from inflow.sync.engine import EngineDeps, RunResult, run_sync
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+
+class InProcessWorker:
+    def __init__(self, deps: EngineDeps) -> None:
+        self.deps = deps
+        self.runs: dict[uuid.UUID, Future[RunResult]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop's thread starts on first use, so an app that never syncs costs nothing."""
+        with self._start_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name="inflow-worker", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 300.0) -> T:
+        """Run ``coro`` on the worker loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result(timeout)
+
+    def submit(self, run_id: uuid.UUID) -> Future[RunResult]:
+        """Start a queued run in the background."""
+        future = asyncio.run_coroutine_threadsafe(run_sync(self.deps, run_id), self._ensure_loop())
+        self.runs[run_id] = future
+        future.add_done_callback(lambda _f: self.runs.pop(run_id, None))
+        return future
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Let running syncs end (or be abandoned to the lease), then stop the loop."""
+        for future in list(self.runs.values()):
+            try:
+                future.result(timeout)
+            except Exception:  # the run recorded its own failure
+                log.warning("run did not finish before shutdown")
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout)
+            self._loop.close()
+            self._loop = None
