@@ -20,7 +20,7 @@ from inflow.api import errors
 from inflow.api.deps import rate_limit
 from inflow.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from inflow.api.ratelimit import Limiter
-from inflow.api.routes import audit, auth, health, integrations, runs, sources, spaces
+from inflow.api.routes import audit, auth, health, integrations, oauth, runs, sources, spaces
 from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.settings import Settings, get_settings
@@ -102,7 +102,7 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
 
-    for module in (health, auth, spaces, sources, runs, integrations, audit):
+    for module in (health, auth, spaces, sources, runs, oauth, integrations, audit):
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")

@@ -155,7 +155,7 @@ OAUTH_CONNECTOR = Connector(
         revoke_url="{auth_url}/oauth/revoke",
         scopes=("reports.read", "metrics.read"),
     ),
-    checks=CHECKS[:1],
+    checks=(Check("/v1/me", "authenticated", "the OAuth access token was accepted"),),
     streams=STREAMS,
     rate_limit=RateLimit.of("50/second"),
 )

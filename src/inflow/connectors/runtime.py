@@ -63,7 +63,8 @@ class _Attrs(dict[str, Any]):
             raise AttributeError(name) from exc
 
 
-def _plain(config: ConnectorConfig) -> _Attrs:
+def plain_values(config: ConnectorConfig) -> _Attrs:
+    """The config's values for templates, secrets unwrapped."""
     values = {}
     for name in type(config).model_fields:
         value = getattr(config, name)
@@ -189,7 +190,7 @@ class ConnectorRuntime:
     ) -> None:
         self.connector = connector
         self.config = config
-        self.values = _plain(config)
+        self.values = plain_values(config)
         self.options = options
         self.key = key
         self.limiter = limiter or OutboundLimiter()

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inflow.connectors import get_connector
 from inflow.connectors.records import Asset, DataPoint, Record
 from inflow.connectors.runtime import Chunk, ConnectorRuntime
-from inflow.connectors.spec import CheckStep, Connector, Stream, Window
+from inflow.connectors.spec import CheckStep, Connector, ConnectorConfig, Stream, Window
 from inflow.errors import (
     ConfigError,
     ConflictError,
@@ -154,14 +154,10 @@ class RunRecorder:
 # ---------------------------------------------------------------- runtime
 
 
-def open_runtime(
-    deps: EngineDeps,
-    source_id: uuid.UUID,
-    recorder: RunRecorder | None = None,
-    *,
-    connector: Connector | None = None,
-) -> tuple[DataSource, ConnectorRuntime]:
-    """A runtime for a stored source: its config decrypted, its tokens from the vault."""
+def load_config(
+    deps: EngineDeps, source_id: uuid.UUID, connector: Connector | None = None
+) -> tuple[DataSource, Connector, ConnectorConfig]:
+    """A stored source, its connector and its decrypted config (only to call the provider)."""
     with deps.factory() as session:
         source = session.get(DataSource, source_id)
         if source is None:
@@ -170,8 +166,19 @@ def open_runtime(
         if connector is None:
             raise ConfigError(f"no connector is installed for type {source.type!r}")
         raw = {**source.config, **(deps.vault.decrypt(source.secrets) if source.secrets else {})}
-        config = connector.config.model_validate(raw)
         session.expunge(source)
+    return source, connector, connector.config.model_validate(raw)
+
+
+def open_runtime(
+    deps: EngineDeps,
+    source_id: uuid.UUID,
+    recorder: RunRecorder | None = None,
+    *,
+    connector: Connector | None = None,
+) -> tuple[DataSource, ConnectorRuntime]:
+    """A runtime for a stored source: its config decrypted, its tokens from the vault."""
+    source, connector, config = load_config(deps, source_id, connector)
     runtime = ConnectorRuntime(
         connector,
         config,
