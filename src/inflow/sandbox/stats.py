@@ -1,0 +1,58 @@
+"""Request statistics per emulator: what tests read to prove a client stayed within limits.
+
+`retryAfterViolations` counts requests from one client (its Authorization header, or its IP
+when it sends none) that arrived before the `Retry-After` it was last given had elapsed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from inflow.sandbox.emulator import JSONObject
+
+# Retry-After is whole seconds; a client that waited exactly that long may arrive a hair early
+# by its own clock's rounding.
+RETRY_AFTER_GRACE_S = 0.01
+
+
+class Stats:
+    """Counters for one emulator; `public()` is the `GET /_sandbox/{slug}/stats` body."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_endpoint: Counter[str] = Counter()
+        self.by_status: Counter[str] = Counter()
+        self.by_second: Counter[int] = Counter()
+        self.throttled = 0
+        self.retry_after_violations = 0
+        self._retry_not_before: dict[str, float] = {}
+
+    def record_arrival(self, client: str, endpoint: str, now: float) -> None:
+        """Count a request as it arrives, before any fault or handler runs."""
+        self.total += 1
+        self.by_endpoint[endpoint] += 1
+        self.by_second[int(now)] += 1
+        not_before = self._retry_not_before.get(client)
+        if not_before is not None and now < not_before - RETRY_AFTER_GRACE_S:
+            self.retry_after_violations += 1
+
+    def record_response(
+        self, client: str, status: int, retry_after_s: float | None, now: float
+    ) -> None:
+        """Count a response; a 429 remembers when this client may come back."""
+        self.by_status[str(status)] += 1
+        if status == 429:
+            self.throttled += 1
+            self._retry_not_before[client] = now + (retry_after_s or 0.0)
+
+    def public(self) -> JSONObject:
+        """The stats as JSON."""
+        return {
+            "total": self.total,
+            "byEndpoint": dict(self.by_endpoint),
+            "byStatus": dict(self.by_status),
+            "bySecond": {str(s): n for s, n in sorted(self.by_second.items())},
+            "maxPerSecond": max(self.by_second.values(), default=0),
+            "throttled": self.throttled,
+            "retryAfterViolations": self.retry_after_violations,
+        }
