@@ -211,3 +211,22 @@ async def test_retry_after_violations_count_impatient_clients_only(client, clock
     s = await stats(client)
     assert s["throttled"] == 2
     assert s["retryAfterViolations"] == 2
+
+
+async def test_mounted_under_a_prefix_everything_still_works():
+    from fastapi import FastAPI
+
+    from inflow.sandbox import create_app
+
+    outer = FastAPI()
+    outer.mount("/sandbox", create_app())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=outer), base_url="http://demo.test"
+    ) as c:
+        config = (await c.get("/sandbox/_sandbox/credentials")).json()["example"]["config"]
+        assert config["baseUrl"] == "http://demo.test/sandbox/example"
+        assert (await c.get(config["baseUrl"] + "/v1/me", headers=AUTH)).status_code == 200
+        r = await c.get("/sandbox/example/v1/reports", headers=fault("unavailable"))
+        assert r.status_code == 503
+        s = (await c.get("/sandbox/_sandbox/example/stats")).json()
+        assert s["byEndpoint"] == {"GET /v1/me": 1, "GET /v1/reports": 1}

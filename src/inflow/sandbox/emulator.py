@@ -103,5 +103,10 @@ def json_response(
 
 
 def base_url(request: Request, slug: str) -> str:
-    """The absolute URL of `/{slug}` as the client reached this sandbox (mounts included)."""
-    return f"{str(request.base_url).rstrip('/')}/{slug}"
+    """The absolute URL of `/{slug}` as the client reached this sandbox (mounts included).
+
+    Built from this app's own `root_path`: Starlette's `request.base_url` is the outermost
+    app's root, which is wrong when the sandbox is mounted inside another app (`inflow demo`).
+    """
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root}/{slug}"
