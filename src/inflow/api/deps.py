@@ -82,12 +82,16 @@ def _user_for_token(session: Session, token: str) -> User | None:
     return row.user
 
 
+def _bearer_token(request: Request) -> str:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else ""
+
+
 def authenticate(request: Request, session: Session) -> User:
     """Bearer token first; then the session cookie, with CSRF checked on unsafe methods."""
-    header = request.headers.get("authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "bearer" and credentials.strip():
-        user = _user_for_token(session, credentials.strip())
+    bearer = _bearer_token(request)
+    if bearer:
+        user = _user_for_token(session, bearer)
         if user is None:
             raise AuthenticationError("the bearer token is invalid or expired")
         return user
@@ -99,7 +103,8 @@ def authenticate(request: Request, session: Session) -> User:
         if request.method not in SAFE_METHODS:
             expected = csrf_token(cookie, request.app.state.csrf_key)
             given = request.headers.get(CSRF_HEADER, "")
-            if not hmac.compare_digest(expected, given):
+            # bytes: compare_digest raises TypeError on non-ASCII str (a header can hold any)
+            if not hmac.compare_digest(expected.encode(), given.encode()):
                 raise AuthenticationError("missing or wrong CSRF token")
         return user
     raise AuthenticationError("authentication required: send 'Authorization: Bearer <token>'")
@@ -163,14 +168,15 @@ def admin_user(user: CurrentUser, audit: AuditDep, request: Request) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
-def rate_limit(request: Request) -> None:
-    """Every route: one moving window per (route, method, caller). Callers are told apart by
-    their token (hashed) or, without one, their IP."""
+def rate_limit(request: Request, session: SessionDep) -> None:
+    """Every route: one moving window per (route, method, caller). The caller is the user of a
+    valid token or session cookie, else the client IP: neither a made-up token nor a user's
+    many tokens buy a fresh window."""
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
-    header = request.headers.get("authorization", "")
-    who = request.cookies.get(SESSION_COOKIE) or header
-    caller = "t:" + hash_token(who)[:24] if who else "ip:" + request_ip(request)
+    token = _bearer_token(request) or request.cookies.get(SESSION_COOKIE, "")
+    user = _user_for_token(session, token) if token else None
+    caller = f"u:{user.id}" if user is not None else "ip:" + request_ip(request)
     limiter: Limiter = request.app.state.limiter
     limiter.hit(
         request.app.state.settings.rate_limit_default, "route", request.method, path, caller

@@ -10,13 +10,12 @@ refuse UPDATE and DELETE on ``audit_events``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import String, select, update
 from sqlalchemy.orm import Session
 
 from inflow.storage.models import AuditEvent, AuditHead, utcnow
@@ -27,12 +26,28 @@ SENSITIVE = ("password", "secret", "token", "key", "authorization", "jwt", "cook
 
 def _scrub(details: dict[str, Any]) -> dict[str, Any]:
     """Drop any detail whose name suggests a secret: the audit log never holds one."""
-    clean: dict[str, Any] = {}
-    for key, value in details.items():
-        if any(word in key.lower() for word in SENSITIVE):
-            continue
-        clean[key] = _scrub(value) if isinstance(value, dict) else value
-    return clean
+    return {
+        key: _scrub_value(value)
+        for key, value in details.items()
+        if not any(word in key.lower() for word in SENSITIVE)
+    }
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _scrub(value)
+    if isinstance(value, list | tuple):
+        return [_scrub_value(item) for item in value]
+    return value
+
+
+def _fit(value: str | None, column: str) -> str | None:
+    """Clip to the column's length: recording must not fail (PostgreSQL refuses longer text)
+    on a caller-chosen value such as a login email or a forwarded IP."""
+    type_ = AuditEvent.__table__.c[column].type
+    if value is None or not isinstance(type_, String) or type_.length is None:
+        return value
+    return value[: type_.length]
 
 
 def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
@@ -68,14 +83,16 @@ def append_event(
     """Append one event in ``session``'s transaction (committed with the action it records)."""
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1))
     head = session.execute(select(AuditHead.hash).where(AuditHead.id == 1)).scalar_one()
+    at = at or utcnow()
     event = AuditEvent(
-        at=at or utcnow(),
-        actor=actor,
+        # it is read back in UTC, so it is hashed in UTC (a naive time is refused by the column)
+        at=at.astimezone(UTC) if at.tzinfo is not None else at,
+        actor=_fit(actor, "actor"),
         action=action,
-        target=target,
+        target=_fit(target, "target"),
         outcome=outcome,
-        ip=ip,
-        request_id=request_id,
+        ip=_fit(ip, "ip"),
+        request_id=_fit(request_id, "request_id"),
         details=_scrub(details or {}),
         prev_hash=head,
     )
@@ -94,23 +111,20 @@ class ChainReport:
     event_id: int | None = None
 
 
-def _all_events(session: Session) -> Iterator[AuditEvent]:
-    yield from session.execute(
-        select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)
-    ).scalars()
-
-
 def verify_chain(session: Session) -> ChainReport:
     """Walk the chain from the first event: every hash must match and every event be on it."""
     prev = GENESIS
     count = 0
-    for event in _all_events(session):
-        count += 1
-        if event.prev_hash != prev:
-            return ChainReport(False, count, "broken link: prev_hash does not match", event.id)
-        if event_hash(event.prev_hash, _fields(event)) != event.hash:
-            return ChainReport(False, count, "content altered: hash does not match", event.id)
-        prev = event.hash
+    stmt = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=1000)
+    # "with": an early return must close the cursor (a server-side one on PostgreSQL)
+    with session.execute(stmt).scalars() as events:
+        for event in events:
+            count += 1
+            if event.prev_hash != prev:
+                return ChainReport(False, count, "broken link: prev_hash does not match", event.id)
+            if event_hash(event.prev_hash, _fields(event)) != event.hash:
+                return ChainReport(False, count, "content altered: hash does not match", event.id)
+            prev = event.hash
     head = session.execute(select(AuditHead.hash).where(AuditHead.id == 1)).scalar_one()
     if head != prev:
         return ChainReport(False, count, "the chain's tip does not match the recorded head")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -12,6 +12,11 @@ from inflow.api.schemas import AuditEventPublic
 from inflow.storage.models import AuditEvent
 
 router = APIRouter(tags=["audit"])
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A time without an offset (``?from=2024-05-01T00:00``) means UTC, as every stored time."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 @router.get("/api/audit", operation_id="audit-list")
@@ -32,9 +37,9 @@ def list_events(
     if action:
         stmt = stmt.where(AuditEvent.action == action)
     if from_:
-        stmt = stmt.where(AuditEvent.at >= from_)
+        stmt = stmt.where(AuditEvent.at >= _as_utc(from_))
     if to:
-        stmt = stmt.where(AuditEvent.at < to)
+        stmt = stmt.where(AuditEvent.at < _as_utc(to))
     if before:
         stmt = stmt.where(AuditEvent.id < before)
     return [AuditEventPublic.model_validate(e) for e in session.execute(stmt).scalars()]
