@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +35,28 @@ def derive_key(material: str) -> bytes:
     return base64.urlsafe_b64encode(hashlib.sha256(b"inflow-vault:" + raw).digest())
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600 from the first byte."""
+def _write_private(path: Path, text: str, *, exclusive: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600 from the first byte.
+
+    With ``exclusive`` an existing ``path`` is left as it is: of processes starting together on
+    an empty data dir, the first to link its file wins and the others read that key.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
+    # A temp file of our own (mkstemp: 0600), so concurrent writers never share one.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if exclusive:
+            with contextlib.suppress(FileExistsError):
+                path.hardlink_to(tmp)  # atomic create-if-absent, complete from the first read
+        else:
+            tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 class KeyRing:
@@ -61,7 +75,7 @@ class KeyRing:
                 raise VaultError("INFLOW_SECRET_KEY is set but empty")
             return keys
         if not self.path.exists():
-            _write_private(self.path, Fernet.generate_key().decode() + "\n")
+            _write_private(self.path, Fernet.generate_key().decode() + "\n", exclusive=True)
         lines = [ln.strip() for ln in self.path.read_text().splitlines() if ln.strip()]
         if not lines:
             raise VaultError(f"the key file {self.path} holds no key")

@@ -9,17 +9,22 @@ Until step 3 finishes, every value still decrypts: the old keys remain in the ri
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, inspect, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.errors import VaultError
 from inflow.storage.crypto import KeyRing, Vault
-from inflow.storage.models import DataSource
+from inflow.storage.models import Base, DataSource, OAuthState
 
-ENCRYPTED_COLUMNS = ("secrets", "tokens")
+# Every column that holds vault ciphertext: a value left out here is lost when old keys retire.
+ENCRYPTED: tuple[tuple[type[Base], tuple[str, ...]], ...] = (
+    (DataSource, ("secrets", "tokens")),
+    (OAuthState, ("code_verifier",)),
+)
 
 
 @dataclass(frozen=True)
@@ -40,41 +45,74 @@ def rotate_keys(
     resumed = not keyring.begin_rotation()
     vault = Vault(keyring.keys())
     rows = reencrypted = 0
-    last_id = None
-    while True:
-        with factory() as session:
-            stmt = (
-                select(DataSource)
-                .where(or_(DataSource.secrets.is_not(None), DataSource.tokens.is_not(None)))
-                .order_by(DataSource.id)
-                .limit(batch_size)
-            )
-            if last_id is not None:
-                stmt = stmt.where(DataSource.id > last_id)
-            batch = list(session.execute(stmt).scalars())
-            if not batch:
-                break
-            for source in batch:
-                rows += 1
-                for column in ENCRYPTED_COLUMNS:
-                    value = getattr(source, column)
-                    if value and not vault.is_current(value):
-                        setattr(source, column, vault.rotate(value))
-                        reencrypted += 1
-            last_id = batch[-1].id
-            session.commit()
-        if after_batch is not None:
-            after_batch(rows)
+    for model, columns in ENCRYPTED:
+        for batch_rows, batch_values in _rotate_table(factory, vault, model, columns, batch_size):
+            rows += batch_rows
+            reencrypted += batch_values
+            if after_batch is not None:
+                after_batch(rows)
     _check_all_current(factory, vault)
     keyring.finish_rotation()
     return RotationReport(resumed=resumed, rows=rows, reencrypted=reencrypted)
 
 
+def _rotate_table(
+    factory: sessionmaker[Session],
+    vault: Vault,
+    model: type[Base],
+    columns: tuple[str, ...],
+    batch_size: int,
+) -> Iterator[tuple[int, int]]:
+    """Re-encrypt ``columns`` of ``model``, one committed batch at a time: (rows, values) each."""
+    (key,) = inspect(model).primary_key
+    encrypted = [getattr(model, name) for name in columns]
+    last: Any = None
+    while True:
+        with factory() as session:
+            stmt = (
+                select(key, *encrypted)
+                .where(or_(*(column.is_not(None) for column in encrypted)))
+                .order_by(key)
+                .limit(batch_size)
+            )
+            if last is not None:
+                stmt = stmt.where(key > last)
+            batch = session.execute(stmt).all()
+            if not batch:
+                return
+            values = 0
+            for row in batch:
+                stored: tuple[str | None, ...] = tuple(row[1:])
+                for column, value in zip(encrypted, stored, strict=True):
+                    if value and not vault.is_current(value):
+                        new = vault.rotate(value)
+                        values += _replace(session, model, key, row[0], column, value, new)
+            last = batch[-1][0]
+            session.commit()
+        yield len(batch), values
+
+
+def _replace(
+    session: Session,
+    model: type[Base],
+    key: ColumnElement[Any],
+    pk: Any,
+    column: Any,
+    old: str,
+    new: str,
+) -> int:
+    """Store ``new`` only where ``old`` still is: a secret saved meanwhile (a PATCH in another
+    process) is kept, never overwritten; if it was under an old key, the final check says so."""
+    stmt = update(model).where(key == pk, column == old).values({column: new})
+    return session.connection().execute(stmt).rowcount
+
+
 def _check_all_current(factory: sessionmaker[Session], vault: Vault) -> None:
     with factory() as session:
-        for secrets, tokens in session.execute(select(DataSource.secrets, DataSource.tokens)):
-            for value in (secrets, tokens):
-                if value and not vault.is_current(value):
-                    raise VaultError(
-                        "a credential is still under an old key; run the rotation again"
-                    )
+        for model, columns in ENCRYPTED:
+            for row in session.execute(select(*(getattr(model, name) for name in columns))):
+                for value in row:
+                    if value and not vault.is_current(value):
+                        raise VaultError(
+                            "a credential is still under an old key; run the rotation again"
+                        )

@@ -1,0 +1,402 @@
+"""The schema on both backends: migrations, constraints, upserts, time zones, cascades, audit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, delete, func, inspect, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow.storage.audit import GENESIS, append_event, verify_chain
+from inflow.storage.db import (
+    alembic_config,
+    create_db_engine,
+    make_session_factory,
+    normalise_url,
+    session_scope,
+    upgrade,
+)
+from inflow.storage.models import (
+    ApiToken,
+    Asset,
+    AuditEvent,
+    AuditHead,
+    Base,
+    DataPoint,
+    DataSource,
+    Experiment,
+    ExperimentDataPoint,
+    Space,
+    SpaceMembership,
+    StreamState,
+    SyncRun,
+    User,
+)
+
+DAY = datetime(2025, 3, 1, tzinfo=UTC)
+OUR_TABLES = set(Base.metadata.tables)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A brand-new, unmigrated database on each backend, removed afterwards."""
+    if request.param == "sqlite":
+        eng = create_db_engine(f"sqlite:///{tmp_path / 'blank.db'}")
+        yield eng
+        eng.dispose()
+        return
+    shared: Engine = request.getfixturevalue("pg_engine")  # skips (fails under CI) without PG
+    admin = create_engine(shared.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    name = f"inflow_blank_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    eng = create_db_engine(shared.url.set(database=name).render_as_string(hide_password=False))
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def user(session: Session) -> User:
+    row = User(email=f"u-{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
+    session.add(row)
+    session.flush()
+    return row
+
+
+def source(session: Session, owner: User | None = None) -> DataSource:
+    row = DataSource(name="s", type="example", owner_id=(owner or user(session)).id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def point(source_id: uuid.UUID, **overrides: Any) -> DataPoint:
+    fields: dict[str, Any] = {
+        "source_id": source_id,
+        "metric": "visits",
+        "granularity": "day",
+        "period_start": DAY,
+        "period_end": DAY + timedelta(days=1),
+        "dimensions_key": "",
+        "value": 1.0,
+    }
+    return DataPoint(**(fields | overrides))
+
+
+def audit_triggers(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            stmt = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        else:
+            stmt = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
+        return set(conn.execute(text(stmt)).scalars())
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def test_migrations_upgrade_downgrade_and_upgrade_again(blank_engine):
+    cfg = alembic_config(blank_engine)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+
+    upgrade(blank_engine)
+
+    assert set(inspect(blank_engine).get_table_names()) == OUR_TABLES | {"alembic_version"}
+    with blank_engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == head
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    assert audit_triggers(blank_engine)
+
+    command.downgrade(cfg, "base")
+
+    assert inspect(blank_engine).get_table_names() == ["alembic_version"]
+    assert audit_triggers(blank_engine) == set()
+    if blank_engine.dialect.name == "postgresql":
+        with blank_engine.connect() as conn:
+            functions = conn.execute(
+                text("SELECT proname FROM pg_proc WHERE proname LIKE 'audit%'")
+            )
+            assert functions.all() == []
+
+    upgrade(blank_engine)
+
+    assert set(inspect(blank_engine).get_table_names()) == OUR_TABLES | {"alembic_version"}
+    factory = make_session_factory(blank_engine)
+    with session_scope(factory) as session:
+        assert session.get_one(AuditHead, 1).hash == GENESIS
+        append_event(session, action="db.check", outcome="success")
+    with factory() as session:
+        assert verify_chain(session).ok
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(update(AuditEvent).values(outcome="failure"))
+
+
+# ---------------------------------------------------------------- engine and sessions
+
+
+def test_sqlite_engine_uses_wal_and_foreign_keys_on_every_connection(tmp_path):
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'new' / 'inflow.db'}")
+    try:
+        with engine.connect() as first, engine.connect() as second:
+            for conn in (first, second):
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 15000
+    finally:
+        engine.dispose()
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+def test_normalise_url_gives_postgresql_the_psycopg_driver():
+    assert normalise_url("postgresql://u:p@db/inflow") == "postgresql+psycopg://u:p@db/inflow"
+    assert normalise_url("postgres://u@db/inflow") == "postgresql+psycopg://u@db/inflow"
+    assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_foreign_keys_refuse_a_source_without_owner(engine, session):
+    session.add(DataSource(name="orphan", type="example", owner_id=uuid.uuid4()))
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def add_user_then_fail(factory: sessionmaker[Session]) -> None:
+    with session_scope(factory) as session:
+        user(session)
+        raise RuntimeError("boom")
+
+
+def test_session_scope_rolls_back_on_error(engine, factory):
+    with pytest.raises(RuntimeError):
+        add_user_then_fail(factory)
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 0
+
+
+# ---------------------------------------------------------------- natural keys and upserts
+
+
+def test_data_points_natural_key_refuses_duplicate(engine, factory):
+    with session_scope(factory) as session:
+        sid = source(session).id
+        session.add(point(sid))
+        # Same metric and period, another dimension or granularity: a different point.
+        session.add(point(sid, dimensions_key="country=FR"))
+        session.add(point(sid, granularity="week"))
+
+    # The same instant written in another time zone is the same period.
+    paris = DAY.astimezone(timezone(timedelta(hours=1)))
+    for duplicate in (point(sid, value=2.0), point(sid, period_start=paris)):
+        with factory() as session:
+            session.add(duplicate)
+            with pytest.raises(IntegrityError):
+                session.flush()
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(DataPoint)) == 3
+
+
+def test_assets_source_external_id_is_unique(engine, factory):
+    with session_scope(factory) as session:
+        first, second = source(session), source(session)
+        session.add(Asset(source_id=first.id, external_id="r1", kind="report", name="a"))
+        session.add(Asset(source_id=second.id, external_id="r1", kind="report", name="b"))
+    with factory() as session:
+        session.add(Asset(source_id=first.id, external_id="r1", kind="report", name="again"))
+        with pytest.raises(IntegrityError):
+            session.flush()
+
+
+NATURAL_KEY = ["source_id", "metric", "granularity", "period_start", "dimensions_key"]
+
+
+def upsert_point(session: Session, source_id: uuid.UUID, value: float) -> None:
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(DataPoint).values(
+        id=uuid.uuid4(),
+        source_id=source_id,
+        metric="visits",
+        granularity="day",
+        period_start=DAY,
+        period_end=DAY + timedelta(days=1),
+        timezone="UTC",
+        dimensions={},
+        dimensions_key="",
+        value=value,
+        complete=True,
+        created_at=datetime.now(UTC),
+        updated_at=datetime.now(UTC),
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=NATURAL_KEY,
+        set_={"value": stmt.excluded["value"], "updated_at": stmt.excluded["updated_at"]},
+    )
+    session.execute(stmt)
+
+
+def test_data_points_upsert_on_conflict_do_update(engine, factory):
+    with session_scope(factory) as session:
+        sid = source(session).id
+        upsert_point(session, sid, 1.0)
+    with factory() as session:
+        first = session.execute(select(DataPoint)).scalar_one()
+
+    with session_scope(factory) as session:
+        upsert_point(session, sid, 5.0)
+        upsert_point(session, sid, 7.0)
+
+    with factory() as session:
+        (stored,) = session.execute(select(DataPoint)).scalars()
+    assert stored.id == first.id  # updated in place, not inserted again
+    assert stored.value == 7.0
+    assert stored.created_at == first.created_at
+    assert stored.updated_at > first.updated_at
+
+
+# ---------------------------------------------------------------- time zones
+
+
+def test_datetimes_come_back_utc_aware(engine, factory):
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    start = datetime(2025, 3, 1, 5, 30, 0, 123456, tzinfo=kolkata)
+    with session_scope(factory) as session:
+        sid = source(session).id
+        session.add(point(sid, period_start=start, period_end=start + timedelta(hours=1)))
+
+    with factory() as session:
+        stored = session.execute(select(DataPoint)).scalar_one()
+        raw_start = session.execute(select(DataPoint.period_start)).scalar_one()
+        found = session.execute(
+            select(DataPoint.id).where(DataPoint.period_start == datetime(2025, 3, 1, tzinfo=UTC))
+        ).scalar_one_or_none()
+    for value in (stored.period_start, stored.period_end, stored.created_at, raw_start):
+        assert value.utcoffset() == timedelta(0)
+    assert stored.period_start == start  # the same instant
+    assert stored.period_start.isoformat() == "2025-03-01T00:00:00.123456+00:00"
+    assert found is None  # microseconds survive: midnight exactly is another instant
+
+
+def test_naive_datetime_is_refused(engine, factory):
+    with factory() as session:
+        sid = source(session).id
+        session.add(point(sid, period_start=datetime(2025, 3, 1)))  # noqa: DTZ001
+        with pytest.raises(StatementError, match="naive datetime"):
+            session.flush()
+
+
+# ---------------------------------------------------------------- cascades
+
+
+def test_deleting_a_user_cascades_to_tokens_and_sources(engine, factory):
+    with session_scope(factory) as session:
+        owner, other = user(session), user(session)
+        session.add(
+            ApiToken(user_id=owner.id, name="cli", token_hash=uuid.uuid4().hex, prefix="inf_")
+        )
+        space = Space(name="team", owner_id=owner.id)
+        session.add(space)
+        session.flush()
+        session.add(SpaceMembership(space_id=space.id, user_id=owner.id))
+        owned = source(session, owner)
+        kept = source(session, other)
+        for sid in (owned.id, kept.id):
+            dp = point(sid)
+            session.add(dp)
+            session.add(Asset(source_id=sid, external_id="r", kind="report", name="r"))
+            session.add(SyncRun(source_id=sid, trigger="manual"))
+            session.add(StreamState(source_id=sid, stream="visits"))
+            session.flush()
+            test = Experiment(owner_id=other.id, name="t", start_date=DAY.date())
+            session.add(test)
+            session.flush()
+            session.add(ExperimentDataPoint(test_id=test.id, data_point_id=dp.id))
+        append_event(session, action="user.create", outcome="success", target=str(owner.id))
+
+    with session_scope(factory) as session:
+        session.execute(delete(User).where(User.id == owner.id))
+
+    with factory() as session:
+
+        def count(model: type[Base]) -> int:
+            return session.scalar(select(func.count()).select_from(model)) or 0
+
+        assert session.get(User, owner.id) is None
+        assert count(ApiToken) == 0
+        assert count(Space) == 0
+        assert count(SpaceMembership) == 0
+        assert session.execute(select(DataSource.id)).scalars().all() == [kept.id]
+        for model in (DataPoint, Asset, SyncRun, StreamState, ExperimentDataPoint):
+            assert count(model) == 1, model.__name__
+        assert count(Experiment) == 2  # the other user's tests stay
+        assert count(AuditEvent) == 1  # the audit log outlives what it records
+
+
+# ---------------------------------------------------------------- the audit log
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        pytest.param("UPDATE audit_events SET outcome = 'failure'", id="update"),
+        pytest.param("UPDATE audit_events SET details = '{}', hash = prev_hash", id="rewrite"),
+        pytest.param("DELETE FROM audit_events", id="delete"),
+        pytest.param(
+            "DELETE FROM audit_events WHERE id = (SELECT MAX(id) FROM audit_events)",
+            id="delete-last",
+        ),
+    ],
+)
+def test_audit_events_refuse_update_and_delete(engine, factory, statement):
+    with session_scope(factory) as session:
+        for action in ("user.login", "source.create"):
+            append_event(session, action=action, outcome="success", details={"n": 1})
+
+    with engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
+        conn.execute(text(statement))
+
+    with factory() as session:
+        events = session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars().all()
+        assert [(e.action, e.outcome) for e in events] == [
+            ("user.login", "success"),
+            ("source.create", "success"),
+        ]
+        assert verify_chain(session).ok
+
+
+def test_audit_events_refuse_orm_changes(engine, factory):
+    with session_scope(factory) as session:
+        append_event(session, action="user.login", outcome="failure")
+    for change in ("edit", "delete"):
+        with factory() as session:
+            event = session.execute(select(AuditEvent)).scalar_one()
+            if change == "edit":
+                event.outcome = "success"
+            else:
+                session.delete(event)
+            with pytest.raises(DBAPIError, match="append-only"):
+                session.commit()
+    with factory() as session:
+        assert session.execute(select(AuditEvent.outcome)).scalar_one() == "failure"
+
+
+def test_audit_events_still_accept_appends(engine, factory: sessionmaker[Session]):
+    for i in range(3):
+        with session_scope(factory) as session:
+            append_event(session, action=f"a.{i}", outcome="success")
+    with factory() as session:
+        report = verify_chain(session)
+        assert (report.ok, report.events) == (True, 3)
+        assert session.get_one(AuditHead, 1).seq == 3
