@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -125,11 +126,15 @@ class OAuth2Auth(httpx.Auth):
                 yield request
 
 
-_LOCKS: dict[str, asyncio.Lock] = {}
+# One lock per key and event loop: an asyncio.Lock must not be shared across loops (threads).
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _lock(key: str) -> asyncio.Lock:
-    return _LOCKS.setdefault(key, asyncio.Lock())
+    locks = _LOCKS.setdefault(asyncio.get_running_loop(), {})
+    return locks.setdefault(key, asyncio.Lock())
 
 
 class _Cached:

@@ -84,7 +84,8 @@ _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-d
 
 def _forbidden_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return (
-        ip.is_private
+        not ip.is_global  # also shared space 100.64/10 (Alibaba Cloud metadata 100.100.100.200)
+        or ip.is_private
         or ip.is_loopback
         or ip.is_link_local
         or ip.is_multicast
@@ -323,7 +324,11 @@ class Requester:
         self, resolution: Resolution, method: str, url: str, status: int | None
     ) -> Exception:
         error = to_error(
-            resolution, slug=self.slug, method=method, url=redact_url(url), status=status
+            resolution,
+            slug=self.slug,
+            method=method,
+            url=self.redactor(redact_url(url)),
+            status=status,
         )
         error.message = self.redactor(error.message)
         error.args = (error.message,)

@@ -17,6 +17,7 @@ API hands out whole next-page links.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -173,6 +174,12 @@ class NextUrl:
         return Step(url=url, page=step.page + 1)
 
 
+# One link value: ``<url>`` then its parameters (URLs may hold commas, so no split on ",").
+_LINK = re.compile(r"<(?P<url>[^>]*)>(?P<params>[^<]*)")
+# ``rel="next"``, ``rel=next`` or several types: ``rel="next last"`` (RFC 8288 §3.3).
+_REL = re.compile(r';\s*rel\s*=\s*"?([^";,]*)', re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class LinkHeader:
     """RFC 8288 ``Link`` header with ``rel="next"``."""
@@ -186,10 +193,10 @@ class LinkHeader:
     def next(
         self, step: Step, body: JSONValue, count: int, headers: Mapping[str, str]
     ) -> Step | None:
-        for part in headers.get("link", "").split(","):
-            url, _, rest = part.partition(";")
-            if 'rel="next"' in rest.replace(" ", "") or "rel=next" in rest.replace(" ", ""):
-                return Step(url=url.strip().strip("<>"), page=step.page + 1)
+        for link in _LINK.finditer(headers.get("link", "")):
+            rel = _REL.search(link.group("params"))
+            if rel and "next" in rel.group(1).lower().split():
+                return Step(url=link.group("url").strip(), page=step.page + 1)
         return None
 
 

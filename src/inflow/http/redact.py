@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 SENSITIVE_KEYS = frozenset(
     {
@@ -41,7 +41,7 @@ MASK = "***"
 def _is_sensitive(name: str) -> bool:
     lowered = name.lower()
     return lowered in SENSITIVE_KEYS or lowered.endswith(
-        ("_token", "_secret", "-token", "password")
+        ("_token", "-token", "_secret", "-secret", "_key", "-key", "apikey", "password")
     )
 
 
@@ -76,7 +76,10 @@ class Redactor:
     """Masks known secret values wherever they appear in a text (e.g. an echoed error body)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        values = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        known = {s for s in secrets if s and len(s) >= 4}
+        # and as they travel in a URL: "a+b/c=" is sent as "a%2Bb%2Fc%3D"
+        forms = known | {quote(s, safe="") for s in known} | {quote_plus(s) for s in known}
+        values = sorted(forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(v) for v in values)) if values else None
 
     def __call__(self, text: str) -> str:

@@ -13,6 +13,11 @@ what happens next. Only this module reads status codes.
 | 408, 425, 500, 502, 503, 504, other 5xx    | RETRY         | TransientProviderError    |
 | other 4xx                                  | FAIL          | RejectedRequestError      |
 | timeout, connect/read error, protocol err  | RETRY         | TransientProviderError    |
+| undecodable or truncated body              | RETRY         | TransientProviderError    |
+
+An override sets the action for a status; the exception follows the action (RETRY →
+``TransientProviderError``, RATE_LIMITED → ``RateLimitedError``, REFRESH_AUTH →
+``CredentialsError``, FAIL → ``ProviderError``).
 """
 
 from __future__ import annotations
@@ -73,6 +78,14 @@ _EXCEPTIONS: dict[Kind, type[errors.InflowError]] = {
 
 _RETRY_STATUSES = frozenset({408, 425, 500, 502, 503, 504})
 
+# An override picks the action; the kind (and so the exception when final) follows from it.
+_OVERRIDE_KINDS: dict[Action, Kind] = {
+    Action.RETRY: Kind.TRANSIENT,
+    Action.RATE_LIMITED: Kind.RATE_LIMITED,
+    Action.REFRESH_AUTH: Kind.AUTH,
+    Action.FAIL: Kind.PROVIDER,
+}
+
 
 def provider_message(response: httpx.Response, limit: int = 300) -> str:
     """The provider's own error message from the common body shapes, shortened."""
@@ -108,7 +121,12 @@ def classify(
     status = response.status_code
     if overrides and status in overrides:
         action = overrides[status]
-        return Resolution(action, None if action in (Action.OK, Action.IGNORE) else Kind.PROVIDER)
+        kind = _OVERRIDE_KINDS.get(action)
+        if kind is None:
+            return Resolution(action)
+        detail = provider_message(response)
+        suffix = f": {detail}" if detail else ""
+        return Resolution(action, kind, f"provider error ({status}){suffix}")
     if status < 400:
         return Resolution(Action.OK)
     detail = provider_message(response)
@@ -134,6 +152,10 @@ def classify_exception(exc: Exception) -> Resolution:
         return Resolution(Action.RETRY, Kind.TRANSIENT, f"timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.TransportError):
         return Resolution(Action.RETRY, Kind.TRANSIENT, f"connection failed ({type(exc).__name__})")
+    if isinstance(exc, httpx.DecodingError):
+        return Resolution(
+            Action.RETRY, Kind.TRANSIENT, "the provider sent a body that cannot be decoded"
+        )
     if isinstance(exc, orjson.JSONDecodeError):
         return Resolution(
             Action.RETRY, Kind.TRANSIENT, "the provider sent a malformed (truncated?) body"
