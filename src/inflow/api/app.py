@@ -65,7 +65,8 @@ def create_app(
     engine = engine or create_db_engine(settings.resolved_database_url)
     if migrate:
         upgrade(engine)
-    keys = KeyRing(settings).keys()
+    keyring = KeyRing(settings)
+    keys = keyring.keys()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +86,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
-    app.state.vault = Vault(keys)
+    app.state.vault = Vault.from_keyring(keyring)
     app.state.csrf_key = derive_key("csrf:" + keys[0].decode())
     app.state.limiter = Limiter(settings.redis_url)
     app.state.engine_deps = EngineDeps(

@@ -81,6 +81,16 @@ class KeyRing:
             raise VaultError(f"the key file {self.path} holds no key")
         return [derive_key(line) for line in lines]
 
+    def stamp(self) -> int | None:
+        """Changes whenever the key file is rewritten (None for env keys, which never change)."""
+        if self.from_env:
+            return None
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns ^ st.st_ino
+
     def begin_rotation(self) -> bool:
         """Put a new key first (key file only). False when a rotation is already pending."""
         keys = self.keys()
@@ -105,7 +115,12 @@ class KeyRing:
 class Vault:
     """Encrypts and decrypts JSON-able secret blobs."""
 
-    def __init__(self, keys: list[bytes]) -> None:
+    def __init__(self, keys: list[bytes], *, keyring: KeyRing | None = None) -> None:
+        self._keyring = keyring
+        self._stamp: int | None = None
+        self._load(keys)
+
+    def _load(self, keys: list[bytes]) -> None:
         if not keys:
             raise VaultError("the vault needs at least one key")
         self._fernet = MultiFernet([Fernet(k) for k in keys])
@@ -113,12 +128,30 @@ class Vault:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Vault:
-        return cls(KeyRing(settings).keys())
+        return cls.from_keyring(KeyRing(settings))
+
+    @classmethod
+    def from_keyring(cls, keyring: KeyRing) -> Vault:
+        """A vault that follows its key file: after ``inflow keys rotate`` (in another process)
+        a running server encrypts with the new key and still reads the old values."""
+        vault = cls(keyring.keys(), keyring=keyring)
+        vault._stamp = keyring.stamp()
+        return vault
+
+    def _follow(self) -> None:
+        if self._keyring is None:
+            return
+        stamp = self._keyring.stamp()
+        if stamp != self._stamp:
+            self._load(self._keyring.keys())
+            self._stamp = stamp
 
     def encrypt(self, value: dict[str, Any]) -> str:
+        self._follow()
         return self._fernet.encrypt(orjson.dumps(value)).decode()
 
     def decrypt(self, token: str) -> dict[str, Any]:
+        self._follow()
         try:
             data: dict[str, Any] = orjson.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken as exc:

@@ -9,8 +9,11 @@ Until step 3 finishes, every value still decrypts: the old keys remain in the ri
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, inspect, or_, select, update
@@ -41,7 +44,37 @@ def rotate_keys(
     batch_size: int = 200,
     after_batch: Callable[[int], None] | None = None,
 ) -> RotationReport:
-    """Rotate to a new key (or finish a pending rotation) and retire the old keys."""
+    """Rotate to a new key (or finish a pending rotation) and retire the old keys.
+
+    One rotation at a time per key file: a second one is refused while the first holds the lock.
+    """
+    if keyring.from_env:  # nothing on disk to guard: the operator holds the keys
+        return _rotate(factory, keyring, batch_size=batch_size, after_batch=after_batch)
+    with _exclusive(keyring.path.parent / "keys.lock"):
+        return _rotate(factory, keyring, batch_size=batch_size, after_batch=after_batch)
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise VaultError("another key rotation is running; wait for it to finish") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _rotate(
+    factory: sessionmaker[Session],
+    keyring: KeyRing,
+    *,
+    batch_size: int,
+    after_batch: Callable[[int], None] | None,
+) -> RotationReport:
     resumed = not keyring.begin_rotation()
     vault = Vault(keyring.keys())
     rows = reencrypted = 0
