@@ -1,8 +1,10 @@
 """The one authorization helper for object routes.
 
 Rules: an admin may do everything; a data source or test belongs to its owner; a space can be
-read by its members and changed by its owner and editors. Someone else's object is a 404 with
-the same message as a missing one (never a 403 that confirms it exists); the denial is audited.
+read by its members, changed by its owners and editors and deleted by its owners. Someone else's
+object is a 404 with the same message as a missing one (never a 403 that confirms it exists); a
+member whose role falls short gets a 403, since they can see the object anyway. Denials are
+audited.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inflow.api.deps import Auditor
-from inflow.errors import NotFoundError
+from inflow.errors import NotFoundError, PermissionDeniedError
 from inflow.storage.models import (
     DataSource,
     Experiment,
@@ -25,7 +27,7 @@ from inflow.storage.models import (
     User,
 )
 
-Action = Literal["read", "write"]
+Action = Literal["read", "write", "delete"]
 Owned = TypeVar("Owned", DataSource, Experiment, Space)
 
 _LABEL = {DataSource: "data source", Experiment: "test", Space: "space"}
@@ -50,6 +52,8 @@ def allowed(
         role = space_role(session, user, obj)
         if action == "read":
             return role is not None
+        if action == "delete":
+            return role == SpaceRole.OWNER
         return role in (SpaceRole.OWNER, SpaceRole.EDITOR)
     return obj.owner_id == user.id
 
@@ -63,7 +67,8 @@ def require(
     audit: Auditor,
     action: Action = "write",
 ) -> Owned:
-    """The object, if ``user`` may ``action`` it; otherwise ``NotFoundError`` (audited)."""
+    """The object, if ``user`` may ``action`` it; otherwise ``NotFoundError``, or
+    ``PermissionDeniedError`` when ``user`` may at least read it (both audited)."""
     label = _LABEL[model]
     obj = session.get(model, obj_id)
     if obj is None:
@@ -76,5 +81,8 @@ def require(
             details={"action": action},
             commit=True,
         )
+        if action != "read" and allowed(session, user, obj, "read"):
+            verb = "change" if action == "write" else action
+            raise PermissionDeniedError(f"your role lets you see this {label} but not {verb} it")
         raise NotFoundError(f"{label} {obj_id} not found")
     return obj

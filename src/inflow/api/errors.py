@@ -81,7 +81,15 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     bad_json = next((err for err in errs if err.get("type") == "json_invalid"), None)
     if bad_json is not None:
         reason = bad_json.get("ctx", {}).get("error", "invalid JSON")
-        return problem(400, f"the request body is not valid JSON: {reason}", title="Malformed JSON")
+        return problem(400, f"the request body is not valid JSON: {reason}")
+    if any(
+        tuple(err.get("loc", ())) == ("body",) and isinstance(err.get("input"), bytes)
+        for err in errs
+    ):
+        # FastAPI leaves a body it did not parse as JSON (no or another Content-Type) as bytes.
+        return problem(
+            415, "the request body must be JSON, sent with Content-Type: application/json"
+        )
     fields = []
     for err in errs:
         loc = [str(p) for p in err.get("loc", ())]
@@ -97,12 +105,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     detail = str(exc.detail) if exc.detail else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route for {request.method} {request.url.path}"
+    elif exc.status_code == 405 and detail == "Method Not Allowed":
+        allow = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allow}"
     return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
-async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error", error=type(exc).__name__)
-    return problem(500, "internal error; the request id is in the X-Request-ID header")
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    # Starlette calls this outside every middleware: RequestContextMiddleware has already
+    # unbound the request id from the log context and will not add its header, so both are
+    # done here (the id is in the request's state).
+    request_id: str | None = getattr(request.state, "request_id", None)
+    log.exception("unhandled error", error=type(exc).__name__, request_id=request_id)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return problem(
+        500, "internal error; the request id is in the X-Request-ID header", headers=headers
+    )
 
 
 def install(app: FastAPI) -> None:

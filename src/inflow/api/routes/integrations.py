@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from inflow.api.deps import CurrentUser
 from inflow.api.schemas import (
@@ -17,6 +19,8 @@ from inflow.connectors import registry
 from inflow.connectors.spec import Connector
 
 router = APIRouter(tags=["integrations"])
+# ``{type}`` in the URL as in API.md (and in OpenAPI), ``type_`` in Python (no builtin shadowing).
+TypePath = Annotated[str, Path(alias="type")]
 
 
 def _metrics(connector: Connector) -> list[MetricPublic]:
@@ -43,14 +47,14 @@ def list_types(_user: CurrentUser) -> list[IntegrationType]:
     ]
 
 
-@router.get("/api/integrations/{type_}/metrics", operation_id="integrations-metrics")
-def list_metrics(type_: str, _user: CurrentUser) -> list[MetricPublic]:
+@router.get("/api/integrations/{type}/metrics", operation_id="integrations-metrics")
+def list_metrics(type_: TypePath, _user: CurrentUser) -> list[MetricPublic]:
     """The metric catalog of one integration type."""
     return _metrics(require_connector(type_))
 
 
-@router.post("/api/integrations/{type_}/validate", operation_id="integrations-validate")
-def validate(type_: str, body: ValidateRequest, _user: CurrentUser) -> ValidateResponse:
+@router.post("/api/integrations/{type}/validate", operation_id="integrations-validate")
+def validate(type_: TypePath, body: ValidateRequest, _user: CurrentUser) -> ValidateResponse:
     """Check a config against the type's schema without saving anything."""
     errors = check_config(require_connector(type_), body.config)
     return ValidateResponse(

@@ -5,14 +5,27 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
+from sqlalchemy.orm import Session
 
 from inflow.api.authz import require
-from inflow.api.deps import AuditDep, CurrentUser, SessionDep, VaultDep
+from inflow.api.deps import AuditDep, Auditor, CurrentUser, SessionDep, VaultDep
 from inflow.api.schemas import Health, SourceCreate, SourcePublic, SourceUpdate
 from inflow.api.services import sources as svc
-from inflow.storage.models import DataSource, Space
+from inflow.errors import FieldError, NotFoundError, ValidationFailedError
+from inflow.storage.models import DataSource, Space, User
 
 router = APIRouter(tags=["data-sources"])
+
+
+def _require_space(session: Session, user: User, space_id: uuid.UUID, audit: Auditor) -> None:
+    """The ``spaceId`` in a body must be a space the caller may change. A missing space and a
+    stranger's one give the same 422, so the answer never tells whether the space exists."""
+    try:
+        require(session, user, Space, space_id, audit=audit)
+    except NotFoundError:
+        raise ValidationFailedError(
+            "invalid spaceId", [FieldError("spaceId", "no such space")]
+        ) from None
 
 
 def to_public(source: DataSource) -> SourcePublic:
@@ -46,7 +59,7 @@ def create_source(
 ) -> SourcePublic:
     """Create a data source; secret fields are encrypted and never shown again."""
     if body.space_id is not None:
-        require(session, user, Space, body.space_id, audit=audit)
+        _require_space(session, user, body.space_id, audit)
     source = svc.create_source(
         session,
         owner=user,
@@ -81,7 +94,7 @@ def update_source(
     """Change a data source; a secret left out keeps its stored value."""
     source = require(session, user, DataSource, source_id, audit=audit)
     if body.space_id is not None:
-        require(session, user, Space, body.space_id, audit=audit)
+        _require_space(session, user, body.space_id, audit)
     svc.update_source(
         session,
         source=source,

@@ -88,12 +88,8 @@ def update_space(
 def delete_space(
     space_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> Response:
-    """Delete a space (its owner or an admin); its sources stay, unassigned."""
-    space = require(session, user, Space, space_id, audit=audit)
-    if user.role != Role.ADMIN and space.owner_id != user.id:
-        # An editor can see the space, so a 403 here confirms nothing new.
-        audit("permission.denied", "denied", target=f"spaces:{space_id}", commit=True)
-        raise PermissionDeniedError("only the space's owner can delete it")
+    """Delete a space (an owner or an admin); its sources stay, unassigned."""
+    space = require(session, user, Space, space_id, audit=audit, action="delete")
     session.delete(space)
     audit("space.delete", target=f"spaces:{space_id}")
     return Response(status_code=204)
@@ -116,10 +112,19 @@ def add_member(
     space_id: uuid.UUID, body: MemberAdd, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> MemberPublic:
     """Add a user to the space, or change their role (owner or editor)."""
-    require(session, user, Space, space_id, audit=audit)
+    space = require(session, user, Space, space_id, audit=audit)
     if session.get(User, body.user_id) is None:
         raise ValidationFailedError("unknown user", [FieldError("userId", "no such user")])
     member = session.get(SpaceMembership, (space_id, body.user_id))
+    roles = {body.role, member.role if member else None}
+    if (
+        SpaceRole.OWNER in roles
+        and user.role != Role.ADMIN
+        and space_role(session, user, space) != SpaceRole.OWNER
+    ):
+        # Else an editor could make themselves an owner, and owners may delete the space.
+        audit("permission.denied", "denied", target=f"spaces:{space_id}", commit=True)
+        raise PermissionDeniedError("only an owner can grant or take away the owner role")
     if member is None:
         member = SpaceMembership(space_id=space_id, user_id=body.user_id, role=body.role)
         session.add(member)

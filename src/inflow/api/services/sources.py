@@ -17,11 +17,15 @@ from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, Role, Space, User
 
 
+def _unknown_type(slug: str) -> str:
+    return f"unknown integration type {slug!r}; known types: {', '.join(sorted(registry()))}"
+
+
 def require_connector(slug: str) -> Connector:
+    """The connector of a type named in a URL; ``NotFoundError`` (a 404) when there is none."""
     connector = get_connector(slug)
     if connector is None:
-        known = ", ".join(sorted(registry()))
-        raise NotFoundError(f"unknown integration type {slug!r}; known types: {known}")
+        raise NotFoundError(_unknown_type(slug))
     return connector
 
 
@@ -97,7 +101,9 @@ def create_source(
     space_id: uuid.UUID | None = None,
     schedule: str | None = None,
 ) -> DataSource:
-    connector = require_connector(type_)
+    connector = get_connector(type_)
+    if connector is None:  # a field of the body, so a 422 naming it (not a 404 of the URL)
+        raise ValidationFailedError("invalid type", [FieldError("type", _unknown_type(type_))])
     if space_id is not None and session.get(Space, space_id) is None:
         raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
     model = validate_config(connector, config)
@@ -134,8 +140,9 @@ def update_source(
     if config is not None:
         current = dict(source.config)
         current.update(vault.decrypt(source.secrets) if source.secrets else {})
+        secret_names = set(connector.config.secret_fields())
         for key, value in config.items():
-            if _is_secret_marker(value):
+            if key in secret_names and _is_secret_marker(value):
                 continue  # {"set": true} echoed back from a GET keeps the stored secret
             current[key] = value
         _store(source, connector, validate_config(connector, current), vault)
