@@ -96,7 +96,9 @@ def _truncate(engine: Engine) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
+def engine(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> Iterator[Engine]:
     """A freshly migrated, empty database on each backend."""
     if request.param == "sqlite":
         path = tmp_path / "inflow.db"

@@ -15,7 +15,10 @@ PASSWORD = "correct horse battery"
 
 
 def make_user(
-    factory: sessionmaker[Session], email: str | None = None, *, role: str = "member",
+    factory: sessionmaker[Session],
+    email: str | None = None,
+    *,
+    role: str = "member",
     password: str = PASSWORD,
 ) -> User:
     email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
@@ -30,7 +33,9 @@ def login(client: Any, email: str, password: str = PASSWORD) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['token']}"}
 
 
-def user_headers(client: Any, factory: sessionmaker[Session], *, role: str = "member") -> tuple[User, dict[str, str]]:
+def user_headers(
+    client: Any, factory: sessionmaker[Session], *, role: str = "member"
+) -> tuple[User, dict[str, str]]:
     user = make_user(factory, role=role)
     return user, login(client, user.email)
 

@@ -9,8 +9,11 @@ def test_health_reports_database_ok(client):
 
 def test_source_roundtrip_hides_secret(client, factory):
     _, headers = user_headers(client, factory)
-    r = client.post("/api/data-sources", headers=headers,
-                    json={"name": "ex", "type": "example", "config": EXAMPLE_CONFIG})
+    r = client.post(
+        "/api/data-sources",
+        headers=headers,
+        json={"name": "ex", "type": "example", "config": EXAMPLE_CONFIG},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["config"]["apiKey"] == {"set": True}
     assert "sk-example" not in r.text

@@ -59,6 +59,10 @@ class InProcessWorker:
             except Exception:  # the run recorded its own failure
                 log.warning("run did not finish before shutdown")
         if self._loop is not None and self._thread is not None:
+            try:  # its Redis connections belong to this loop
+                self.call(self.deps.limiter.aclose(), timeout)
+            except Exception:  # shutting down: a failed close must not block it
+                log.warning("closing the outbound limiter failed")
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
             self._loop.close()
