@@ -291,7 +291,9 @@ class SyncRun(Base):
     __table_args__ = (
         # One queued or running run per source, enforced by the database on every backend.
         Index(
-            "uq_sync_runs_one_active", "source_id", unique=True,
+            "uq_sync_runs_one_active",
+            "source_id",
+            unique=True,
             sqlite_where=text("status IN ('queued', 'running')"),
             postgresql_where=text("status IN ('queued', 'running')"),
         ),
