@@ -57,10 +57,12 @@ def create_app(
     engine: Engine | None = None,
     migrate: bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
+    scheduler: bool = False,
 ) -> FastAPI:
     """Build the app. Tests pass their own settings (and engine); ``serve`` uses the env.
 
-    ``transport`` routes provider calls in-process (tests and the demo's mounted sandbox)."""
+    ``transport`` routes provider calls in-process (tests); ``scheduler`` runs the embedded
+    scheduler (``serve`` and ``demo``)."""
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.resolved_database_url)
     if migrate:
@@ -98,6 +100,8 @@ def create_app(
     )
     app.state.worker = InProcessWorker(app.state.engine_deps)
     resume_runs(app.state.session_factory, app.state.worker)
+    if scheduler:
+        app.state.worker.start_scheduler()
 
     errors.install(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

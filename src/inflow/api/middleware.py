@@ -110,9 +110,13 @@ class BodySizeLimitMiddleware:
 
 
 def client_ip(scope: Scope, trust_forwarded_for: bool) -> str:
+    """The caller's address. Behind a trusted proxy, the last ``X-Forwarded-For`` entry: the one
+    the proxy appended (entries before it are whatever the client chose to send)."""
     if trust_forwarded_for:
         forwarded = dict(scope["headers"]).get(b"x-forwarded-for")
         if forwarded:
-            return str(forwarded.decode("latin-1")).split(",")[0].strip()
+            last = str(forwarded.decode("latin-1")).split(",")[-1].strip()
+            if last:
+                return last[:64]
     client = scope.get("client")
     return str(client[0]) if client else "unknown"

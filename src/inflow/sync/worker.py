@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from inflow.logging import get_logger
 from inflow.sync.engine import EngineDeps, RunResult, run_sync
+from inflow.sync.scheduler import run_scheduler
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -44,6 +45,12 @@ class InProcessWorker:
         """Run ``coro`` on the worker loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result(timeout)
 
+    def start_scheduler(self, tick_s: float = 30.0) -> None:
+        """Run the embedded scheduler on this loop: due sources get a run every tick."""
+        asyncio.run_coroutine_threadsafe(
+            run_scheduler(self.deps.factory, self.submit, tick_s=tick_s), self._ensure_loop()
+        )
+
     def submit(self, run_id: uuid.UUID) -> Future[RunResult]:
         """Start a queued run in the background."""
         future = asyncio.run_coroutine_threadsafe(run_sync(self.deps, run_id), self._ensure_loop())
@@ -59,7 +66,8 @@ class InProcessWorker:
             except Exception:  # the run recorded its own failure
                 log.warning("run did not finish before shutdown")
         if self._loop is not None and self._thread is not None:
-            try:  # its Redis connections belong to this loop
+            try:  # the scheduler ends; the limiter's Redis connections belong to this loop
+                self.call(_cancel_others(), timeout)
                 self.call(self.deps.limiter.aclose(), timeout)
             except Exception:  # shutting down: a failed close must not block it
                 log.warning("closing the outbound limiter failed")
@@ -67,3 +75,11 @@ class InProcessWorker:
             self._thread.join(timeout)
             self._loop.close()
             self._loop = None
+
+
+async def _cancel_others() -> None:
+    current = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not current]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)

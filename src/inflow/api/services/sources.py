@@ -15,6 +15,7 @@ from inflow.connectors.spec import Connector, ConnectorConfig
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, Role, Space, User
+from inflow.sync.scheduler import parse_schedule
 
 
 def _unknown_type(slug: str) -> str:
@@ -31,6 +32,16 @@ def require_connector(slug: str) -> Connector:
 
 def _is_secret_marker(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"set"}
+
+
+def check_schedule(schedule: str | None) -> None:
+    """A schedule the scheduler understands (``every 1h``, ``@daily``), or a 422 naming it."""
+    if schedule is None:
+        return
+    try:
+        parse_schedule(schedule)
+    except ValueError as exc:
+        raise ValidationFailedError("invalid schedule", [FieldError("schedule", str(exc))]) from exc
 
 
 def validate_config(connector: Connector, config: dict[str, Any]) -> ConnectorConfig:
@@ -107,6 +118,7 @@ def create_source(
     if space_id is not None and session.get(Space, space_id) is None:
         raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
     model = validate_config(connector, config)
+    check_schedule(schedule)
     source = DataSource(
         name=name, type=type_, owner_id=owner.id, space_id=space_id, schedule=schedule
     )
@@ -136,7 +148,9 @@ def update_source(
             raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
         source.space_id = space_id
     if "schedule" in fields_set:
+        check_schedule(schedule)
         source.schedule = schedule
+        source.next_run_at = None  # due at the scheduler's next tick
     if config is not None:
         current = dict(source.config)
         current.update(vault.decrypt(source.secrets) if source.secrets else {})
