@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +38,8 @@ for sub, name in (
     app.add_typer(sub, name=name)
 
 console = Console()
+# Errors go to stderr (stdout may be a token a script captures), unwrapped and markup-free.
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 DEMO_ADMIN = "admin@inflow.local"
 
 
@@ -56,8 +60,16 @@ def _runtime(migrate: bool = True) -> Runtime:
 
 
 def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code=1)
+
+
+def _invalid(exc: ValidationError) -> str:
+    """One line per bad field, e.g. ``password: String should have at least 8 characters``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'input'}: {err['msg']}"
+        for err in exc.errors()
+    )
 
 
 @app.command()
@@ -76,7 +88,9 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    # access_log=False: RequestContextMiddleware logs each request (with its id, without the
+    # query string, which can carry codes and tokens).
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()
@@ -103,7 +117,7 @@ def demo(
     console.print(f"  data dir : {settings.data_dir}")
     console.print(f"  API docs : {url}/docs")
     console.print(f"  login    : {DEMO_ADMIN}  /  {password}\n")
-    uvicorn.run(fastapi_app, host=host, port=port, log_config=None)
+    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False)
 
 
 @db_app.command("upgrade")
@@ -126,16 +140,25 @@ def users_create(
     from inflow.api.schemas import UserCreate
     from inflow.api.services import accounts
     from inflow.errors import ConflictError
+    from inflow.storage.audit import append_event
 
     try:
         body = UserCreate(email=email, password=password, role="admin" if admin else "member")
-    except ValueError as exc:
-        raise _fail(str(exc).splitlines()[-1] if str(exc) else "invalid input") from exc
+    except ValidationError as exc:
+        raise _fail(_invalid(exc)) from exc
     rt = _runtime()
     try:
         with session_scope(rt.factory) as session:
             user = accounts.create_user(
                 session, email=body.email, password=body.password, role=body.role
+            )
+            append_event(
+                session,
+                action="user.create",
+                outcome="success",
+                actor="cli",
+                target=f"users:{user.id}",
+                details={"email": user.email, "role": user.role},
             )
     except ConflictError as exc:
         raise _fail(exc.message) from exc
