@@ -8,33 +8,47 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
 
-SENSITIVE_KEYS = frozenset(
-    {
-        "password",
-        "secret",
-        "token",
-        "authorization",
-        "api_key",
-        "apikey",
-        "client_secret",
-        "access_token",
-        "refresh_token",
-        "cookie",
-        "jwt",
-        "auth_token",
-    }
+# A key is secret when, lower-cased and without "-"/"_", it contains one of these words: this
+# catches snake_case, camelCase and header spellings alike (clientSecret, x-api-key, set-cookie).
+SENSITIVE_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "apikey",
+    "cookie",
+    "jwt",
+    "credential",
 )
+MASK = "***"
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Whether a log key (or a nested dict key) names something secret."""
+    folded = key.lower().replace("-", "").replace("_", "")
+    return any(word in folded for word in SENSITIVE_WORDS)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if isinstance(k, str) and is_sensitive_key(k) else _redact_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):  # not tuples: exc_info and positional_args must stay as they are
+        return [_redact_value(v) for v in value]
+    return value
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
-        if key.lower().replace("-", "_") in SENSITIVE_KEYS:
-            event[key] = "***"
+        event[key] = MASK if is_sensitive_key(key) else _redact_value(event[key])
     return event
 
 
@@ -47,6 +61,7 @@ def _ensure_request_id(
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Configure structlog and the standard library once for the process."""
+    fmt = fmt.lower()
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -56,10 +71,23 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer()
+    # JSON lines carry the traceback as a string; the console renderer formats it itself
+    # (structlog asks not to combine it with format_exc_info), never with the frames' locals:
+    # they hold passwords and tokens that the redaction processor cannot see.
+    tty = sys.stderr.isatty()
+    rendering: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=tty,
+                exception_formatter=(
+                    structlog.dev.RichTracebackFormatter(show_locals=False)
+                    if tty
+                    else structlog.dev.plain_traceback
+                ),
+            )
+        ]
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -73,14 +101,14 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             foreign_pre_chain=shared,
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info,
-                renderer,
+                *rendering,
             ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # a warning is a log line too, not raw text amid JSON
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
