@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 dev: ## create .venv with the app and the dev tools
 	scripts/bootstrap
@@ -19,7 +19,10 @@ fmt: ## format and autofix
 lint: ## ruff and mypy
 	.venv/bin/ruff check src tests bench && .venv/bin/ruff format --check src tests bench && .venv/bin/mypy
 
-test: ## the test suites (no reinstall)
-	.venv/bin/pytest
+test: ## the test suites but the browser ones (no reinstall)
+	.venv/bin/pytest -m "not e2e"
 
-.PHONY: help dev demo check fmt lint test
+e2e: ## the browser tests: Playwright drives Debian's Chromium (/usr/bin/chromium)
+	.venv/bin/pytest -m e2e tests/e2e
+
+.PHONY: help dev demo check fmt lint test e2e
