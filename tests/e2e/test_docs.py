@@ -10,17 +10,6 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
-# Swagger UI 4.15.5 (what swagger-ui-bundle 1.1.0 ships) cannot read OpenAPI 3.1, the version
-# FastAPI emits: /docs says "Unable to render this definition". The fix belongs in
-# src/inflow/api/app.py and its runtime dependency (a Swagger UI 5 bundle); strict xfail, so
-# these tests fail as soon as that lands and the marker must go.
-SWAGGER_UI_4 = pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="app.py serves Swagger UI 4.15.5, which cannot render OpenAPI 3.1",
-)
-
-
 def block_foreign(page, base_url: str) -> None:
     # Offline a CDN request would hang until its timeout; refusing it keeps the failure quick.
     page.route(
@@ -75,7 +64,6 @@ def test_docs_loads_swagger_ui_from_the_server_only(page, live_server):
     assert not errors
 
 
-@SWAGGER_UI_4
 def test_docs_renders_the_inflow_operations(page, live_server):
     urls: list[str] = []
     page.on("request", lambda request: urls.append(request.url))
@@ -90,7 +78,6 @@ def test_docs_renders_the_inflow_operations(page, live_server):
     assert all(u.startswith(live_server.base_url) for u in urls), urls
 
 
-@SWAGGER_UI_4
 def test_login_through_swagger_ui_gives_a_token_for_me(page, live_server):
     open_docs(page)
     login = page.locator("#operations-auth-auth-login")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 
 import httpx
@@ -13,7 +14,6 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
-from swagger_ui_bundle import swagger_ui_path
 
 from inflow import __version__
 from inflow.api import errors
@@ -29,6 +29,9 @@ from inflow.storage.db import create_db_engine, make_session_factory, upgrade
 from inflow.storage.models import SyncRun
 from inflow.sync.engine import EngineDeps, recover_stale_runs
 from inflow.sync.worker import InProcessWorker
+
+# Swagger UI 5 (reads OpenAPI 3.1), shipped inside the fastapi-offline package: no CDN.
+SWAGGER_UI = str(resources.files("fastapi_offline") / "static")
 
 
 def http_options(settings: Settings) -> HttpOptions:
@@ -110,7 +113,7 @@ def create_app(
     for module in (health, auth, spaces, sources, runs, oauth, integrations, audit):
         app.include_router(module.router)
 
-    app.mount("/docs/static", StaticFiles(directory=swagger_ui_path), name="docs-static")
+    app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="docs-static")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -120,7 +123,7 @@ def create_app(
             title="Inflow API",
             swagger_js_url="/docs/static/swagger-ui-bundle.js",
             swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
+            swagger_favicon_url="/docs/static/favicon.png",
         )
 
     return app

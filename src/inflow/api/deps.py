@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -110,7 +111,15 @@ def authenticate(request: Request, session: Session) -> User:
     raise AuthenticationError("authentication required: send 'Authorization: Bearer <token>'")
 
 
-def current_user(request: Request, session: SessionDep) -> User:
+# Declares the scheme in OpenAPI (Swagger UI's "Authorize"); ``authenticate`` does the checking.
+BEARER = HTTPBearer(auto_error=False, description="An API token or the token from /api/auth/login")
+
+
+def current_user(
+    request: Request,
+    session: SessionDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+) -> User:
     user = authenticate(request, session)
     request.state.user = user
     return user
