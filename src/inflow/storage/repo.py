@@ -12,10 +12,13 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import Insert, TextualSelect, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from inflow.connectors.records import Asset, DataPoint
@@ -57,66 +60,56 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 def upsert_data_points(
     session: Session, *, source_id: uuid.UUID, points: Sequence[DataPoint]
 ) -> Counts:
-    """Insert new points, update changed ones (keeping the old value as a revision)."""
-    latest: dict[tuple[str, str, datetime, str], DataPoint] = {}
+    """Insert new points, update changed ones (keeping the old value as a revision).
+
+    New keys go in first with one ``executemany`` that skips stored keys (ON CONFLICT DO
+    NOTHING): on a first read that is the whole batch. Only when some key was stored already
+    is the batch looked up and compared; the ids generated here tell created from existing.
+    """
+    latest: dict[_Key, DataPoint] = {}
     for point in points:  # the last value of a key in a batch wins
         latest[(point.metric, point.granularity, point.period_start, point.dimensions_key)] = point
     counts = Counts()
     if not latest:
         return counts
-    table = DATA_POINTS
-    existing: dict[tuple[str, str, datetime, str], tuple[uuid.UUID, float, bool]] = {}
-    key_cols = tuple_(
-        table.c.metric, table.c.granularity, table.c.period_start, table.c.dimensions_key
-    )
-    for chunk in _chunks(list(latest), KEY_CHUNK):
-        rows = session.execute(
-            select(
-                table.c.id,
-                table.c.metric,
-                table.c.granularity,
-                table.c.period_start,
-                table.c.dimensions_key,
-                table.c.value,
-                table.c.complete,
-            ).where(table.c.source_id == source_id, key_cols.in_(chunk))
-        )
-        for row in rows:
-            existing[(row.metric, row.granularity, row.period_start, row.dimensions_key)] = (
-                row.id,
-                row.value,
-                row.complete,
-            )
     now = utcnow()
-    new_rows: list[dict[str, Any]] = []
+    new_rows = [
+        {
+            "id": uuid.uuid4(),
+            "source_id": source_id,
+            "metric": p.metric,
+            "granularity": p.granularity,
+            "period_start": p.period_start,
+            "period_end": p.period_end,
+            "timezone": p.timezone,
+            "dimensions": dict(p.dimensions),
+            "dimensions_key": key[3],
+            "value": p.value,
+            "unit": p.unit,
+            "weight": p.weight,
+            "complete": p.complete,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, p in latest.items()
+    ]
+    dialect = session.get_bind().dialect.name
+    inserted = session.execute(_insert_new_points(dialect), new_rows).rowcount  # type: ignore[attr-defined]
+    if inserted == len(new_rows):
+        counts.created = inserted
+        return counts
+    ours = {row["id"] for row in new_rows}
+    existing = _stored_points(session, source_id, list(latest))
     changed: list[dict[str, Any]] = []
     revisions: list[dict[str, Any]] = []
     for key, p in latest.items():
-        found = existing.get(key)
-        if found is None:
-            new_rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "source_id": source_id,
-                    "metric": p.metric,
-                    "granularity": p.granularity,
-                    "period_start": p.period_start,
-                    "period_end": p.period_end,
-                    "timezone": p.timezone,
-                    "dimensions": dict(p.dimensions),
-                    "dimensions_key": key[3],
-                    "value": p.value,
-                    "unit": p.unit,
-                    "weight": p.weight,
-                    "complete": p.complete,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        elif found[1] != p.value or found[2] != p.complete:
+        point_id, value, complete = existing[key]
+        if point_id in ours:
+            counts.created += 1
+        elif value != p.value or complete != p.complete:
             changed.append(
                 {
-                    "_id": found[0],
+                    "_id": point_id,
                     "value": p.value,
                     "complete": p.complete,
                     "weight": p.weight,
@@ -125,22 +118,19 @@ def upsert_data_points(
             )
             revisions.append(
                 {
-                    "data_point_id": found[0],
-                    "value": found[1],
-                    "complete": found[2],
+                    "data_point_id": point_id,
+                    "value": value,
+                    "complete": complete,
                     "recorded_at": now,
                     "replaced_at": now,
                 }
             )
         else:
             counts.unchanged += 1
-    if new_rows:
-        session.execute(insert(table), new_rows)
-        counts.created = len(new_rows)
     if changed:
         session.execute(
-            update(table)
-            .where(table.c.id == bindparam("_id"))
+            update(DATA_POINTS)
+            .where(DATA_POINTS.c.id == bindparam("_id"))
             .values(
                 value=bindparam("value"),
                 complete=bindparam("complete"),
@@ -152,6 +142,74 @@ def upsert_data_points(
         session.execute(insert(REVISIONS), revisions)
         counts.updated = len(changed)
     return counts
+
+
+_Key = tuple[str, str, datetime, str]  # metric, granularity, period_start, dimensions_key
+_NATURAL_KEY = ("source_id", "metric", "granularity", "period_start", "dimensions_key")
+
+
+@lru_cache(maxsize=4)
+def _insert_new_points(dialect: str) -> Insert:
+    """INSERT ... ON CONFLICT (natural key) DO NOTHING, for the two supported backends."""
+    make = sqlite_insert if dialect == "sqlite" else pg_insert
+    statement = make(DATA_POINTS).on_conflict_do_nothing(index_elements=_NATURAL_KEY)
+    return statement.execution_options(preserve_rowcount=True)  # summed over the batch
+
+
+@lru_cache(maxsize=1)
+def _lookup_statement() -> TextualSelect:
+    """Stored points of ``KEY_CHUNK`` keys, which join as a VALUES table: one probe of the
+    natural-key index each (a row IN list makes both backends scan all of a source's points).
+
+    Plain text with bind parameters, built once: SQLAlchemy cannot cache a ``values()``
+    construct, and compiling 1,600 parameters for every chunk costs more than the query.
+    """
+    keys = ", ".join(f"(:m{i}, :g{i}, :p{i}, :d{i})" for i in range(KEY_CHUNK))
+    table = DATA_POINTS
+    sql = (
+        f"WITH batch_keys (metric, granularity, period_start, dimensions_key) AS (VALUES {keys}) "  # noqa: S608 (only placeholders)
+        "SELECT p.id, p.metric, p.granularity, p.period_start, p.dimensions_key, p.value, "
+        "p.complete FROM batch_keys AS k JOIN data_points AS p ON p.source_id = :source_id "
+        "AND p.metric = k.metric AND p.granularity = k.granularity "
+        "AND p.period_start = k.period_start AND p.dimensions_key = k.dimensions_key"
+    )
+    return (
+        text(sql)
+        .bindparams(
+            bindparam("source_id", type_=table.c.source_id.type),
+            *(bindparam(f"p{i}", type_=table.c.period_start.type) for i in range(KEY_CHUNK)),
+        )
+        .columns(
+            table.c.id,
+            table.c.metric,
+            table.c.granularity,
+            table.c.period_start,
+            table.c.dimensions_key,
+            table.c.value,
+            table.c.complete,
+        )
+    )
+
+
+def _stored_points(
+    session: Session, source_id: uuid.UUID, keys: Sequence[_Key]
+) -> dict[_Key, tuple[uuid.UUID, float, bool]]:
+    """``(id, value, complete)`` of the stored points among ``keys``."""
+    found: dict[_Key, tuple[uuid.UUID, float, bool]] = {}
+    statement = _lookup_statement()
+    for chunk in _chunks(keys, KEY_CHUNK):
+        padded = [*chunk, *[chunk[-1]] * (KEY_CHUNK - len(chunk))]  # one statement for all
+        params: dict[str, Any] = {"source_id": source_id}
+        for i, (metric, granularity, start, dims) in enumerate(padded):
+            params[f"m{i}"], params[f"g{i}"] = metric, granularity
+            params[f"p{i}"], params[f"d{i}"] = start, dims
+        for row in session.execute(statement, params):
+            found[(row.metric, row.granularity, row.period_start, row.dimensions_key)] = (
+                row.id,
+                row.value,
+                row.complete,
+            )
+    return found
 
 
 def asset_hash(asset: Asset) -> str:
