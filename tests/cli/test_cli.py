@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 import uuid
 from contextlib import closing
 
@@ -213,6 +214,8 @@ DEMO_LOGIN = re.compile(r"login\s*:\s*(\S+)\s+/\s+(\S+)")
 
 def demo_login(server) -> tuple[str, str]:
     """The URL and credentials `inflow demo` printed, checked against where it listens."""
+    # The demo prints its login once it answers, so the login is never for a dead server.
+    server.wait_for(lambda: DEMO_LOGIN.search(server.stdout) is not None, timeout=30)
     out = server.stdout
     url = DEMO_URL.search(out)
     login = DEMO_LOGIN.search(out)
@@ -235,7 +238,27 @@ def test_demo_prints_a_working_login_and_a_new_password_each_start(tmp_path, spa
     response = log_in(first.base_url, email, old_password)
     assert response.status_code == 200, response.text
     assert response.json()["user"]["role"] == "admin"
-    assert me(first.base_url, response.json()["token"]).status_code == 200
+    token = response.json()["token"]
+    assert me(first.base_url, token).status_code == 200
+    # The demo shows real data flowing: a source per sandbox connector, synced from the
+    # sandbox the demo mounts, on a schedule.
+    auth = {"Authorization": f"Bearer {token}"}
+    sources = httpx.get(f"{first.base_url}/api/data-sources", headers=auth, timeout=10).json()
+    assert {s["type"] for s in sources} >= {"example"}
+    example = next(s for s in sources if s["type"] == "example")
+    assert example["config"]["baseUrl"] == f"{first.base_url}/sandbox/example"
+    assert example["schedule"]
+    deadline = time.monotonic() + 60
+    runs: list = []
+    while time.monotonic() < deadline:
+        runs = httpx.get(
+            f"{first.base_url}/api/data-sources/{example['id']}/runs", headers=auth, timeout=10
+        ).json()
+        if runs and runs[0]["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.5)
+    assert runs[0]["status"] == "succeeded", runs
+    assert runs[0]["counts"]["created"] > 0
     first.stop()
     assert (tmp_path / "data" / "inflow.db").exists()
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -33,7 +33,9 @@ class LoginResponse(Schema):
 
 
 class UserCreate(Schema):
-    email: EmailStr
+    # A plain shape check: self-hosted teams use internal domains (corp.local) that a
+    # "deliverable address" validator refuses.
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)
     password: str = Field(min_length=8, max_length=1024)
     role: Literal["admin", "member"] = "member"
 

@@ -90,7 +90,13 @@ def serve(
     configure_logging(settings.log_level, settings.log_format)
     # access_log=False: RequestContextMiddleware logs each request (with its id, without the
     # query string, which can carry codes and tokens).
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(
+        create_app(settings, scheduler=True),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 @app.command()
@@ -98,26 +104,64 @@ def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """The embedded default: SQLite in the data dir, the sandbox, a demo admin."""
+    """The embedded default: SQLite in the data dir, the sandbox, a demo admin, demo data."""
+    import threading
+
     from inflow.api.app import create_app
     from inflow.api.services import accounts
+    from inflow.api.services import demo as demo_data
+    from inflow.sandbox import create_app as create_sandbox
 
     settings = get_settings().model_copy(update={"allow_private_urls": True})
     configure_logging(settings.log_level, settings.log_format)
-    fastapi_app = create_app(settings)
+    fastapi_app = create_app(settings, scheduler=True)
+    fastapi_app.mount("/sandbox", create_sandbox())
     password = secrets.token_urlsafe(12)
     with session_scope(fastapi_app.state.session_factory) as session:
         admin = accounts.get_user_by_email(session, email=DEMO_ADMIN)
         if admin is None:
-            accounts.create_user(session, email=DEMO_ADMIN, password=password, role="admin")
+            admin = accounts.create_user(session, email=DEMO_ADMIN, password=password, role="admin")
         else:
             accounts.set_password(session, user=admin, password=password)
+        admin_id = admin.id
     url = f"http://{host}:{port}"
-    console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}]{url}[/link]")
-    console.print(f"  data dir : {settings.data_dir}")
-    console.print(f"  API docs : {url}/docs")
-    console.print(f"  login    : {DEMO_ADMIN}  /  {password}\n")
-    uvicorn.run(fastapi_app, host=host, port=port, log_config=None, access_log=False)
+    server = uvicorn.Server(
+        uvicorn.Config(fastapi_app, host=host, port=port, log_config=None, access_log=False)
+    )
+
+    def announce_and_seed() -> None:
+        try:
+            demo_data.wait_until_up(url)
+        except RuntimeError:
+            return  # the server did not start (port taken?); uvicorn says why
+        console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}]{url}[/link]")
+        console.print(f"  data dir : {settings.data_dir}")
+        console.print(f"  API docs : {url}/docs")
+        console.print(f"  sandbox  : {url}/sandbox/_sandbox/credentials")
+        console.print(f"  login    : {DEMO_ADMIN}  /  {password}\n")
+        ids = demo_data.seed_and_sync(
+            url,
+            fastapi_app.state.session_factory,
+            fastapi_app.state.vault,
+            fastapi_app.state.worker,
+            admin_id,
+        )
+        console.print(f"  syncing {len(ids)} demo source(s) from the sandbox\n")
+
+    threading.Thread(target=announce_and_seed, name="demo-seed", daemon=True).start()
+    server.run()
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,
+) -> None:
+    """The provider emulators alone (each provider's API under /<type>)."""
+    from inflow.sandbox import create_app as create_sandbox
+
+    console.print(f"sandbox on http://{host}:{port}  (credentials: /_sandbox/credentials)")
+    uvicorn.run(create_sandbox(), host=host, port=port, log_config=None, access_log=False)
 
 
 @db_app.command("upgrade")
