@@ -16,14 +16,14 @@ import contextlib
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.connectors import get_connector
@@ -107,9 +107,19 @@ def recover_stale_runs(session: Session, *, source_id: uuid.UUID | None = None) 
 
 
 class RunRecorder:
-    """A run's timeline (last requests), request totals and waiting state, without secrets."""
+    """A run's timeline (last requests), request totals and waiting state, without secrets.
 
-    def __init__(self, keep: int = 200) -> None:
+    ``persist`` stores the waiting state as soon as a wait begins, so the run says it is
+    waiting while it waits (batches, which store everything else, are rare during a wait).
+    """
+
+    def __init__(
+        self,
+        keep: int = 200,
+        *,
+        persist: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.persist = persist
         self.entries: deque[TimelineEntry] = deque(maxlen=keep)
         self.requests = 0
         self.retries = 0
@@ -125,10 +135,11 @@ class RunRecorder:
         if entry.status is not None and entry.status < 400:
             self.waiting = None
 
-    def on_wait(self, reason: str, seconds: float) -> None:
+    def on_wait(self, reason: str, seconds: float) -> Awaitable[None] | None:
         self.waited_s += seconds
         until = datetime.now(UTC) + timedelta(seconds=seconds)
         self.waiting = {"state": "waiting", "reason": reason, "until": until.isoformat()}
+        return self.persist(self.waiting) if self.persist is not None else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -375,6 +386,43 @@ async def _sync_stream(
                 await producer
 
 
+def _save_waiting(
+    factory: sessionmaker[Session], run_id: uuid.UUID, waiting: dict[str, Any]
+) -> None:
+    with factory() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
+            .values(waiting=waiting)
+        )
+        session.commit()
+
+
+def _renew_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None:
+    try:
+        with factory() as session:
+            session.execute(
+                update(SyncRun)
+                .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
+                .values(lease_until=utcnow() + LEASE)
+            )
+            session.commit()
+    except SQLAlchemyError:  # the next beat tries again; the run itself goes on
+        log.warning("could not renew the run's lease", run_id=str(run_id), exc_info=True)
+
+
+async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None:
+    """Renew a live run's lease every third of it.
+
+    Batches renew it too, but a slow page or a long ``Retry-After`` may keep a run from writing
+    for longer than the lease; without this beat it would be taken for a dead worker's run,
+    failed by ``recover_stale_runs`` and a second run started beside it.
+    """
+    while True:
+        await asyncio.sleep(LEASE.total_seconds() / 3)
+        await asyncio.to_thread(_renew_lease, factory, run_id)
+
+
 def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
     with factory() as session:
         run = session.get(SyncRun, run_id)
@@ -425,9 +473,14 @@ class RunResult:
 async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
     """Execute a queued run to its end: succeeded, failed (classified) or cancelled."""
     run = await asyncio.to_thread(_claim, deps.factory, run_id)
-    recorder = RunRecorder()
+
+    async def persist_waiting(waiting: dict[str, Any]) -> None:
+        await asyncio.to_thread(_save_waiting, deps.factory, run_id, waiting)
+
+    recorder = RunRecorder(persist=persist_waiting)
     started = time.perf_counter()
     writer: _Writer | None = None
+    heartbeat = asyncio.create_task(_keep_lease(deps.factory, run_id))
     try:
         source, runtime = open_runtime(deps, run.source_id, recorder)
         writer = _Writer(deps, run_id, source, run.started_at or utcnow(), recorder)
@@ -454,6 +507,10 @@ async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
             _finish, deps.factory, run_id, RunStatus.FAILED, recorder, counts, error
         )
         return RunResult(run_id, RunStatus.FAILED, counts, [], error)
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     await asyncio.to_thread(
         set_health, deps.factory, run.source_id, HealthStatus.OK, "last sync succeeded"
     )

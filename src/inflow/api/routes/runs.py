@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from sqlalchemy import select
 
 from inflow.api.authz import require
@@ -17,7 +17,13 @@ from inflow.connectors.records import DataPoint
 from inflow.connectors.spec import Window
 from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage import repo
-from inflow.storage.models import DataSource, Experiment, ExperimentDataPoint, SyncRun
+from inflow.storage.models import (
+    DataSource,
+    Experiment,
+    ExperimentDataPoint,
+    SyncRun,
+    utcnow,
+)
 from inflow.sync.engine import enqueue_run, fetch_points, test_source
 from inflow.sync.worker import InProcessWorker
 
@@ -36,9 +42,20 @@ class TestResult(Schema):
     checks: list[CheckPublic]
 
 
+def _whole_day(value: Any) -> Any:
+    # Parsed from a dict, "2026-11-10" would become midnight (a datetime), and an end date
+    # would then leave its own day out: a date-only string is a date.
+    if isinstance(value, str) and len(value) == 10:
+        return date.fromisoformat(value)
+    return value
+
+
+DayOrMoment = Annotated[datetime | date | None, BeforeValidator(_whole_day)]
+
+
 class FetchRequest(Schema):
-    start_date: datetime | date | None = None
-    end_date: datetime | date | None = None
+    start_date: DayOrMoment = None
+    end_date: DayOrMoment = None
     auto_create: bool = False
     link_to_tests: list[uuid.UUID] = Field(default_factory=list)
 
@@ -300,6 +317,7 @@ def cancel_run(
         run.cancel_requested = True
         if run.status == "queued":
             run.status = "cancelled"
+            run.finished_at = utcnow()
     audit("run.cancel", target=f"sync_runs:{run_id}")
     return run_public(run)
 

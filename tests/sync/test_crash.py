@@ -1,0 +1,159 @@
+"""Crash safety: a sync in another process is SIGKILLed mid-run, over real loopback HTTP to the
+sandbox served by uvicorn in its own process. The dead run is recovered once its lease expires,
+the next run resumes from the last checkpoint, and the database ends up exactly as a clean run
+into a fresh database leaves it: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import date, timedelta
+
+from sqlalchemy import func, select, update
+
+from inflow.http.client import HttpOptions
+from inflow.storage.models import Asset, DataPoint, DataSource, StreamState, SyncRun, utcnow
+from inflow.sync.engine import EngineDeps, enqueue_run, recover_stale_runs
+from tests.sync.connectors import INITIAL
+from tests.sync.helpers import (
+    API_KEY,
+    ROOT,
+    assets_of,
+    child_env,
+    get_run,
+    make_source,
+    points_of,
+    run_direct,
+)
+
+PAGES = 40  # 40 pages x 61 days x 2 metrics = 4,880 data points, in 13 five-day windows
+BATCH = 300
+
+
+def _queue(factory, source_id: uuid.UUID) -> uuid.UUID:
+    with factory() as session:
+        source = session.get(DataSource, source_id)
+        run_id = enqueue_run(session, source=source, trigger="manual").id
+        session.commit()
+    return run_id
+
+
+def _checkpoint(factory, source_id: uuid.UUID) -> str | None:
+    with factory() as session:
+        row = session.get(StreamState, (source_id, "metrics"))
+        return row.state.get("cursor") if row is not None else None
+
+
+def _stored(factory, source_id: uuid.UUID) -> int:
+    with factory() as session:
+        points = session.scalar(select(func.count()).where(DataPoint.source_id == source_id))
+        assets = session.scalar(select(func.count()).where(Asset.source_id == source_id))
+    return int(points or 0) + int(assets or 0)
+
+
+def test_killed_sync_resumes_from_its_checkpoint_and_ends_like_a_clean_run(
+    engine, factory, fresh_factory, vault, settings, live_sb, live_sandbox_url, windowed, tmp_path
+):
+    live_sb.configure(volume={"pages": PAGES})
+    config = {"baseUrl": f"{live_sandbox_url}/example", "apiKey": API_KEY}
+    source_id = make_source(factory, vault, type_=windowed, config=config)
+    run_id = _queue(factory, source_id)
+
+    url = engine.url.render_as_string(hide_password=False)
+    log = tmp_path / "runner.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.sync.crash_runner",
+                url,
+                str(settings.data_dir),
+                str(run_id),
+                str(BATCH),
+            ],
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        # Kill it as soon as a window's checkpoint is committed: mid-run, between batches or
+        # in the middle of one (whatever the worker was doing at that instant).
+        while _checkpoint(factory, source_id) is None:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 60 s"
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    dead = get_run(factory, run_id)
+    assert dead.status == "running"  # nobody is left to say otherwise
+    cursor = _checkpoint(factory, source_id)
+    assert cursor is not None
+    stored = _stored(factory, source_id)
+    total = 160 + 2 * PAGES * (INITIAL.days + 1)
+    assert 0 < stored < total, "the kill came too late to test anything"
+    # Counts commit with the batch they count: what the dead run reported is what is stored.
+    assert dead.created == stored
+
+    with factory() as session:  # its lease has not expired yet: the run may still be alive
+        assert recover_stale_runs(session, source_id=source_id) == 0
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+        assert recover_stale_runs(session, source_id=source_id) == 1
+        session.commit()
+    recovered = get_run(factory, run_id)
+    assert recovered.status == "failed"
+    assert recovered.error["type"] == "WorkerLost"
+    assert recovered.finished_at is not None
+
+    deps = EngineDeps(
+        factory=factory, vault=vault, options=HttpOptions(allow_private_urls=True), batch_size=BATCH
+    )
+    resumed = run_direct(deps, source_id)
+
+    assert resumed.status == "succeeded", resumed.error
+    assert resumed.counts.created == total - stored
+    assert resumed.counts.updated == 0
+    resumed_run = get_run(factory, resumed.run_id)
+    first_metrics = next(
+        e["path"]
+        for e in resumed_run.timeline["recent"]
+        if e["path"].startswith("/example/v1/metrics")
+    )
+    restart = date.fromisoformat(cursor[:10]) - timedelta(days=2)  # the cursor minus lookback
+    assert f"start_date={restart.isoformat()}" in first_metrics
+    final = _checkpoint(factory, source_id)
+    assert final is not None
+    assert final > cursor
+
+    clean_source = make_source(fresh_factory, vault, type_=windowed, config=config)
+    clean = run_direct(
+        EngineDeps(
+            factory=fresh_factory,
+            vault=vault,
+            options=HttpOptions(allow_private_urls=True),
+            batch_size=BATCH,
+        ),
+        clean_source,
+    )
+    assert clean.status == "succeeded", clean.error
+    assert clean.counts.created == total
+
+    assert points_of(factory, source_id) == points_of(fresh_factory, clean_source)
+    assert assets_of(factory, source_id) == assets_of(fresh_factory, clean_source)
