@@ -8,6 +8,7 @@ is *created*, *updated* (its previous data-point value kept as a revision) or *u
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert, TextualSelect, bindparam, insert, select, text, update
+from sqlalchemy import Dialect, TextualSelect, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -73,32 +74,33 @@ def upsert_data_points(
     if not latest:
         return counts
     now = utcnow()
-    new_rows = [
+    keys, fresh = list(latest), list(latest.values())
+    n = len(fresh)
+    ids = _new_ids(n)
+    inserted = _driver_insert(session.get_bind().dialect).execute(
+        session,
         {
-            "id": uuid.uuid4(),
-            "source_id": source_id,
-            "metric": p.metric,
-            "granularity": p.granularity,
-            "period_start": p.period_start,
-            "period_end": p.period_end,
-            "timezone": p.timezone,
-            "dimensions": dict(p.dimensions),
-            "dimensions_key": key[3],
-            "value": p.value,
-            "unit": p.unit,
-            "weight": p.weight,
-            "complete": p.complete,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for key, p in latest.items()
-    ]
-    dialect = session.get_bind().dialect.name
-    inserted = session.execute(_insert_new_points(dialect), new_rows).rowcount  # type: ignore[attr-defined]
-    if inserted == len(new_rows):
+            "id": ids,
+            "source_id": [source_id] * n,
+            "metric": [k[0] for k in keys],
+            "granularity": [k[1] for k in keys],
+            "period_start": [k[2] for k in keys],
+            "period_end": [p.period_end for p in fresh],
+            "timezone": [p.timezone for p in fresh],
+            "dimensions": [dict(p.dimensions) for p in fresh],
+            "dimensions_key": [k[3] for k in keys],
+            "value": [p.value for p in fresh],
+            "unit": [p.unit for p in fresh],
+            "weight": [p.weight for p in fresh],
+            "complete": [p.complete for p in fresh],
+            "created_at": [now] * n,
+            "updated_at": [now] * n,
+        },
+    )
+    if inserted == n:
         counts.created = inserted
         return counts
-    ours = {row["id"] for row in new_rows}
+    ours = set(ids)
     existing = _stored_points(session, source_id, list(latest))
     changed: list[dict[str, Any]] = []
     revisions: list[dict[str, Any]] = []
@@ -148,12 +150,70 @@ _Key = tuple[str, str, datetime, str]  # metric, granularity, period_start, dime
 _NATURAL_KEY = ("source_id", "metric", "granularity", "period_start", "dimensions_key")
 
 
+def _new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs from one read of the OS's random source."""
+    raw = os.urandom(16 * count)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
+
+
+# Bind processors run per row only for these columns; the others repeat within a batch (one
+# source, a few periods, one timestamp, a dimension set per series), so each distinct value
+# is processed once. A dimensions dict is unhashable: its canonical key stands in for it.
+_PER_ROW = frozenset({"id", "value", "weight"})
+_MEMO_KEY = {"dimensions": "dimensions_key"}
+
+
+class _DriverInsert:
+    """``INSERT ... ON CONFLICT (natural key) DO NOTHING`` of points, sent to the DBAPI as is.
+
+    SQLAlchemy would run every column's bind processor on every row (UUID and datetime to
+    text, dict to JSON), which costs more than SQLite's own insert; here the same processors
+    run once per distinct value, and ``executemany`` gets the finished parameters.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        make = sqlite_insert if dialect.name == "sqlite" else pg_insert  # the two backends
+        compiled = (
+            make(DATA_POINTS)
+            .on_conflict_do_nothing(index_elements=_NATURAL_KEY)
+            .compile(dialect=dialect)
+        )
+        self.sql = compiled.string
+        self.positional = compiled.positional
+        self.names = tuple(compiled.positiontup or ()) if self.positional else tuple(compiled.binds)
+        self.processors = [
+            DATA_POINTS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in self.names
+        ]
+
+    def execute(self, session: Session, columns: dict[str, list[Any]]) -> int:
+        """Insert the rows given column by column; returns how many were new."""
+        processed: list[list[Any]] = []
+        for name, process in zip(self.names, self.processors, strict=True):
+            values = columns[name]
+            if process is not None and name in _PER_ROW:
+                values = [process(v) for v in values]
+            elif process is not None:
+                memo: dict[Any, Any] = {}
+                keys = columns[_MEMO_KEY.get(name, name)]
+                values = [
+                    memo[k] if k in memo else memo.setdefault(k, process(v))
+                    for v, k in zip(values, keys, strict=True)
+                ]
+            processed.append(values)
+        rows = zip(*processed, strict=True)
+        params: list[Any] = (
+            list(rows) if self.positional else [dict(zip(self.names, r, strict=True)) for r in rows]
+        )
+        result = session.connection().exec_driver_sql(
+            self.sql, params, execution_options={"preserve_rowcount": True}
+        )
+        return int(result.rowcount)  # summed over the batch; -1 (unknown) falls back to a lookup
+
+
 @lru_cache(maxsize=4)
-def _insert_new_points(dialect: str) -> Insert:
-    """INSERT ... ON CONFLICT (natural key) DO NOTHING, for the two supported backends."""
-    make = sqlite_insert if dialect == "sqlite" else pg_insert
-    statement = make(DATA_POINTS).on_conflict_do_nothing(index_elements=_NATURAL_KEY)
-    return statement.execution_options(preserve_rowcount=True)  # summed over the batch
+def _driver_insert(dialect: Dialect) -> _DriverInsert:
+    return _DriverInsert(dialect)
 
 
 @lru_cache(maxsize=1)
