@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from inflow.storage.models import DataSource, SyncRun, utcnow
-from inflow.sync.scheduler import due_runs, parse_schedule
+from inflow.sync.scheduler import due_runs, next_time, parse_schedule
 from tests.factories import EXAMPLE_CONFIG, user_headers
 
 
@@ -26,10 +26,19 @@ def test_parse_schedule_reads_intervals(text, interval):
     assert parse_schedule(text) == interval
 
 
-@pytest.mark.parametrize("text", ["every 1m", "*/5 * * * *", "sometimes", "every h"])
-def test_parse_schedule_refuses_what_it_cannot_run(text):
-    with pytest.raises(ValueError, match=r"every|shortest"):
-        parse_schedule(text)
+@pytest.mark.parametrize(
+    "text", ["every 1m", "* * * * *", "*/2 * * * *", "61 * * * *", "sometimes", "every h"]
+)
+def test_next_time_refuses_what_it_cannot_run(text):
+    with pytest.raises(ValueError, match=r"every|shortest|cron"):
+        next_time(text, utcnow())
+
+
+def test_next_time_reads_cron_in_utc():
+    after = datetime(2026, 3, 1, 7, 30, tzinfo=UTC)
+    assert next_time("0 6 * * *", after) == datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
+    assert next_time("*/15 * * * *", after) == datetime(2026, 3, 1, 7, 45, tzinfo=UTC)
+    assert next_time("every 2h", after) == after + timedelta(hours=2)
 
 
 def test_source_schedule_is_validated_on_create_and_patch(client, factory):

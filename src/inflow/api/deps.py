@@ -25,6 +25,7 @@ from inflow.errors import AuthenticationError, PermissionDeniedError
 from inflow.settings import Settings
 from inflow.storage.audit import append_event
 from inflow.storage.crypto import Vault
+from inflow.storage.db import session_scope
 from inflow.storage.models import ApiToken, Role, User, utcnow
 
 SESSION_COOKIE = "inflow_session"
@@ -33,15 +34,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    session: Session = request.app.state.session_factory()
-    try:
+    """The request's session: committed when the route succeeds, rolled back when it raises."""
+    with session_scope(request.app.state.session_factory) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def get_settings(request: Request) -> Settings:

@@ -1,8 +1,9 @@
 """Scheduled syncs: which sources are due, and the loop that enqueues them.
 
-A schedule is an interval: ``every 15m``, ``every 6h``, ``every 1d`` (also ``@hourly`` and
-``@daily``). A due source gets a run unless one is already queued or running; its next time
-is then set one interval on, so a slow run never stacks up more runs.
+A schedule is an interval (``every 15m``, ``every 6h``, ``every 1d``, ``@hourly``, ``@daily``)
+or a five-field cron expression in UTC (``0 6 * * *``). A due source gets a run unless one is
+already queued or running; its next time is then set from now, so a slow run never stacks up
+more runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from croniter import croniter
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,17 +31,35 @@ MIN_INTERVAL = timedelta(minutes=5)
 
 
 def parse_schedule(text: str) -> timedelta:
-    """The interval of a schedule string, or ``ValueError`` saying what is accepted."""
+    """The interval of an interval schedule, or ``ValueError`` saying what is accepted."""
     value = text.strip().lower()
     if value in _ALIASES:
         return _ALIASES[value]
     match = _EVERY.match(value)
     if not match:
-        raise ValueError("use 'every <n>m', 'every <n>h', 'every <n>d', '@hourly' or '@daily'")
+        raise ValueError(
+            "use 'every <n>m', 'every <n>h', 'every <n>d', '@hourly', '@daily' or a "
+            "five-field cron expression (UTC), e.g. '0 6 * * *'"
+        )
     interval = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
     if interval < MIN_INTERVAL:
         raise ValueError("the shortest schedule is every 5m")
     return interval
+
+
+def next_time(text: str, after: datetime) -> datetime:
+    """When a schedule fires next after ``after``; ``ValueError`` for a schedule we can't run."""
+    value = text.strip()
+    if len(value.split()) == 5:
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression")
+        fires = croniter(value, after)
+        first: datetime = fires.get_next(datetime)
+        second: datetime = fires.get_next(datetime)
+        if second - first < MIN_INTERVAL:
+            raise ValueError("the shortest schedule is every 5m")
+        return first
+    return after + parse_schedule(value)
 
 
 def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:
@@ -54,10 +74,9 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
     runs: list[uuid.UUID] = []
     for source in list(sources):
         try:
-            interval = parse_schedule(source.schedule or "")
+            source.next_run_at = next_time(source.schedule or "", now)
         except ValueError:
             continue  # refused when saved; an old row with a bad value is left alone
-        source.next_run_at = now + interval
         try:
             runs.append(enqueue_run(session, source=source, trigger="schedule").id)
         except ConflictError:

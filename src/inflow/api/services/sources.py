@@ -14,8 +14,8 @@ from inflow.connectors import get_connector, registry
 from inflow.connectors.spec import Connector, ConnectorConfig
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.crypto import Vault
-from inflow.storage.models import DataSource, Role, Space, User
-from inflow.sync.scheduler import parse_schedule
+from inflow.storage.models import DataSource, Role, Space, User, utcnow
+from inflow.sync.scheduler import next_time
 
 
 def _unknown_type(slug: str) -> str:
@@ -35,11 +35,11 @@ def _is_secret_marker(value: Any) -> bool:
 
 
 def check_schedule(schedule: str | None) -> None:
-    """A schedule the scheduler understands (``every 1h``, ``@daily``), or a 422 naming it."""
+    """A schedule the scheduler understands (``every 1h``, ``0 6 * * *``), or a 422 naming it."""
     if schedule is None:
         return
     try:
-        parse_schedule(schedule)
+        next_time(schedule, utcnow())
     except ValueError as exc:
         raise ValidationFailedError("invalid schedule", [FieldError("schedule", str(exc))]) from exc
 
