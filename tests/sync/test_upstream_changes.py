@@ -78,3 +78,19 @@ def test_a_new_revision_upstream_is_counted_updated(client, factory, sb):
     assert all(after[k].name.endswith("(rev 1)") for k in changed)
     assert all(after[k].extra == {"version": 2} for k in changed)
     assert all(after[k].remote_updated_at > before[k].remote_updated_at for k in changed)
+
+
+def test_an_empty_listing_marks_every_asset_deleted(client, factory, sb):
+    _, headers = person(factory)
+    source = create_source(client, headers)
+    sb.configure(volume={"pages": 1})
+    sync_and_wait(client, headers, source["id"])
+
+    sb.configure(volume={"reports": 0, "dashboards": 0})  # everything removed upstream
+    run = sync_and_wait(client, headers, source["id"])
+
+    assert run["status"] == "succeeded", run
+    assert run["counts"]["deleted"] == REPORTS + DASHBOARDS
+    after = _assets(factory, source["id"])
+    assert len(after) == REPORTS + DASHBOARDS
+    assert all(a.deleted_at is not None for a in after.values())

@@ -19,7 +19,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from sqlalchemy import select, update
@@ -27,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.connectors import get_connector
-from inflow.connectors.records import Asset, DataPoint, Record
+from inflow.connectors.records import Asset, AssetKind, DataPoint, Record
 from inflow.connectors.runtime import Chunk, ConnectorRuntime
 from inflow.connectors.spec import CheckStep, Connector, ConnectorConfig, Stream, Window
 from inflow.errors import (
@@ -285,7 +285,7 @@ class _Writer:
         )
         self.counts = repo.Counts()
         self.changes: list[tuple[uuid.UUID, str]] = []
-        self.asset_kinds: set[str] = set()
+        self.partial_listing = False  # assets came from a stream that is not a full listing
 
     def write(
         self, stream: Stream, records: Sequence[Record], state: dict[str, Any] | None
@@ -307,7 +307,7 @@ class _Writer:
                 )
                 self.counts.add(counts)
                 self.changes.extend(changes)
-                self.asset_kinds.update(a.kind for a in assets)
+                self.partial_listing |= not stream.deletes
             if state is not None:
                 repo.save_state(session, source_id=self.source.id, stream=stream.name, state=state)
             cancel = self._progress(session)
@@ -327,17 +327,17 @@ class _Writer:
         return bool(run.cancel_requested)
 
     def finish_run(self, streams: Sequence[Stream]) -> None:
-        """After every stream read to its end: assets not seen in this run vanished upstream.
+        """After every stream was read to its end: assets not seen in this run vanished upstream.
 
-        Only when every asset stream declares ``deletes`` (each was a complete listing)."""
-        asset_streams = [s for s in streams if s.deletes]
-        if not asset_streams or not self.asset_kinds:
+        Only when the assets came from complete listings (``deletes`` streams): an empty
+        listing then means every asset is gone."""
+        if not any(s.deletes for s in streams) or self.partial_listing:
             return
         with self.deps.factory() as session:
             self.counts.deleted += repo.mark_unseen_assets_deleted(
                 session,
                 source_id=self.source.id,
-                kinds=sorted(self.asset_kinds),
+                kinds=get_args(AssetKind),
                 seen_since=self.started,
             )
             self._progress(session)
@@ -472,7 +472,10 @@ class RunResult:
 
 async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
     """Execute a queued run to its end: succeeded, failed (classified) or cancelled."""
-    run = await asyncio.to_thread(_claim, deps.factory, run_id)
+    try:
+        run = await asyncio.to_thread(_claim, deps.factory, run_id)
+    except ConflictError:  # cancelled (or taken by another worker) before it started
+        return RunResult(run_id, RunStatus.CANCELLED, repo.Counts(), [])
 
     async def persist_waiting(waiting: dict[str, Any]) -> None:
         await asyncio.to_thread(_save_waiting, deps.factory, run_id, waiting)
