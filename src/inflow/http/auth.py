@@ -38,20 +38,23 @@ class TokenSet:
     expires_at: float | None = None
     scope: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    obtained_at: float | None = None
 
     @classmethod
     def from_response(cls, body: dict[str, Any], *, now: float | None = None) -> TokenSet:
         if not isinstance(body.get("access_token"), str):
             raise CredentialsError("the token endpoint answered without an access_token")
         expires_in = body.get("expires_in")
+        now = now or time.time()
         known = {"access_token", "token_type", "refresh_token", "expires_in", "scope"}
         return cls(
             access_token=body["access_token"],
             token_type=str(body.get("token_type") or "Bearer"),
             refresh_token=body.get("refresh_token"),
-            expires_at=(now or time.time()) + float(expires_in) if expires_in else None,
+            expires_at=now + float(expires_in) if expires_in else None,
             scope=body.get("scope"),
             extra={k: v for k, v in body.items() if k not in known},
+            obtained_at=now,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,7 +65,13 @@ class TokenSet:
         return cls(**data)
 
     def expires_soon(self, leeway_s: float = LEEWAY_S) -> bool:
-        return self.expires_at is not None and self.expires_at - leeway_s <= time.time()
+        """True within ``leeway_s`` of expiry; for a short-lived token, within half its life
+        (else a token living under a minute would be refreshed before every request)."""
+        if self.expires_at is None:
+            return False
+        if self.obtained_at is not None:
+            leeway_s = min(leeway_s, (self.expires_at - self.obtained_at) / 2)
+        return self.expires_at - leeway_s <= time.time()
 
 
 TokenRequest = Callable[[dict[str, str]], Awaitable[TokenSet]]

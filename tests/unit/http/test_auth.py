@@ -192,7 +192,7 @@ async def test_oauth2_auth_with_refreshing_tokens_end_to_end() -> None:
     ("expires_in", "hits"),
     [
         pytest.param(3600, 1, id="cached-until-near-expiry"),
-        pytest.param(LEEWAY_S - 10, 3, id="within-leeway-requests-again"),
+        pytest.param(LEEWAY_S - 10, 1, id="short-lived-cached-for-half-its-life"),
         pytest.param(None, 1, id="no-expiry-cached"),
     ],
 )
@@ -435,3 +435,12 @@ def test_token_set_without_access_token(body: dict[str, Any]) -> None:
 def test_token_set_expires_soon(expires_in: float | None, soon: bool) -> None:
     expires_at = None if expires_in is None else time.time() + expires_in
     assert TokenSet("a", expires_at=expires_at).expires_soon() is soon
+
+
+def test_token_set_short_lived_token_is_not_refreshed_at_once():
+    fresh = TokenSet.from_response({"access_token": "a", "expires_in": 30})
+    assert not fresh.expires_soon()  # a 30 s token is good for its first 15 s
+    stale = TokenSet.from_response({"access_token": "a", "expires_in": 30}, now=time.time() - 20)
+    assert stale.expires_soon()
+    stored = TokenSet.from_dict({"access_token": "a", "expires_at": time.time() + 30})
+    assert stored.expires_soon()  # no obtained_at (older rows): the full leeway applies
