@@ -400,7 +400,7 @@ def test_token_set_from_response() -> None:
         "id_token": "i",
     }
     tokens = TokenSet.from_response(body, now=1_000.0)
-    assert tokens == TokenSet("a", "bearer", "r", 4_600.0, "read", {"id_token": "i"})
+    assert tokens == TokenSet("a", "bearer", "r", 4_600.0, "read", {"id_token": "i"}, 1_000.0)
     assert TokenSet.from_dict(tokens.to_dict()) == tokens
 
 
