@@ -15,6 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# argon2 at full cost makes each of the suite's thousands of logins ~0.3 s; the hashing itself
+# is the library's, so the tests lower its cost (subprocesses inherit this too).
+os.environ.setdefault("INFLOW_TEST_FAST_HASHING", "1")
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError

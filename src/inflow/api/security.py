@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 TOKEN_PREFIX = "ifl_"  # noqa: S105 - a public prefix, not a secret
-_hasher = PasswordHasher()
+
+def _make_hasher() -> PasswordHasher:
+    """argon2id with the library's recommended cost; ``INFLOW_TEST_FAST_HASHING=1`` (the test
+    suite's switch, never for production) lowers it so thousands of test logins stay quick.
+    Hashes record their own parameters, so either kind verifies under either setting."""
+    if os.environ.get("INFLOW_TEST_FAST_HASHING") == "1":
+        logging.getLogger(__name__).warning("INFLOW_TEST_FAST_HASHING is on: weak password hashes")
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()
+
+
+_hasher = _make_hasher()
 # Verifying against this keeps an unknown email as slow as a wrong password.
 _DUMMY_HASH = _hasher.hash("inflow-timing-equaliser")
 
