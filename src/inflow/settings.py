@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,8 @@ class Settings(BaseSettings):
     rate_limit_login_ip: str = "20/minute"
     rate_limit_login_account: str = "5/minute"
     trust_forwarded_for: bool = False
+    # embedded: syncs run inside the API process; external: `inflow worker` processes run them
+    worker: Literal["embedded", "external"] = "embedded"
 
     http_connect_timeout_s: float = 10.0
     http_read_timeout_s: float = 60.0

@@ -108,7 +108,7 @@ def test_users_create_refuses_a_duplicate_email(shared_workspace):
     ("email", "password", "message"),
     [
         pytest.param(
-            "not-an-email", PASSWORD, "email: value is not a valid email address", id="bad_email"
+            "not-an-email", PASSWORD, "email: Value error, not an email address", id="bad_email"
         ),
         pytest.param(
             None, "short", "password: String should have at least 8 characters", id="short_pw"

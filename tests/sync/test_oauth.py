@@ -270,7 +270,7 @@ JWT_BEARER: Connector = replace(
 
 
 async def _check_and_read(
-    connector: Connector, config: Any, sandbox
+    connector: Connector, config: Any, sandbox, *, pause_s: float = 0.0
 ) -> tuple[list[Any], list[Any]]:
     runtime = ConnectorRuntime(
         connector,
@@ -283,6 +283,7 @@ async def _check_and_read(
         steps = await runtime.check()
         if not all(s.ok for s in steps):
             return steps, []
+        await asyncio.sleep(pause_s)  # lets a short-lived token age between check and read
         records = [
             r
             for stream in connector.streams
@@ -330,9 +331,12 @@ def test_machine_grants_check_and_read(sb, sandbox, connector):
 
 @GRANTS
 def test_machine_grants_get_a_new_token_when_theirs_expires(sb, sandbox, connector):
-    sb.configure(faults={"tokenTtlS": 5})  # shorter than the client's refresh leeway
+    # A token shorter-lived than the refresh leeway is used for half its life, then renewed.
+    sb.configure(faults={"tokenTtlS": 2})
 
-    steps, records = asyncio.run(_check_and_read(connector, _grant_config(sb, connector), sandbox))
+    steps, records = asyncio.run(
+        _check_and_read(connector, _grant_config(sb, connector), sandbox, pause_s=1.5)
+    )
 
     assert all(s.ok for s in steps), steps
     assert records

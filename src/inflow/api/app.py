@@ -42,8 +42,28 @@ def http_options(settings: Settings) -> HttpOptions:
     )
 
 
+def engine_deps(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    vault: Vault,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> EngineDeps:
+    """What the sync engine needs, from the service settings (API process or worker)."""
+    return EngineDeps(
+        factory=factory,
+        vault=vault,
+        options=http_options(settings),
+        limiter=OutboundLimiter(settings.redis_url),
+        transport=transport,
+    )
+
+
 def resume_runs(factory: sessionmaker[Session], worker: InProcessWorker) -> None:
-    """At start: runs whose worker died are failed; runs still queued are started."""
+    """At start: runs whose worker died are failed; runs still queued are started (embedded
+    mode; external workers pick queued runs up themselves)."""
+    if worker.external:
+        return
     with factory() as session:
         recover_stale_runs(session)
         queued = list(
@@ -94,16 +114,14 @@ def create_app(
     app.state.vault = Vault.from_keyring(keyring)
     app.state.csrf_key = derive_key("csrf:" + keys[0].decode())
     app.state.limiter = Limiter(settings.redis_url)
-    app.state.engine_deps = EngineDeps(
-        factory=app.state.session_factory,
-        vault=app.state.vault,
-        options=http_options(settings),
-        limiter=OutboundLimiter(settings.redis_url),
-        transport=transport,
+    app.state.engine_deps = engine_deps(
+        settings, app.state.session_factory, app.state.vault, transport=transport
     )
-    app.state.worker = InProcessWorker(app.state.engine_deps)
+    app.state.worker = InProcessWorker(
+        app.state.engine_deps, external=settings.worker == "external"
+    )
     resume_runs(app.state.session_factory, app.state.worker)
-    if scheduler:
+    if scheduler and settings.worker == "embedded":
         app.state.worker.start_scheduler()
 
     errors.install(app)

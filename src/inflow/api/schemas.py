@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class Schema(BaseModel):
@@ -35,9 +38,16 @@ class LoginResponse(Schema):
 class UserCreate(Schema):
     # A plain shape check: self-hosted teams use internal domains (corp.local) that a
     # "deliverable address" validator refuses.
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=320)
+    email: str = Field(max_length=320)
     password: str = Field(min_length=8, max_length=1024)
     role: Literal["admin", "member"] = "member"
+
+    @field_validator("email")
+    @classmethod
+    def _looks_like_an_email(cls, value: str) -> str:
+        if not _EMAIL.match(value):
+            raise ValueError("not an email address (name@domain)")
+        return value
 
 
 class TokenCreate(Schema):

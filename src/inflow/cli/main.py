@@ -153,6 +153,38 @@ def demo(
 
 
 @app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time.")] = 2,
+    once: Annotated[bool, typer.Option("--once", help="Stop when nothing is queued.")] = False,
+) -> None:
+    """Distributed mode: run queued syncs (start any number, on any machines)."""
+    import asyncio
+
+    from inflow.api.app import engine_deps
+    from inflow.storage.crypto import KeyRing, Vault
+    from inflow.sync.worker import run_worker
+
+    rt = _runtime()
+    deps = engine_deps(rt.settings, rt.factory, Vault.from_keyring(KeyRing(rt.settings)))
+    ran = asyncio.run(run_worker(deps, concurrency=concurrency, once=once))
+    console.print(f"worker stopped after {ran} run(s)")
+
+
+@app.command()
+def scheduler(
+    tick: Annotated[float, typer.Option(min=1, help="Seconds between checks.")] = 30.0,
+) -> None:
+    """Distributed mode: enqueue scheduled syncs for the workers (run one of these)."""
+    import asyncio
+
+    from inflow.sync.scheduler import run_scheduler
+
+    rt = _runtime()
+    console.print("scheduler running; runs are queued for `inflow worker`")
+    asyncio.run(run_scheduler(rt.factory, lambda _run_id: None, tick_s=tick))
+
+
+@app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8900,

@@ -424,18 +424,35 @@ async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None
 
 
 def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
+    """Queued → running, atomically: of several workers trying, exactly one succeeds."""
     with factory() as session:
+        now = utcnow()
+        taken = session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
+            .values(status=RunStatus.RUNNING, started_at=now, lease_until=now + LEASE)
+        )
+        session.commit()
         run = session.get(SyncRun, run_id)
         if run is None:
             raise NotFoundError(f"run {run_id} not found")
-        if run.status != RunStatus.QUEUED:
+        if not taken.rowcount:  # type: ignore[attr-defined]
             raise ConflictError(f"run {run_id} is {run.status}, not queued")
-        run.status = RunStatus.RUNNING
-        run.started_at = utcnow()
-        run.lease_until = utcnow() + LEASE
-        session.commit()
         session.expunge(run)
         return run
+
+
+def queued_runs(factory: sessionmaker[Session], limit: int = 10) -> list[uuid.UUID]:
+    """The oldest queued runs, for workers to claim."""
+    with factory() as session:
+        return list(
+            session.execute(
+                select(SyncRun.id)
+                .where(SyncRun.status == RunStatus.QUEUED)
+                .order_by(SyncRun.created_at)
+                .limit(limit)
+            ).scalars()
+        )
 
 
 def _finish(
@@ -474,8 +491,8 @@ async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
     """Execute a queued run to its end: succeeded, failed (classified) or cancelled."""
     try:
         run = await asyncio.to_thread(_claim, deps.factory, run_id)
-    except ConflictError:  # cancelled (or taken by another worker) before it started
-        return RunResult(run_id, RunStatus.CANCELLED, repo.Counts(), [])
+    except ConflictError:  # cancelled, or taken by another worker, before it started
+        return RunResult(run_id, "not_claimed", repo.Counts(), [])
 
     async def persist_waiting(waiting: dict[str, Any]) -> None:
         await asyncio.to_thread(_save_waiting, deps.factory, run_id, waiting)

@@ -1,7 +1,12 @@
-"""The in-process worker: an event loop on its own thread that runs syncs and provider calls.
+"""Workers: the embedded one inside the API process, and ``inflow worker`` for scale-out.
 
-API routes stay synchronous (a thread each) and hand coroutines to this loop: background runs
-with ``submit``, request-scoped calls (connection tests, fetch previews) with ``call``.
+- ``InProcessWorker``: an event loop on its own thread. API routes stay synchronous (a thread
+  each) and hand coroutines to it: background runs with ``submit``, request-scoped calls
+  (connection tests, fetch previews) with ``call``.
+- ``run_worker``: a separate process polling the database for queued runs; claims are atomic
+  (queued → running in one conditional UPDATE), leases are renewed while a run lives, and a
+  crashed worker's run is failed once its lease lapses, the next run resuming from the
+  checkpoint. Any number of workers on any number of machines share one PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from inflow.logging import get_logger
-from inflow.sync.engine import EngineDeps, RunResult, run_sync
+from inflow.sync.engine import EngineDeps, RunResult, queued_runs, recover_stale_runs, run_sync
 from inflow.sync.scheduler import run_scheduler
 
 log = get_logger(__name__)
@@ -22,8 +27,9 @@ T = TypeVar("T")
 
 
 class InProcessWorker:
-    def __init__(self, deps: EngineDeps) -> None:
+    def __init__(self, deps: EngineDeps, *, external: bool = False) -> None:
         self.deps = deps
+        self.external = external  # runs stay queued for `inflow worker` processes
         self.runs: dict[uuid.UUID, Future[RunResult]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -51,8 +57,10 @@ class InProcessWorker:
             run_scheduler(self.deps.factory, self.submit, tick_s=tick_s), self._ensure_loop()
         )
 
-    def submit(self, run_id: uuid.UUID) -> Future[RunResult]:
-        """Start a queued run in the background."""
+    def submit(self, run_id: uuid.UUID) -> Future[RunResult] | None:
+        """Start a queued run in the background (external mode: leave it to the workers)."""
+        if self.external:
+            return None
         future = asyncio.run_coroutine_threadsafe(run_sync(self.deps, run_id), self._ensure_loop())
         self.runs[run_id] = future
         future.add_done_callback(lambda _f: self.runs.pop(run_id, None))
@@ -83,3 +91,34 @@ async def _cancel_others() -> None:
     for task in others:
         task.cancel()
     await asyncio.gather(*others, return_exceptions=True)
+
+
+async def run_worker(
+    deps: EngineDeps, *, concurrency: int = 2, poll_s: float = 2.0, once: bool = False
+) -> int:
+    """Claim and run queued runs, ``concurrency`` at a time; returns how many it ran.
+
+    ``once``: stop when nothing is queued (for scripts and tests)."""
+    ran = 0
+    active: set[asyncio.Task[RunResult]] = set()
+    while True:
+        await asyncio.to_thread(_recover, deps)
+        for run_id in await asyncio.to_thread(queued_runs, deps.factory, concurrency * 2):
+            if len(active) >= concurrency:
+                break
+            active.add(asyncio.create_task(run_sync(deps, run_id)))
+        if not active:
+            if once:
+                return ran
+            await asyncio.sleep(poll_s)
+            continue
+        done, active = await asyncio.wait(
+            active, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        ran += sum(1 for task in done if task.result().status != "not_claimed")
+
+
+def _recover(deps: EngineDeps) -> None:
+    with deps.factory() as session:
+        recover_stale_runs(session)
+        session.commit()
