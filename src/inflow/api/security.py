@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 TOKEN_PREFIX = "ifl_"  # noqa: S105 - a public prefix, not a secret
 
+
 def _make_hasher() -> PasswordHasher:
     """argon2id with the library's recommended cost; ``INFLOW_TEST_FAST_HASHING=1`` (the test
     suite's switch, never for production) lowers it so thousands of test logins stay quick.
