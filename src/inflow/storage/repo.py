@@ -68,8 +68,13 @@ def upsert_data_points(
     is the batch looked up and compared; the ids generated here tell created from existing.
     """
     latest: dict[_Key, DataPoint] = {}
+    dimension_keys: dict[tuple[tuple[str, str], ...], str] = {}  # a batch has few dimension sets
     for point in points:  # the last value of a key in a batch wins
-        latest[(point.metric, point.granularity, point.period_start, point.dimensions_key)] = point
+        items = tuple(point.dimensions.items())
+        dims = dimension_keys.get(items)
+        if dims is None:
+            dims = dimension_keys[items] = point.dimensions_key
+        latest[(point.metric, point.granularity, point.period_start, dims)] = point
     counts = Counts()
     if not latest:
         return counts
