@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.e2e
 
+
 def block_foreign(page, base_url: str) -> None:
     # Offline a CDN request would hang until its timeout; refusing it keeps the failure quick.
     page.route(
