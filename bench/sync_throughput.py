@@ -14,9 +14,12 @@ uvicorn in another process over loopback HTTP:
 - ``insert``: the same N rows into the same ``data_points`` table of a fresh migrated database,
   one plain DBAPI ``executemany`` + commit per batch: the storage limit.
 
-Setup (migrations, the user, the source, the seeded cursor) happens in this process, outside
-every timed region and every measured process. The results print as Markdown tables; see
-BENCHMARKS.md for the method and a reading.
+Sizes below ``--single-above`` run ``--rounds`` rounds of the three, interleaved; each speed is
+its kind's median round, the ratio is the median of the rounds' own ratios, memory the worst
+round's. Setup (migrations, the user, the source, the seeded cursor) happens in this process,
+outside every timed region and every measured process; each measured process also makes one
+untimed HTTP request first (httpx loads its transport lazily). The results print as Markdown
+tables; see BENCHMARKS.md for the method and a reading.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import resource
 import shutil
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -451,14 +455,15 @@ class Row:
     sync: dict[str, Any]
     paging: dict[str, Any]
     insert: dict[str, Any]
+    rounds: list[float]  # each round's own sync / min(limits)
 
     @property
     def ratio(self) -> float:
-        rate: float = self.sync["rate"] / min(self.paging["rate"], self.insert["rate"])
-        return rate
+        """The median of the rounds' own ratios (each round's three runs ran back to back)."""
+        return statistics.median(self.rounds)
 
 
-def measure(url: str, dbs: Databases, backend: str, n: int, vault_key: str) -> Row:
+def measure(url: str, dbs: Databases, backend: str, n: int, vault_key: str, rounds: int) -> Row:
     import httpx
 
     if n % (2 * DAYS):
@@ -480,44 +485,69 @@ def measure(url: str, dbs: Databases, backend: str, n: int, vault_key: str) -> R
         headers={"Authorization": f"Bearer {credentials['apiKey']}"},
     ).raise_for_status()
 
-    paging = run_child(
-        "paging",
-        {
-            "base_url": credentials["baseUrl"],
-            "api_key": credentials["apiKey"],
-            "start": start.isoformat(),
-            "end": end.isoformat(),
-            "page_size": PAGE_SIZE,
-        },
-    )
+    results: dict[str, list[dict[str, Any]]] = {"paging": [], "insert": [], "sync": []}
+    for _ in range(rounds):  # interleaved, so a noisy moment hits every kind alike
+        results["paging"].append(
+            run_child(
+                "paging",
+                {
+                    "base_url": credentials["baseUrl"],
+                    "api_key": credentials["apiKey"],
+                    "start": start.isoformat(),
+                    "end": end.isoformat(),
+                    "page_size": PAGE_SIZE,
+                },
+            )
+        )
 
-    db_url, native = dbs.fresh(backend)
-    source_id = prepare_source(db_url, vault_key, credentials, start)
-    target = {"db_path": native} if backend == "sqlite" else {"db_dsn": native}
-    insert = run_child(
-        "insert",
-        {"backend": backend, "source_id": source_id, "start": start.isoformat(), "pages": pages}
-        | target,
-    )
-    dbs.drop(db_url)
+        db_url, native = dbs.fresh(backend)
+        source_id = prepare_source(db_url, vault_key, credentials, start)
+        target = {"db_path": native} if backend == "sqlite" else {"db_dsn": native}
+        results["insert"].append(
+            run_child(
+                "insert",
+                {
+                    "backend": backend,
+                    "source_id": source_id,
+                    "start": start.isoformat(),
+                    "pages": pages,
+                }
+                | target,
+            )
+        )
+        dbs.drop(db_url)
 
-    db_url, _ = dbs.fresh(backend)
-    source_id = prepare_source(db_url, vault_key, credentials, start)
-    sync = run_child(
-        "sync",
-        {
-            "db_url": db_url,
-            "vault_key": vault_key,
-            "source_id": source_id,
-            "base_url": credentials["baseUrl"],
-            "api_key": credentials["apiKey"],
-        },
-    )
-    dbs.drop(db_url)
-    for name, result in (("paging", paging), ("insert", insert), ("sync", sync)):
-        if result["records"] != n:
-            raise SystemExit(f"{backend} {name}: {result['records']} records, expected {n}")
-    return Row(backend, n, sync, paging, insert)
+        db_url, _ = dbs.fresh(backend)
+        source_id = prepare_source(db_url, vault_key, credentials, start)
+        results["sync"].append(
+            run_child(
+                "sync",
+                {
+                    "db_url": db_url,
+                    "vault_key": vault_key,
+                    "source_id": source_id,
+                    "base_url": credentials["baseUrl"],
+                    "api_key": credentials["apiKey"],
+                },
+            )
+        )
+        dbs.drop(db_url)
+    for name, runs in results.items():
+        for result in runs:
+            if result["records"] != n:
+                raise SystemExit(f"{backend} {name}: {result['records']} records, expected {n}")
+    # Speeds are each kind's median round; memory is the worst round's.
+    best = {
+        name: sorted(runs, key=lambda r: r["rate"])[(len(runs) - 1) // 2]
+        for name, runs in results.items()
+    }
+    for key in ("rss_mb", "rss_start_mb", "rss_process_mb"):
+        best["sync"][key] = max(r[key] for r in results["sync"])
+    per_round = [
+        s["rate"] / min(p["rate"], i["rate"])
+        for p, i, s in zip(results["paging"], results["insert"], results["sync"], strict=True)
+    ]
+    return Row(backend, n, best["sync"], best["paging"], best["insert"], per_round)
 
 
 def versions(backends: list[str]) -> list[str]:
@@ -560,13 +590,15 @@ def report(rows: list[Row], backends: list[str]) -> str:
         mine = [r for r in rows if r.backend == backend]
         out += [
             f"\n### {backend}\n",
-            "| N | sync rec/s | raw paging rec/s | raw executemany rec/s | sync / min(limits) | "
-            "sync peak RSS, run (MB) | RSS before the run (MB) | peak RSS, whole process (MB) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| N | rounds | sync rec/s | raw paging rec/s | raw executemany rec/s | "
+            "sync / min(limits), median | each round's ratio | sync peak RSS, run (MB) | "
+            "RSS before the run (MB) | peak RSS, whole process (MB) |",
+            "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
         ]
         out += [
-            f"| {r.n:,} | {r.sync['rate']:,.0f} | {r.paging['rate']:,.0f} | "
-            f"{r.insert['rate']:,.0f} | {r.ratio:.2f} | {r.sync['rss_mb']:.0f} | "
+            f"| {r.n:,} | {len(r.rounds)} | {r.sync['rate']:,.0f} | {r.paging['rate']:,.0f} | "
+            f"{r.insert['rate']:,.0f} | {r.ratio:.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in r.rounds)} | {r.sync['rss_mb']:.0f} | "
             f"{r.sync['rss_start_mb']:.0f} | {r.sync['rss_process_mb']:.0f} |"
             for r in mine
         ]
@@ -593,6 +625,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.sync_throughput")
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per size (the median is reported)"
+    )
+    parser.add_argument(
+        "--single-above",
+        type=int,
+        default=1_000_000,
+        help="sizes from this one up run one round (time budget)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -612,7 +653,8 @@ def main() -> None:
         try:
             for n in sizes:
                 for backend in backends:
-                    row = measure(url, dbs, backend, n, vault_key)
+                    rounds = args.rounds if n < args.single_above else 1
+                    row = measure(url, dbs, backend, n, vault_key, rounds)
                     rows.append(row)
                     print(
                         f"{backend} N={n:,}: sync {row.sync['rate']:,.0f}/s, paging "
