@@ -12,6 +12,7 @@ import shutil
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,8 +71,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_engine() -> Iterator[Engine]:
+@contextmanager
+def fresh_pg_database(prefix: str = "inflow_test") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped on exit (skip/fail without PG)."""
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -79,17 +81,24 @@ def pg_engine() -> Iterator[Engine]:
     except OperationalError:
         admin.dispose()
         unavailable(f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).host}")
-    name = f"inflow_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    engine = create_db_engine(url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_engine() -> Iterator[Engine]:
+    with fresh_pg_database() as url:
+        engine = create_db_engine(url)
+        upgrade(engine)
+        yield engine
+        engine.dispose()
 
 
 def _truncate(engine: Engine) -> None:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
-from tests.conftest import PG_ADMIN_URL, unavailable
+from tests.conftest import fresh_pg_database
 from tests.servers import InflowServer, inflow_env, run_inflow
 
 
@@ -81,22 +77,8 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., InflowServer]]:
 @pytest.fixture
 def pg_database_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError:
-        admin.dispose()
-        unavailable(f"PostgreSQL is not reachable at {make_url(PG_ADMIN_URL).host}")
-    name = f"inflow_cli_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_pg_database("inflow_cli") as url:
+        yield url
 
 
 @pytest.fixture

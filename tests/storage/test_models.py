@@ -13,7 +13,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, func, inspect, select, text, update
+from sqlalchemy import Engine, delete, func, inspect, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -43,6 +43,7 @@ from inflow.storage.models import (
     SyncRun,
     User,
 )
+from tests.conftest import fresh_pg_database
 
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
 OUR_TABLES = set(Base.metadata.tables)
@@ -56,19 +57,12 @@ def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
         yield eng
         eng.dispose()
         return
-    shared: Engine = request.getfixturevalue("pg_engine")  # skips (fails under CI) without PG
-    admin = create_engine(shared.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    name = f"inflow_blank_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    eng = create_db_engine(shared.url.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_pg_database("inflow_blank") as url:  # skips (fails under CI) without PG
+        eng = create_db_engine(url)
+        try:
+            yield eng
+        finally:
+            eng.dispose()
 
 
 def user(session: Session) -> User:

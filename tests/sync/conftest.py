@@ -9,15 +9,13 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.connectors import registry
@@ -28,7 +26,7 @@ from inflow.settings import Settings
 from inflow.storage.crypto import KeyRing, Vault
 from inflow.storage.db import create_db_engine, make_session_factory, upgrade
 from inflow.sync.engine import EngineDeps
-from tests.conftest import PG_ADMIN_URL, TestClient, _truncate
+from tests.conftest import TestClient, _truncate, fresh_pg_database
 from tests.sync.connectors import WINDOWED
 from tests.sync.helpers import ROOT, SANDBOX_HOST, SandboxControl, child_env
 
@@ -111,18 +109,11 @@ def windowed(monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def pg_ref_url() -> Iterator[str]:
     """A second PostgreSQL database (migrated once), for "a clean run into a fresh database"."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"inflow_test_ref_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    eng = create_db_engine(url)
-    upgrade(eng)
-    eng.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_pg_database("inflow_test_ref") as url:
+        eng = create_db_engine(url)
+        upgrade(eng)
+        eng.dispose()
+        yield url
 
 
 @pytest.fixture
