@@ -528,7 +528,16 @@ from inflow.storage.keys import rotate_keys
 progress = Path(sys.argv[1])
 settings = Settings()
 engine = create_db_engine(settings.resolved_database_url)
-updates = 0
+commits = updates = 0
+
+def report():
+    progress.write_text(f"{commits} {updates}")
+
+@event.listens_for(engine, "commit")
+def committed(conn):
+    global commits
+    commits += 1
+    report()
 
 @event.listens_for(engine, "after_cursor_execute")
 def slow_down(conn, cursor, statement, *args):
@@ -537,11 +546,18 @@ def slow_down(conn, cursor, statement, *args):
     global updates
     if statement.lstrip().upper().startswith("UPDATE"):
         updates += 1
-        progress.write_text(str(updates))
+        report()
         time.sleep(0.02)
 
 rotate_keys(make_session_factory(engine), KeyRing(settings), batch_size=4)
 """
+
+
+def read_progress(path: Path) -> tuple[int, int]:
+    """(commits, updates) the slow rotation has reported; (0, 0) before its first report."""
+    text = path.read_text() if path.exists() else ""
+    commits, _, updates = text.partition(" ")
+    return (int(commits), int(updates)) if updates else (0, 0)
 
 
 def test_rotate_keys_survives_sigkill_and_a_rerun_finishes(engine, factory, settings, tmp_path):
@@ -559,7 +575,14 @@ def test_rotate_keys_survives_sigkill_and_a_rerun_finishes(engine, factory, sett
         )
     try:
         deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
-        while not (progress.exists() and int(progress.read_text() or 0) >= 8):
+        # Kill mid-batch once at least one batch has committed: an UPDATE after a commit.
+        committed_at = None
+        while True:
+            commits, updates = read_progress(progress)
+            if commits and committed_at is None:
+                committed_at = updates
+            if committed_at is not None and updates > committed_at:
+                break
             assert proc.poll() is None, f"ended before the kill: {stderr.read_text()}"
             assert time.monotonic() < deadline, "the rotation made no progress"
             time.sleep(0.005)
@@ -570,7 +593,7 @@ def test_rotate_keys_survives_sigkill_and_a_rerun_finishes(engine, factory, sett
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    updates_sent = int(progress.read_text())
+    _, updates_sent = read_progress(progress)
 
     new, kept = key_lines(settings)
     assert kept == old
