@@ -286,6 +286,36 @@ class ExperimentDataPoint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CustomMetric(Base):
+    """A user's metric defined as a formula over other metric keys (``clicks / impressions``)."""
+
+    __tablename__ = "custom_metrics"
+    __table_args__ = (UniqueConstraint("owner_id", "key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    key: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(32), default="ratio")
+    formula: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class QuotaUsage(Base):
+    """Calls spent against a provider's per-period quota (Clarity: export calls per project
+    per day), shared by every process on this database."""
+
+    __tablename__ = "quota_usage"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)  # "<slug>:<account>"
+    window_start: Mapped[datetime] = mapped_column(primary_key=True)
+    used: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (
