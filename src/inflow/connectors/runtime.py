@@ -310,7 +310,10 @@ class ConnectorRuntime:
             except InflowError as exc:
                 steps.append(
                     CheckStep(
-                        check.name if isinstance(check, Check) else "check", False, exc.message
+                        check.name if isinstance(check, Check) else "check",
+                        False,
+                        exc.message,
+                        reauth=isinstance(exc, CredentialsError),
                     )
                 )
                 break

@@ -262,11 +262,18 @@ class Stream:
 
 @dataclass(frozen=True)
 class CheckStep:
-    """One line of a connection test."""
+    """One line of a connection test.
+
+    ``reauth``: the step failed because the credentials were refused (the source then needs
+    the user to reconnect). ``details``: structured facts a client can use (an embed
+    configuration, the workspaces found); never secrets.
+    """
 
     name: str
     ok: bool
     message: str
+    reauth: bool = False
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 CheckFunction = Callable[[Context], Awaitable[list[CheckStep]]]

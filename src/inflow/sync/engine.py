@@ -238,12 +238,7 @@ async def test_source(deps: EngineDeps, source_id: uuid.UUID) -> list[CheckStep]
     if failed is None:
         status, message = HealthStatus.OK, "connection test passed"
     else:
-        lowered = failed.message.lower()
-        status = (
-            HealthStatus.NEEDS_REAUTH
-            if "reconnect" in lowered or "401" in lowered
-            else HealthStatus.FAILING
-        )
+        status = HealthStatus.NEEDS_REAUTH if failed.reauth else HealthStatus.FAILING
         message = failed.message
     await asyncio.to_thread(set_health, deps.factory, source_id, status, message)
     return steps
