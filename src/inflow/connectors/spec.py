@@ -310,6 +310,10 @@ class Connector:
     errors: Mapping[int, Action] = field(default_factory=dict)
     classify: Classifier | None = None
     reset_after: ResetHook | None = None
+    # How far back from now the API serves data, and the longest range one read may span
+    # (Clarity: the last 1-3 days): a fetch outside them is refused with the reason.
+    history: timedelta | None = None
+    max_range: timedelta | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config_schema(self) -> dict[str, Any]:
