@@ -20,7 +20,17 @@ from inflow.api import errors
 from inflow.api.deps import rate_limit
 from inflow.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from inflow.api.ratelimit import Limiter
-from inflow.api.routes import audit, auth, health, integrations, oauth, runs, sources, spaces
+from inflow.api.routes import (
+    audit,
+    auth,
+    health,
+    integrations,
+    marketplace,
+    oauth,
+    runs,
+    sources,
+    spaces,
+)
 from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.settings import Settings, get_settings
@@ -128,7 +138,8 @@ def create_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
 
-    for module in (health, auth, spaces, sources, runs, oauth, integrations, audit):
+    routers = (health, auth, spaces, sources, runs, oauth, integrations, marketplace, audit)
+    for module in routers:
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="docs-static")

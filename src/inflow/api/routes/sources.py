@@ -17,7 +17,7 @@ from inflow.storage.models import DataSource, Space, User
 router = APIRouter(tags=["data-sources"])
 
 
-def _require_space(session: Session, user: User, space_id: uuid.UUID, audit: Auditor) -> None:
+def require_space(session: Session, user: User, space_id: uuid.UUID, audit: Auditor) -> None:
     """The ``spaceId`` in a body must be a space the caller may change. A missing space and a
     stranger's one give the same 422, so the answer never tells whether the space exists."""
     try:
@@ -59,7 +59,7 @@ def create_source(
 ) -> SourcePublic:
     """Create a data source; secret fields are encrypted and never shown again."""
     if body.space_id is not None:
-        _require_space(session, user, body.space_id, audit)
+        require_space(session, user, body.space_id, audit)
     source = svc.create_source(
         session,
         owner=user,
@@ -94,7 +94,7 @@ def update_source(
     """Change a data source; a secret left out keeps its stored value."""
     source = require(session, user, DataSource, source_id, audit=audit)
     if body.space_id is not None:
-        _require_space(session, user, body.space_id, audit)
+        require_space(session, user, body.space_id, audit)
     svc.update_source(
         session,
         source=source,
