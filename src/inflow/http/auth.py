@@ -116,10 +116,26 @@ class QueryAuth(httpx.Auth):
 
 
 class OAuth2Auth(httpx.Auth):
-    """Bearer token from a ``TokenSource``; one refresh and replay on a 401."""
+    """Bearer token from a ``TokenSource``; one refresh and replay on a 401.
 
-    def __init__(self, source: TokenSource) -> None:
+    ``refresh_when`` names other refusals that mean "this token expired" (Power BI answers an
+    expired token with 403 ``TokenExpired``); it sees error responses with their body read.
+    """
+
+    def __init__(
+        self, source: TokenSource, *, refresh_when: Callable[[httpx.Response], bool] | None = None
+    ) -> None:
         self.source = source
+        self.refresh_when = refresh_when
+
+    async def _expired(self, response: httpx.Response) -> bool:
+        if response.status_code == 401:
+            await response.aread()
+            return True
+        if response.status_code < 400 or self.refresh_when is None:
+            return False
+        await response.aread()
+        return self.refresh_when(response)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -127,8 +143,7 @@ class OAuth2Auth(httpx.Auth):
         token = await self.source.token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401:
-            await response.aread()
+        if await self._expired(response):
             fresh = await self.source.token(stale=token)
             if fresh != token:
                 request.headers["Authorization"] = f"Bearer {fresh}"

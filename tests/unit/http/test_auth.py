@@ -13,7 +13,7 @@ import anyio
 import httpx
 import pytest
 
-from inflow.errors import CredentialsError
+from inflow.errors import AccessDeniedError, CredentialsError
 from inflow.http.auth import (
     LEEWAY_S,
     BearerAuth,
@@ -170,6 +170,37 @@ async def test_oauth2_auth_does_not_replay_the_same_token() -> None:
     with pytest.raises(CredentialsError):
         await make_requester(api).request("GET", API, auth=OAuth2Auth(source))
     assert api.seen == ["Bearer only"]
+
+
+class ExpiredIs403(Api):
+    """An API that refuses a stale token with 403 ``TokenExpired`` (as Power BI does)."""
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = super().__call__(request)
+        if response.status_code == 401:
+            return httpx.Response(403, json={"error": {"code": "TokenExpired"}})
+        return response
+
+
+def token_expired(response: httpx.Response) -> bool:
+    return response.status_code == 403 and b"TokenExpired" in response.content
+
+
+async def test_oauth2_auth_refresh_when_names_other_expiry_refusals() -> None:
+    api, source = ExpiredIs403("fresh"), Source("old", "fresh")
+    auth = OAuth2Auth(source, refresh_when=token_expired)
+    _, body = await make_requester(api).request("GET", API, auth=auth)
+    assert body == {"id": "me"}
+    assert api.seen == ["Bearer old", "Bearer fresh"]
+    assert source.calls == [None, "old"]
+
+
+async def test_oauth2_auth_without_refresh_when_a_403_is_final() -> None:
+    api, source = ExpiredIs403("fresh"), Source("old", "fresh")
+    with pytest.raises(AccessDeniedError):
+        await make_requester(api).request("GET", API, auth=OAuth2Auth(source))
+    assert api.seen == ["Bearer old"]
+    assert source.calls == [None]
 
 
 async def test_oauth2_auth_with_refreshing_tokens_end_to_end() -> None:
