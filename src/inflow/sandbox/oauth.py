@@ -93,6 +93,16 @@ class OAuthEndpoints:
     revoke: str | None
 
 
+@dataclass(frozen=True)
+class OfflineAccess:
+    """The authorize parameter a client must send to be given a refresh token (Google's
+    `access_type=offline`). With `reconsent`, a client already holding a live refresh token gets
+    another only when it also asks for consent again (Google's `prompt=consent`)."""
+
+    param: tuple[str, str]
+    reconsent: tuple[str, str] | None = None
+
+
 class OAuthServer:
     """An authorization server: configuration here, issued tokens in the emulator's state.
 
@@ -100,6 +110,10 @@ class OAuthServer:
     where Inflow runs); `scopes=None` accepts any scope. `token_extra` adds provider fields to
     every token response. `revoke_access_on_refresh` ends the old access token when its refresh
     token is used (RingCentral); otherwise it lives until it expires (Entra, Google).
+    `rotate_refresh_tokens` may be a function of the emulator's state (a volume switch);
+    `offline_access` issues refresh tokens only to authorizations that asked for them (Google);
+    `repeat_refresh_token=False` leaves a refresh token that did not rotate out of the refresh
+    response (Google) instead of repeating it.
     """
 
     def __init__(
@@ -114,7 +128,9 @@ class OAuthServer:
         code_ttl_s: float = 60,
         refresh_token_ttl_s: float | None = None,
         issue_refresh_tokens: bool = True,
-        rotate_refresh_tokens: bool = True,
+        rotate_refresh_tokens: bool | Callable[[EmulatorState], bool] = True,
+        offline_access: OfflineAccess | None = None,
+        repeat_refresh_token: bool = True,
         revoke_access_on_refresh: bool = False,
         require_pkce: bool = True,
         grant_types: frozenset[str] = ALL_GRANTS,
@@ -130,6 +146,8 @@ class OAuthServer:
         self.refresh_token_ttl_s = refresh_token_ttl_s
         self.issue_refresh_tokens = issue_refresh_tokens
         self.rotate_refresh_tokens = rotate_refresh_tokens
+        self.offline_access = offline_access
+        self.repeat_refresh_token = repeat_refresh_token
         self.revoke_access_on_refresh = revoke_access_on_refresh
         self.require_pkce = require_pkce
         self.grant_types = grant_types
@@ -251,8 +269,29 @@ class OAuthServer:
             scopes=scopes,
             code_challenge=challenge,
             expires_at=clock_now(request) + self.code_ttl_s,
+            offline=self._offline(state, q.get, client_id),
         )
         return back(code=code)
+
+    def _offline(
+        self, state: EmulatorState, param: Callable[[str], str | None], client_id: str
+    ) -> bool:
+        """May the code of this authorize request be exchanged for a refresh token too?"""
+        rule = self.offline_access
+        if rule is None:
+            return True
+        name, value = rule.param
+        if param(name) != value:
+            return False
+        if rule.reconsent is None:
+            return True
+        name, value = rule.reconsent
+        if value in (param(name) or "").split():
+            return True
+        return not any(  # consented before: the refresh token it holds stays the one
+            rt.active and not rt.grant.revoked and rt.grant.client_id == client_id
+            for rt in state.tokens.refresh.values()
+        )
 
     def _redirect_allowed(self, uri: str) -> bool:
         if self.redirect_uris is not None:
@@ -291,7 +330,8 @@ class OAuthServer:
         if grant_type == AUTHORIZATION_CODE:
             code = self._redeem_code(state, client_id, form, now)
             code.grant = Grant(client_id, code.scopes)
-            return self._issue(state, code.grant, now, refresh=self.issue_refresh_tokens)
+            refresh = self.issue_refresh_tokens and code.offline
+            return self._issue(state, code.grant, now, refresh=refresh)
         if grant_type == REFRESH_TOKEN:
             return self._refresh(state, client_id, form, now)
         scopes = tuple(form.get("scope", "").split()) or self.default_scopes
@@ -349,11 +389,14 @@ class OAuthServer:
             for token in state.tokens.access.values():
                 if token.grant is rt.grant:
                     token.revoked = True
-        if self.rotate_refresh_tokens:
+        rotate = self.rotate_refresh_tokens
+        if callable(rotate):
+            rotate = rotate(state)
+        if rotate:
             rt.active = False
-        body = dict(self._issue(state, rt.grant, now, refresh=self.rotate_refresh_tokens))
+        body = dict(self._issue(state, rt.grant, now, refresh=rotate))
         body["scope"] = " ".join(scopes)
-        if not self.rotate_refresh_tokens:
+        if not rotate and self.repeat_refresh_token:
             body["refresh_token"] = value
         return body
 

@@ -37,6 +37,7 @@ class AuthCode:
     expires_at: float
     used: bool = False
     grant: Grant | None = None  # set once exchanged, so a replay can revoke what it produced
+    offline: bool = True  # the exchange may issue a refresh token
 
 
 @dataclass
