@@ -264,7 +264,8 @@ class Requester:
             response, body, resolution = await self._attempt(request, auth, expect_json)
             status = response.status_code if response is not None else None
             if resolution.action in (Action.OK, Action.IGNORE):
-                self._note(method, shown, status, started, attempt)
+                # An ignored response's reason (a skipped metric, say) stays visible in the run.
+                self._note(method, shown, status, started, attempt, resolution.message)
                 assert response is not None  # noqa: S101 - OK/IGNORE come from a response
                 return response, (body if resolution.action is Action.OK else None)
             if resolution.action is Action.RATE_LIMITED and response is not None:
