@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import SecretStr
@@ -272,6 +273,8 @@ class ConnectorRuntime:
             return OAuth2Auth(
                 JwtBearer(key, self.token_request(), assertion=self._render(spec.assertion))
             )
+        if spec.static_token and (static := self._render(spec.static_token)):
+            return BearerAuth(static)
         if self.token_store is None:
             raise CredentialsError("this source has no OAuth tokens yet: connect it first")
         return OAuth2Auth(RefreshingTokens(key, self.token_store, self.token_request()))
@@ -338,7 +341,7 @@ class ConnectorRuntime:
     ) -> AsyncIterator[list[Mapping[str, Any]]]:
         """The raw items of a stream, page by page (for one window and one parent item)."""
         ctx = self.context(window=window, parent=parent)
-        path = ctx._render(stream.path)
+        path = stream.target(ctx) if stream.target is not None else ctx._render(stream.path)
         params: dict[str, Any] = {k: ctx._render(str(v)) for k, v in stream.params.items()}
         inc = stream.incremental
         if inc is not None and window is not None:
@@ -351,7 +354,9 @@ class ConnectorRuntime:
         step = stream.pages.first()
         while True:
             url = step.url or path
-            query = {**params, **step.params} if step.url is None else {}
+            query: dict[str, Any] | None = {**params, **step.params} if step.url is None else {}
+            if "?" in url:  # sent as written: httpx drops (or re-encodes) a query given with params
+                url, query = (f"{url}&{urlencode(query)}" if query else url), None
             response, body = await self.requester.request("GET", url, params=query, headers=headers)
             found = dig(body, stream.records)
             items = found if isinstance(found, list) else ([] if found is None else [found])

@@ -145,6 +145,9 @@ class OAuth2AuthorizationCode:
     auth_method: Literal["basic", "post"] = "post"
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     revoke_url: str | None = None
+    # A token the user pasted instead (``{config.access_token}``): when it renders non-empty
+    # it is sent as a plain bearer, never refreshed, and no consent is needed.
+    static_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,9 @@ class Stream:
     parent: str | None = None
     deletes: bool = False
     fetchable: bool = True  # part of a date-range fetch (data points)
+    # Builds the path (and query) per read where a template cannot, sent as written (LinkedIn's
+    # Rest.li ``timeIntervals=(timeRange:(…))`` from the window, URL-encoded URNs).
+    target: Callable[[Context], str] | None = None
 
 
 @dataclass(frozen=True)
