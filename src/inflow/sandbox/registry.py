@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from inflow.sandbox import example
+from inflow.sandbox import example, powerbi
 from inflow.sandbox.emulator import Emulator
 
 EMULATORS: dict[str, Emulator] = {
     "example": example.EMULATOR,
+    "powerbi": powerbi.EMULATOR,
 }
