@@ -52,6 +52,7 @@ from inflow.http.oauth import OAuthClient, oauth_error_classifier
 from inflow.http.pagination import dig
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.http.redact import Redactor
+from inflow.http.resolution import Action
 
 
 class _Attrs(dict[str, Any]):
@@ -267,17 +268,28 @@ class ConnectorRuntime:
             return HeaderAuth(spec.header or "Authorization", value)
         if isinstance(spec, Basic):
             return httpx.BasicAuth(self._render(spec.username), self._render(spec.password))
+        expired = self._token_expired if self.connector.classify else None
         if isinstance(spec, OAuth2ClientCredentials):
-            return OAuth2Auth(ClientCredentials(key, self.token_request(), scope=spec.scope))
+            source = ClientCredentials(key, self.token_request(), scope=spec.scope)
+            return OAuth2Auth(source, refresh_when=expired)
         if isinstance(spec, OAuth2JwtBearer):
+            assertion = self._render(spec.assertion)
             return OAuth2Auth(
-                JwtBearer(key, self.token_request(), assertion=self._render(spec.assertion))
+                JwtBearer(key, self.token_request(), assertion=assertion), refresh_when=expired
             )
         if spec.static_token and (static := self._render(spec.static_token)):
             return BearerAuth(static)
         if self.token_store is None:
             raise CredentialsError("this source has no OAuth tokens yet: connect it first")
-        return OAuth2Auth(RefreshingTokens(key, self.token_store, self.token_request()))
+        tokens = RefreshingTokens(key, self.token_store, self.token_request())
+        return OAuth2Auth(tokens, refresh_when=expired)
+
+    def _token_expired(self, response: httpx.Response) -> bool:
+        """A refusal the connector classifies as REFRESH_AUTH (Power BI's 403 ``TokenExpired``)
+        renews the token and replays the request, as a 401 does."""
+        classify = self.connector.classify
+        found = classify(response) if classify is not None else None
+        return found is not None and found.action is Action.REFRESH_AUTH
 
     async def __aenter__(self) -> ConnectorRuntime:
         return self
