@@ -210,7 +210,8 @@ class ConnectorRuntime:
             headers={k: self._render(v) for k, v in connector.headers.items()},
         )
         self.requester = self._requester(self.client)
-        auth = self._auth(connector.auth)
+        chosen = connector.auth(config) if callable(connector.auth) else connector.auth
+        auth = self._auth(chosen)
         if auth is not None:
             self.client.auth = auth
 

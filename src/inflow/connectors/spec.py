@@ -170,6 +170,8 @@ AuthSpec = (
     | OAuth2AuthorizationCode
     | OAuth2JwtBearer
 )
+AuthChoice = Callable[[Any], AuthSpec]
+"""A function of the validated config that picks the scheme (Grafana: a token or a password)."""
 
 
 # ---------------------------------------------------------------- streams
@@ -308,7 +310,7 @@ class Connector:
     docs_url: str = ""
     metrics: tuple[MetricDef, ...] = ()
     base_url: str = ""
-    auth: AuthSpec = field(default_factory=NoAuth)
+    auth: AuthSpec | AuthChoice = field(default_factory=NoAuth)
     checks: tuple[Check | CheckFunction, ...] = ()
     streams: tuple[Stream, ...] = ()
     rate_limit: RateLimit = field(default_factory=RateLimit)
