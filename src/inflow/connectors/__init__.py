@@ -6,11 +6,15 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from inflow.connectors import example
+from inflow.connectors import example, looker_studio
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
-BUILTIN: tuple[Connector, ...] = (example.CONNECTOR, example.OAUTH_CONNECTOR)
+BUILTIN: tuple[Connector, ...] = (
+    example.CONNECTOR,
+    example.OAUTH_CONNECTOR,
+    looker_studio.CONNECTOR,
+)
 log = get_logger(__name__)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from inflow.sandbox import example, powerbi
+from inflow.sandbox import example, looker_studio, powerbi
 from inflow.sandbox.emulator import Emulator
 
 EMULATORS: dict[str, Emulator] = {
     "example": example.EMULATOR,
+    "looker_studio": looker_studio.EMULATOR,
     "powerbi": powerbi.EMULATOR,
 }
