@@ -3,17 +3,18 @@
 ``ConnectorRuntime`` is opened per source (``async with``). It renders placeholders, builds the
 auth flow, and drives pagination, incremental windows, parent streams and a stream's
 ``parse``/``reduce`` into ``Chunk``s of records with the checkpoint each one reaches. It never
-touches storage: the sync engine decides what to keep.
+touches storage: the sync engine decides what to keep (and passes a ``QuotaGate`` that counts
+a connector's ``Quota`` calls where every process sees them).
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -33,10 +34,17 @@ from inflow.connectors.spec import (
     OAuth2AuthorizationCode,
     OAuth2ClientCredentials,
     OAuth2JwtBearer,
+    Quota,
     Stream,
     Window,
 )
-from inflow.errors import ConfigError, CredentialsError, InflowError, StateError
+from inflow.errors import (
+    ConfigError,
+    CredentialsError,
+    InflowError,
+    RateLimitedError,
+    StateError,
+)
 from inflow.http.auth import (
     BearerAuth,
     ClientCredentials,
@@ -51,7 +59,7 @@ from inflow.http.client import HttpOptions, Requester, TimelineHook, WaitHook, b
 from inflow.http.oauth import OAuthClient, oauth_error_classifier
 from inflow.http.pagination import dig
 from inflow.http.ratelimit import OutboundLimiter
-from inflow.http.redact import Redactor
+from inflow.http.redact import Redactor, redact_path
 from inflow.http.resolution import Action
 
 
@@ -144,6 +152,40 @@ def windows(start: datetime, end: datetime, size: timedelta | None) -> list[Wind
     return out
 
 
+class QuotaGate(Protocol):
+    """Counts the calls spent against a ``Quota`` (the database's gate is shared by processes)."""
+
+    async def take(self, key: str, period_start: datetime, limit: int) -> int | None:
+        """Spend one call: the calls used with it, or None (nothing spent) when none is left."""
+        ...
+
+    async def exhaust(self, key: str, period_start: datetime, limit: int) -> None:
+        """Mark the period's calls spent (the provider answered 429)."""
+        ...
+
+
+class MemoryQuotaGate:
+    """A ``QuotaGate`` in memory: counts one runtime's calls when no shared gate is given."""
+
+    def __init__(self) -> None:
+        self.used: dict[tuple[str, datetime], int] = {}
+
+    async def take(self, key: str, period_start: datetime, limit: int) -> int | None:
+        used = self.used.get((key, period_start), 0)
+        if used >= limit:
+            return None
+        self.used[(key, period_start)] = used + 1
+        return used + 1
+
+    async def exhaust(self, key: str, period_start: datetime, limit: int) -> None:
+        self.used[(key, period_start)] = max(limit, self.used.get((key, period_start), 0))
+
+
+def _duration(seconds: float) -> str:
+    minutes = max(1, round(seconds / 60))
+    return f"{minutes // 60}h {minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
 @dataclass
 class Chunk:
     """Records read, and the stream state reached once they are stored (None: no checkpoint)."""
@@ -189,6 +231,7 @@ class ConnectorRuntime:
         transport: httpx.AsyncBaseTransport | None = None,
         on_timeline: TimelineHook | None = None,
         on_wait: WaitHook | None = None,
+        quota_gate: QuotaGate | None = None,
     ) -> None:
         self.connector = connector
         self.config = config
@@ -201,6 +244,10 @@ class ConnectorRuntime:
         self.on_timeline = on_timeline
         self.on_wait = on_wait
         self.redactor = Redactor(secrets_of(config))
+        quota = connector.quota
+        if quota is not None:  # every try of a call is spent: retry a failed one at most so often
+            attempts = min(options.retry.attempts, 1 + quota.retries)
+            self.options = replace(options, retry=replace(options.retry, attempts=attempts))
         base = getattr(config, "base_url", None) or connector.base_url
         self.base_url = str(base).rstrip("/")
         self.client = build_client(
@@ -214,6 +261,48 @@ class ConnectorRuntime:
         auth = self._auth(chosen)
         if auth is not None:
             self.client.auth = auth
+        self.quota_gate: QuotaGate = quota_gate or MemoryQuotaGate()
+        self.quota_account = self._render(quota.key) if quota and quota.key else key
+        if quota is not None:
+            self.client.event_hooks["request"].append(self._spend_quota)
+            self.client.event_hooks["response"].append(self._quota_refused)
+
+    # -- quota
+
+    def _costs_quota(self, quota: Quota, url: httpx.URL) -> bool:
+        base = httpx.URL(self.base_url).path.rstrip("/")
+        path = url.path[len(base) :] if url.path.startswith(base) else url.path
+        return not quota.paths or any(path.startswith(p) for p in quota.paths)
+
+    async def _spend_quota(self, request: httpx.Request) -> None:
+        """Before each try of a quota'd request: spend a call, or refuse without sending."""
+        quota = self.connector.quota
+        if quota is None or not self._costs_quota(quota, request.url):
+            return
+        now = datetime.now(UTC)
+        start, reset = quota.period(now)
+        slug = self.connector.slug
+        if await self.quota_gate.take(f"{slug}:{self.quota_account}", start, quota.limit) is None:
+            wait = (reset - now).total_seconds()
+            raise RateLimitedError(
+                f"{slug}: the quota of {quota.limit} calls per {quota.per} for "
+                f"{self.quota_account} is spent; it resets at {reset:%Y-%m-%dT%H:%M:%SZ} "
+                f"(in {_duration(wait)}); no request was sent",
+                retry_after=wait,
+                slug=slug,
+                method=request.method,
+                url=self.redactor(redact_path(str(request.url))),
+            )
+
+    async def _quota_refused(self, response: httpx.Response) -> None:
+        """A 429 on a quota'd path: the provider's count is spent (other clients share it)."""
+        quota = self.connector.quota
+        if quota is None or response.status_code != 429:
+            return
+        if self._costs_quota(quota, response.request.url):
+            start, _ = quota.period(datetime.now(UTC))
+            key = f"{self.connector.slug}:{self.quota_account}"
+            await self.quota_gate.exhaust(key, start, quota.limit)
 
     # -- building
 
@@ -355,7 +444,9 @@ class ConnectorRuntime:
         """The raw items of a stream, page by page (for one window and one parent item)."""
         ctx = self.context(window=window, parent=parent)
         path = stream.target(ctx) if stream.target is not None else ctx._render(stream.path)
-        params: dict[str, Any] = {k: ctx._render(str(v)) for k, v in stream.params.items()}
+        params: dict[str, Any] = {
+            k: v(ctx) if callable(v) else ctx._render(str(v)) for k, v in stream.params.items()
+        }
         inc = stream.incremental
         if inc is not None and window is not None:
             if inc.start_param:

@@ -10,7 +10,7 @@
 | `PageNumber`, `Offset`, `Cursor`, `NextUrl`, `LinkHeader`, `SinglePage` | pagination |
 | `Incremental` | cursor field, window parameters, lookback, slicing |
 | `Check` / check functions | the connection test, step by step (`CheckStep`) |
-| `RateLimit`, `errors`, `classify`, `reset_after` | provider budgets and error quirks |
+| `RateLimit`, `Quota`, `errors`, `classify`, `reset_after` | provider budgets and error quirks |
 | `Asset`, `DataPoint` | the records streams yield |
 
 A connector module holds one `CONNECTOR = Connector(...)` literal and a few small functions.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -189,6 +189,34 @@ class RateLimit:
 
 
 @dataclass(frozen=True)
+class Quota:
+    """A provider's call budget per period, shared by every client of one account.
+
+    Clarity allows ten export calls per project per UTC day. Each request to a path starting
+    with one of ``paths`` (below the base URL; every request when empty) costs one call, each
+    retry included: the runtime asks its quota gate before sending and, once the period's calls
+    are spent, refuses with ``RateLimitedError`` (``retry_after``: until the reset) without
+    sending. A 429 from such a path marks the period spent (other clients share the count).
+    ``key`` names the account (``{config.x}`` templates; empty: the source); ``retries`` caps
+    the retries of a failed call, since every try costs one.
+    """
+
+    limit: int
+    per: Literal["day", "hour"] = "day"
+    key: str = ""
+    paths: tuple[str, ...] = ()
+    retries: int = 1
+
+    def period(self, now: datetime) -> tuple[datetime, datetime]:
+        """The UTC period holding ``now``: its start and the moment the quota resets."""
+        moment = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        if self.per == "hour":
+            return moment, moment + timedelta(hours=1)
+        start = moment.replace(hour=0)
+        return start, start + timedelta(days=1)
+
+
+@dataclass(frozen=True)
 class Incremental:
     """How a stream reads only what is new.
 
@@ -238,6 +266,7 @@ class Context(Protocol):
 
 
 ItemParser = Callable[[Mapping[str, Any], Context], Iterable[Record]]
+ParamFunction = Callable[[Context], str | int]
 SliceReducer = Callable[[list[Mapping[str, Any]], Context], Iterable[Record]]
 
 
@@ -249,13 +278,14 @@ class Stream:
     records, or ``reduce`` turns every item of a window into records (daily totals from call
     logs). ``parent`` names a stream whose items this one is read for (``{parent.id}``).
     ``deletes``: a full read of this asset stream is complete, so an asset not seen is deleted.
+    A ``params`` value may be a function of the context (Clarity's ``numOfDays`` from the window).
     """
 
     name: str
     path: str
     records: str = ""
     pages: Pagination = field(default_factory=SinglePage)
-    params: Mapping[str, str | int] = field(default_factory=dict)
+    params: Mapping[str, str | int | ParamFunction] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     incremental: Incremental | None = None
     parse: ItemParser | None = None
@@ -314,6 +344,7 @@ class Connector:
     checks: tuple[Check | CheckFunction, ...] = ()
     streams: tuple[Stream, ...] = ()
     rate_limit: RateLimit = field(default_factory=RateLimit)
+    quota: Quota | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     errors: Mapping[int, Action] = field(default_factory=dict)
     classify: Classifier | None = None
@@ -363,6 +394,7 @@ __all__ = [
     "Offset",
     "PageNumber",
     "Pagination",
+    "Quota",
     "RateLimit",
     "Record",
     "Resolution",

@@ -36,6 +36,7 @@ from inflow.errors import (
     CredentialsError,
     InflowError,
     NotFoundError,
+    RateLimitedError,
     SyncCancelled,
 )
 from inflow.http.client import HttpOptions, TimelineEntry
@@ -44,6 +45,7 @@ from inflow.logging import get_logger
 from inflow.storage import repo
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, HealthStatus, RunStatus, SyncRun, utcnow
+from inflow.storage.quota import DbQuotaGate
 from inflow.sync.tokens import SourceTokenStore
 
 log = get_logger(__name__)
@@ -200,6 +202,7 @@ def open_runtime(
         transport=deps.transport,
         on_timeline=recorder.on_timeline if recorder else None,
         on_wait=recorder.on_wait if recorder else None,
+        quota_gate=DbQuotaGate(deps.factory),  # a provider's daily calls, counted for all processes
     )
     return source, runtime
 
@@ -542,6 +545,15 @@ async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
 
 
 def _error_record(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+        until = datetime.now(UTC) + timedelta(seconds=exc.retry_after)
+        retry_at = until.replace(microsecond=0).isoformat()
+        return {
+            "type": type(exc).__name__,
+            "fault": exc.fault,
+            "message": exc.message,
+            "retryAt": retry_at,
+        }
     if isinstance(exc, InflowError):
         return {"type": type(exc).__name__, "fault": exc.fault, "message": exc.message}
     return {
