@@ -3,16 +3,18 @@
 A schedule is an interval (``every 15m``, ``every 6h``, ``every 1d``, ``@hourly``, ``@daily``)
 or a five-field cron expression in UTC (``0 6 * * *``). A due source gets a run unless one is
 already queued or running; its next time is then set from now, so a slow run never stacks up
-more runs.
+more runs. ``most_runs`` says how many runs a schedule starts per quota period, so a schedule
+that would spend more of a provider's daily calls than it allows is refused when saved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 from sqlalchemy import select
@@ -60,6 +62,30 @@ def next_time(text: str, after: datetime) -> datetime:
             raise ValueError("the shortest schedule is every 5m")
         return first
     return after + parse_schedule(value)
+
+
+def most_runs(text: str, per: timedelta, *, cap: int = 1000, after: datetime | None = None) -> int:
+    """The most runs a schedule starts in one UTC period of length ``per`` (a quota's day).
+
+    An interval schedule starts ``ceil(per / interval)``; a cron schedule is counted over the
+    periods of the next week (counting stops past ``cap``).
+    """
+    value = text.strip()
+    if len(value.split()) != 5:
+        return math.ceil(per / parse_schedule(value))
+    step = per.total_seconds()
+    start = (after or utcnow()).timestamp() // step * step
+    most = 0
+    for k in range(max(1, round(timedelta(days=7) / per))):
+        begin = datetime.fromtimestamp(start + k * step, UTC)
+        fires = croniter(value, begin - timedelta(seconds=1))
+        count = 0
+        while fires.get_next(datetime) < begin + per and count <= cap:
+            count += 1
+        most = max(most, count)
+        if most > cap:
+            break
+    return most
 
 
 def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:

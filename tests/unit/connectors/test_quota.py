@@ -1,13 +1,15 @@
 """A connector's call ``Quota``: every try of a quota'd request is counted by the runtime's gate
 before it is sent, a spent quota refuses without sending (naming the reset), a 429 marks the
 period spent, retries are capped; the database gate is atomic on SQLite and PostgreSQL; a
-stream's parameter may be a function of the read's window."""
+schedule whose syncs would overspend the quota is refused; a stream's parameter may be a
+function of the read's window."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.api.services.sources import check_schedule
 from inflow.connectors.runtime import ConnectorRuntime, MemoryQuotaGate, QuotaGate
 from inflow.connectors.spec import (
     Bearer,
@@ -27,10 +30,11 @@ from inflow.connectors.spec import (
     Stream,
     Window,
 )
-from inflow.errors import RateLimitedError
+from inflow.errors import RateLimitedError, ValidationFailedError
 from inflow.http import retry
 from inflow.http.client import HttpOptions
 from inflow.storage.quota import DbQuotaGate, calls_used, exhaust, take_call
+from inflow.sync.scheduler import most_runs
 
 BASE = "https://api.test/v1"
 
@@ -200,3 +204,30 @@ def test_concurrent_takers_never_overspend(engine: Engine, factory: sessionmaker
     with factory() as session:
         assert calls_used(session, key="race", window_start=start) == 10
     assert engine.dialect.name in ("sqlite", "postgresql")
+
+
+@pytest.mark.parametrize(
+    ("schedule", "runs"),
+    [
+        pytest.param("@daily", 1, id="daily"),
+        pytest.param("every 3h", 8, id="every_3h"),
+        pytest.param("every 7h", 4, id="every_7h"),
+        pytest.param("30 0 * * *", 1, id="cron_daily"),
+        pytest.param("0 */2 * * *", 12, id="cron_every_2h"),
+        pytest.param("0 9 * * 1-5", 1, id="cron_weekdays"),
+        pytest.param("*/5 * * * *", 101, id="cron_counting_stops_past_the_cap"),
+    ],
+)
+def test_most_runs_a_schedule_starts_in_a_day(schedule: str, runs: int) -> None:
+    assert most_runs(schedule, timedelta(days=1), cap=100) == runs
+
+
+def test_a_schedule_that_overspends_a_quota_is_refused() -> None:
+    read = replace(CONNECTOR.streams[0], reduce=lambda _items, _ctx: [])
+    budgeted = replace(CONNECTOR, streams=(read, replace(read, name="again")))  # 2 calls a sync
+    check_schedule("@daily", budgeted)
+    check_schedule("every 3h", CONNECTOR)  # its one stream is read for nothing: no calls
+    with pytest.raises(ValidationFailedError) as refused:
+        check_schedule("every 12h", budgeted)  # 2 syncs x 2 calls > 3 a day
+    assert refused.value.errors[0].field == "schedule"
+    assert "allows 3 calls per day and a sync makes 2" in refused.value.errors[0].message

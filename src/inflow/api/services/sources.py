@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -15,7 +16,7 @@ from inflow.connectors.spec import Connector, ConnectorConfig
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, Role, Space, User, utcnow
-from inflow.sync.scheduler import next_time
+from inflow.sync.scheduler import most_runs, next_time
 
 
 def _unknown_type(slug: str) -> str:
@@ -34,14 +35,32 @@ def _is_secret_marker(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"set"}
 
 
-def check_schedule(schedule: str | None) -> None:
-    """A schedule the scheduler understands (``every 1h``, ``0 6 * * *``), or a 422 naming it."""
+def check_schedule(schedule: str | None, connector: Connector | None = None) -> None:
+    """A schedule the scheduler understands (``every 1h``, ``0 6 * * *``) and, for a connector
+    with a call quota (Clarity: ten a day), one whose syncs fit in it; else a 422 naming it."""
     if schedule is None:
         return
     try:
         next_time(schedule, utcnow())
     except ValueError as exc:
         raise ValidationFailedError("invalid schedule", [FieldError("schedule", str(exc))]) from exc
+    quota = connector.quota if connector is not None else None
+    if connector is None or quota is None:
+        return
+    calls = sum(  # the quota'd requests of one sync: one per stream read
+        1
+        for s in connector.streams
+        if (s.parse or s.reduce) and (not quota.paths or s.path.startswith(quota.paths))
+    )
+    per = timedelta(days=1) if quota.per == "day" else timedelta(hours=1)
+    runs = most_runs(schedule, per, cap=quota.limit)
+    if calls and runs * calls > quota.limit:
+        message = (
+            f"{connector.title} allows {quota.limit} calls per {quota.per} and a sync makes "
+            f"{calls}; this schedule starts up to {runs} syncs a {quota.per}: choose one with at "
+            f"most {quota.limit // calls}, e.g. '@daily' or '30 0 * * *' (00:30 UTC)"
+        )
+        raise ValidationFailedError("invalid schedule", [FieldError("schedule", message)])
 
 
 def validate_config(connector: Connector, config: dict[str, Any]) -> ConnectorConfig:
@@ -118,7 +137,7 @@ def create_source(
     if space_id is not None and session.get(Space, space_id) is None:
         raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
     model = validate_config(connector, config)
-    check_schedule(schedule)
+    check_schedule(schedule, connector)
     source = DataSource(
         name=name, type=type_, owner_id=owner.id, space_id=space_id, schedule=schedule
     )
@@ -148,7 +167,7 @@ def update_source(
             raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
         source.space_id = space_id
     if "schedule" in fields_set:
-        check_schedule(schedule)
+        check_schedule(schedule, connector)
         source.schedule = schedule
         source.next_run_at = None  # due at the scheduler's next tick
     if config is not None:
