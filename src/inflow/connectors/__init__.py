@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from inflow.connectors import example, looker_studio
+from inflow.connectors import example, looker_studio, microsoft_clarity
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
@@ -14,6 +14,7 @@ BUILTIN: tuple[Connector, ...] = (
     example.CONNECTOR,
     example.OAUTH_CONNECTOR,
     looker_studio.CONNECTOR,
+    microsoft_clarity.CONNECTOR,
 )
 log = get_logger(__name__)
 
