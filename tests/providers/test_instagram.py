@@ -1,0 +1,366 @@
+"""Instagram through the API against its Graph emulator, on both databases: the connection test
+(working, refused or expired token, missing insights permission, retired metrics named), the
+fetch preview (values equal the emulator's, Graph's UTC-7 days, no zeros where Graph has no
+entry), syncs (account insights, profile snapshot and per-post insights stored, a re-sync creates
+nothing), throttling with Graph's codes and usage headers waited out, a version that no longer
+serves a metric reported and skipped."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow.connectors.instagram import POST_METRICS, SERIES
+from inflow.connectors.records import dimensions_key
+from inflow.sandbox.instagram import EXPIRED_TOKEN
+from inflow.storage.models import DataPoint
+from tests.sync import conftest as sync_fixtures
+from tests.sync.helpers import (
+    SandboxControl,
+    create_source,
+    health,
+    person,
+    poll_run,
+    start_sync,
+    sync_and_wait,
+)
+
+# The sync tests' fixtures: the API on a real database, calling the in-process sandbox.
+app, sb, sandbox = sync_fixtures.app, sync_fixtures.sb, sync_fixtures.sandbox
+settings, fast_retries, real_waits = sync_fixtures.settings, sync_fixtures.fast_retries, sync_fixtures.real_waits  # fmt: skip
+HUB_KEYS = {**SERIES}  # Graph's metric name -> the stored key (the others keep their name)
+SMALL = {"media": 6, "mediaEveryHours": 48, "preConversion": 1}  # six posts, all of this month
+CHECKS = ["access token", "business account", "insights permission", "metrics"]
+Row = tuple[str, date, str, float, bool]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def configure(sb: SandboxControl, **volume: int) -> None:
+    response = sb.http.post("/_sandbox/instagram/config", json={"volume": volume})
+    assert response.status_code == 200, response.text
+
+
+def expected(sb: SandboxControl, **params: str) -> dict[str, Any]:
+    response = sb.http.get("/_sandbox/instagram/expected", params=params)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def requests_so_far(sb: SandboxControl) -> int:
+    total: int = sb.http.get("/_sandbox/instagram/stats").json()["total"]
+    return total
+
+
+def source(client: Any, headers: dict[str, str], sb: SandboxControl, **override: Any) -> str:
+    config = {**sb.credentials()["instagram"]["config"], **override}
+    created: dict[str, Any] = create_source(client, headers, "instagram", config)
+    return str(created["id"])
+
+
+def connection_test(client: Any, headers: dict[str, str], source_id: str) -> dict[str, Any]:
+    response = client.post(f"/api/data-sources/{source_id}/test", headers=headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def graph_today() -> date:
+    """The Graph day under way: its days run from 07:00 UTC (midnight at UTC-7)."""
+    return (datetime.now(UTC) - timedelta(hours=7)).date()
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, 7, tzinfo=UTC)
+
+
+def stored(factory: sessionmaker[Session], source_id: str) -> list[Row]:
+    """(metric, Graph day, dimensions key, value, complete) of every stored point."""
+    with factory() as session:
+        rows = session.execute(
+            select(
+                DataPoint.metric,
+                DataPoint.period_start,
+                DataPoint.dimensions_key,
+                DataPoint.value,
+                DataPoint.complete,
+            ).where(DataPoint.source_id == uuid.UUID(source_id))
+        ).all()
+    for _, start, *_ in rows:
+        assert (start.hour, start.minute) == (7, 0), f"{start} is not a Graph day's start"
+    return [(m, start.date(), key, value, complete) for m, start, key, value, complete in rows]
+
+
+def account_values(days: dict[str, dict[str, int]]) -> dict[tuple[str, date], float]:
+    return {
+        (HUB_KEYS.get(metric, metric), date.fromisoformat(day)): float(value)
+        for day, values in days.items()
+        for metric, value in values.items()
+    }
+
+
+def assert_synced(
+    sb: SandboxControl, factory: sessionmaker[Session], source_id: str, version: str = "v25.0"
+) -> None:
+    """The first sync's whole days equal the emulator's values, today is partial, and the
+    profile and each post's lifetime insights are today's snapshot."""
+    today, utc_today = graph_today(), datetime.now(UTC).date()
+    first = utc_today - timedelta(days=30)
+    truth = expected(sb, start_date=str(first), end_date=str(today), version=version)
+    values = account_values(truth["days"])
+    rows = stored(factory, source_id)
+    whole = {(m, d): v for m, d, key, v, done in rows if key == "" and done}
+    reach_from = {"new_followers": utc_today - timedelta(days=29)}  # Graph's last 30 days
+    assert whole == {(m, d): v for (m, d), v in values.items() if reach_from.get(m, first) <= d < today}  # fmt: skip
+    snapshot = {"followers": "followers_count", "follows": "follows_count", "media_count": "media_count"}  # fmt: skip
+    partial = [(m, d, v) for m, d, key, v, done in rows if key == "" and not done]
+    assert {m for m, _, _ in partial} >= {"reach", "views", *snapshot}
+    for metric, day, value in partial:
+        assert day == today, (metric, day)
+        if metric in snapshot:
+            assert value == truth["profile"][snapshot[metric]]
+        else:
+            assert 0 <= value <= values[(metric, today)]
+    posts = {(m, key): v for m, d, key, v, done in rows if key and d == today and not done}
+    want: dict[tuple[str, str], float] = {}
+    for media_id, post in expected(sb, since="-30 days")["media"].items():
+        dims = dimensions_key({"media": media_id, "media_product_type": post["media_product_type"]})
+        if not post["preConversion"]:
+            want |= {(f"post_{m}", dims): float(post["metrics"][m]) for m in POST_METRICS}
+    assert want, "the emulator lists no post"
+    assert posts == want
+
+
+# ---------------------------------------------------------------- the connection test
+
+
+def test_connection_test_passes_and_names_the_retired_metric(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+
+    result = connection_test(client, headers, source_id)
+
+    assert result["success"] is True, result
+    assert [c["name"] for c in result["checks"]] == CHECKS
+    assert all(c["ok"] for c in result["checks"])
+    metrics = result["checks"][-1]["message"]
+    assert metrics.startswith("v25.0 serves 13 of 14 account metrics")
+    assert "impressions: deprecated from v22.0" in metrics
+    assert health(client, headers, source_id)["status"] == "ok"
+
+
+def test_an_old_version_is_told_which_metrics_it_lacks(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb, apiVersion="v21.0")
+
+    result = connection_test(client, headers, source_id)
+
+    assert result["success"] is True, result
+    message = result["checks"][-1]["message"]
+    assert message.startswith("v21.0 serves 12 of 14 account metrics")
+    assert "impressions: deprecated" in message  # in every version since 2025-04-21
+    assert "views: served from v22.0 on" in message
+
+
+def test_a_refused_token_needs_reauth(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb, accessToken="EAAGnotatokenthesandboxissued")
+
+    result = connection_test(client, headers, source_id)
+
+    assert result["success"] is False
+    assert [(c["name"], c["ok"]) for c in result["checks"]] == [("access token", False)]
+    assert "Cannot parse access token" in result["message"]
+    assert health(client, headers, source_id)["status"] == "needs_reauth"
+
+
+def test_an_expired_token_needs_reauth_in_test_and_sync(client, factory, sb):
+    _, headers = person(factory)
+    expired = source(client, headers, sb, accessToken=EXPIRED_TOKEN)
+    working = source(client, headers, sb)
+
+    result = connection_test(client, headers, expired)
+
+    assert result["success"] is False
+    assert "the access token was refused (it has expired)" in result["message"]
+    assert "Session has expired" in result["message"]
+    assert health(client, headers, expired)["status"] == "needs_reauth"
+
+    configure(sb, tokenExpired=1)  # sixty days later: the long-lived token is dead
+    run = sync_and_wait(client, headers, working)
+
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "CredentialsError"
+    assert "it has expired" in run["error"]["message"]
+    assert health(client, headers, working)["status"] == "needs_reauth"
+    assert stored(factory, working) == []
+
+
+def test_missing_insights_permission_names_the_fix(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    configure(sb, insightsPermission=0)
+
+    result = connection_test(client, headers, source_id)
+
+    assert result["success"] is False
+    assert [(c["name"], c["ok"]) for c in result["checks"]] == [
+        ("access token", True),
+        ("business account", True),
+        ("insights permission", False),
+    ]
+    assert "(#10) Application does not have permission" in result["message"]
+    assert "grant instagram_basic, instagram_manage_insights" in result["message"]
+    assert health(client, headers, source_id)["status"] == "failing"
+
+
+def test_an_unknown_account_id_is_named(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb, businessAccountId="17841400000000000")
+
+    result = connection_test(client, headers, source_id)
+
+    assert [(c["name"], c["ok"]) for c in result["checks"]][-1] == ("business account", False)
+    assert "does not exist" in result["message"]
+    assert "the IG user id, not the Page id" in result["message"]
+
+
+def test_the_api_version_must_look_like_a_graph_version(client, factory):
+    _, headers = person(factory)
+    body = {"config": {"businessAccountId": "17841405822304914", "accessToken": "x" * 24}}
+
+    for version, valid in (("v23.0", True), ("23", False), ("v23.1", False), ("v123.0", False)):
+        response = client.post(
+            "/api/integrations/instagram/validate",
+            headers=headers,
+            json={"config": {**body["config"], "apiVersion": version}},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["valid"] is valid, version
+        if not valid:
+            assert [e["field"] for e in response.json()["errors"]] == ["config.apiVersion"]
+
+
+# ---------------------------------------------------------------- fetch
+
+
+def test_fetch_returns_graph_days_equal_to_the_emulator(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    first, last = graph_today() - timedelta(days=10), graph_today() - timedelta(days=4)
+
+    response = client.post(
+        f"/api/data-sources/{source_id}/fetch",
+        headers=headers,
+        json={"startDate": str(first), "endDate": str(last)},
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] is True, body
+    points = body["dataPoints"]
+    got = {}
+    for p in points:
+        start = datetime.fromisoformat(p["periodStart"])
+        assert start == day_start(start.date()), p  # Graph days begin at 07:00 UTC
+        assert datetime.fromisoformat(p["periodEnd"]) - start == timedelta(days=1)
+        assert p["complete"] is True
+        assert p["dimensions"] == {}
+        got[(p["metric"], start.date())] = p["value"]
+    truth = expected(sb, start_date=str(first), end_date=str(last))
+    assert got == account_values(truth["days"])
+    assert len(points) == 7 * 13  # thirteen metrics served by v25.0, seven days
+    assert "impressions" not in {p["metric"] for p in points}  # retired: skipped, never zero
+    assert body["created"] == 0
+    assert stored(factory, source_id) == []
+
+
+def test_fetch_leaves_out_what_graph_does_not_give(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    configure(sb, followers=60)  # under 100 followers: Graph has no follower_count entry
+    day = graph_today() - timedelta(days=3)
+
+    response = client.post(
+        f"/api/data-sources/{source_id}/fetch",
+        headers=headers,
+        json={"startDate": str(day), "endDate": str(day)},
+    )
+
+    assert response.status_code == 200, response.text
+    metrics = {p["metric"] for p in response.json()["dataPoints"]}
+    assert "new_followers" not in metrics
+    assert {"reach", "views", "likes"} <= metrics
+    assert len(metrics) == 12
+
+
+# ---------------------------------------------------------------- sync
+
+
+def test_sync_stores_insights_profile_and_posts_and_a_resync_creates_nothing(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    configure(sb, **SMALL)
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    rows = stored(factory, source_id)
+    assert run["counts"]["created"] == len(rows)
+    assert_synced(sb, factory, source_id)
+    profile = {m: v for m, d, key, v, _ in rows if m in ("followers", "follows", "media_count")}
+    assert profile == {"followers": 15_234.0, "follows": 312.0, "media_count": 6.0}
+    skipped = [e for e in run["timeline"]["recent"] if "before the business conversion" in e.get("note", "")]  # fmt: skip
+    assert len(skipped) == 1  # the post from before the conversion has no insights
+    assert health(client, headers, source_id)["status"] == "ok"
+
+    again = sync_and_wait(client, headers, source_id)
+
+    assert again["status"] == "succeeded", again
+    assert again["counts"]["created"] == 0
+    assert len(stored(factory, source_id)) == len(rows)
+
+
+def test_throttling_is_waited_out_as_the_usage_headers_say(client, factory, sb, fast_retries):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    configure(sb, **SMALL)
+    # Four requests into the sync, Graph refuses the next four calls (one request and its
+    # retries) with codes 4, 17, 32 and 613, usage at 100 % and access back in a minute.
+    configure(sb, throttleAfter=requests_so_far(sb) + 4, throttleCalls=4, regainMinutes=1)
+
+    run_id = start_sync(client, headers, source_id)
+    run, _ = poll_run(client, headers, run_id, timeout=120)
+
+    assert run["status"] == "succeeded", run
+    assert run["waiting"] is None
+    timeline = run["timeline"]
+    assert timeline["retries"] == 4
+    assert timeline["waitedS"] == 4 * 60.0  # estimated_time_to_regain_access is in minutes
+    assert_synced(sb, factory, source_id)
+    hits = sb.http.get("/_sandbox/instagram/stats").json()
+    assert hits["byStatus"]["400"] >= 4
+
+
+def test_a_version_without_a_metric_skips_it_and_says_so(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb, apiVersion="v24.0")
+    configure(sb, **SMALL)
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    metrics = {m for m, *_ in stored(factory, source_id)}
+    assert "impressions" not in metrics  # neither a crash nor a zero
+    assert {"reach", "views", "new_followers", "post_reach"} <= metrics
+    notes = [e["note"] for e in run["timeline"]["recent"] if "impressions" in e.get("note", "")]
+    assert notes, "the run does not say why impressions has no data"
+    assert all(n.startswith("metric not served by v24.0, skipped") for n in notes)
+    assert "impressions metric is no longer supported" in notes[0]
+    assert_synced(sb, factory, source_id, version="v24.0")
