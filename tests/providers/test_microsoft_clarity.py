@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.api.services.demo import DEMO_SCHEDULE, seed_sources
 from inflow.connectors import get_connector
 from inflow.connectors.microsoft_clarity import CONNECTOR, PATH, insights
 from inflow.connectors.spec import Window
@@ -25,6 +26,7 @@ from inflow.sandbox.microsoft_clarity import OTHER_TOKEN, REVOKED_TOKEN, TOKEN
 from inflow.storage.models import QuotaUsage
 from tests.sync import conftest as sync_fixtures
 from tests.sync.helpers import (
+    EXAMPLE,
     ROOT,
     SandboxControl,
     child_env,
@@ -518,6 +520,22 @@ def test_a_schedule_that_would_overspend_the_quota_is_refused(
         f"/api/data-sources/{source['id']}", headers=headers, json={"schedule": schedule}
     )
     assert patched.status_code == 422, patched.text
+
+
+def test_the_demo_seeds_clarity_on_a_schedule_within_its_quota(
+    client: TestClient, factory: Factory, sb: SandboxControl
+) -> None:
+    admin, headers = person(factory, role="admin")
+    vault = client.app.state.vault  # type: ignore[attr-defined]
+    credentials = {SLUG: {"config": config(sb)}, "example": {"config": EXAMPLE}}
+
+    ids = seed_sources(factory, vault, admin_id=admin.id, credentials=credentials)
+
+    schedules = {
+        s["type"]: s["schedule"]
+        for s in (client.get(f"/api/data-sources/{i}", headers=headers).json() for i in ids)
+    }
+    assert schedules == {SLUG: "@daily", "example": DEMO_SCHEDULE}
 
 
 # ---------------------------------------------------------------- parsing

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.api.services import sources as svc
 from inflow.connectors import get_connector
-from inflow.errors import ConflictError
+from inflow.connectors.spec import Connector
+from inflow.errors import ConflictError, ValidationFailedError
 from inflow.logging import get_logger
 from inflow.storage.crypto import Vault
 from inflow.storage.db import session_scope
@@ -34,6 +35,15 @@ def wait_until_up(url: str, timeout_s: float = 30.0) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the server at {url} did not come up")
+
+
+def _demo_schedule(connector: Connector) -> str:
+    """Hourly, or daily where a call quota would not allow it (Clarity: ten calls a day)."""
+    try:
+        svc.check_schedule(DEMO_SCHEDULE, connector)
+    except ValidationFailedError:
+        return "@daily"
+    return DEMO_SCHEDULE
 
 
 def seed_sources(
@@ -66,7 +76,7 @@ def seed_sources(
                     type_=type_,
                     config=config,
                     vault=vault,
-                    schedule=DEMO_SCHEDULE,
+                    schedule=_demo_schedule(connector),
                 )
             else:
                 source = svc.update_source(session, source=existing, vault=vault, config=config)
