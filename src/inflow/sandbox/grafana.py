@@ -1,0 +1,424 @@
+"""Emulator of a Grafana instance's HTTP API (a 10.4 server, nested folders off), prefix `/grafana`.
+
+The prefix plays Grafana's sub-path (`root_url` with `serve_from_sub_path`): the URLs in search
+hits carry it, as a real sub-path install's do. `GET /api/health` answers without auth (its
+handler runs before Grafana's auth middleware, so credentials are ignored there). Everything else
+needs `Authorization: Bearer <service-account token>` (a token belongs to one org), or Basic with
+a user's password (a member of orgs 1 and 2), or Basic `api_key:<token>`. `X-Grafana-Org-Id`
+picks the org: empty or unparsable means none, as in Grafana's authn service; a token's org must
+match (401 `api-key.organization-mismatch`). Five wrong passwords for a user within five
+minutes lock it, the right password included (Grafana's brute-force protection).
+
+`/api/search`: `type`, `query`, `tag`, `sort`, `limit` (default 1000 when missing or < 1, over
+5000 is a 422) and 1-based `page` (< 1 is 1); no total, no links: a short page is the last.
+`/api/folders`: `limit` (default 1000) and `page`. Errors are Grafana's: `{"message"}` from
+handlers, the errutil shape (`messageId`, `statusCode`, `traceID`) from authentication, the 403
+`accessErrorId` body from access control; faults answer `{"message"}` with `Retry-After`.
+A token with no role (`NO_ROLE_TOKEN`) sees no dashboards and may not read its org (403).
+
+Volume keys: `dashboards` (org 1; org 2 has `ORG2_DASHBOARDS`), `folders` (org 1), `revision`
+(every 10th dashboard saved again that many times: retitled), `deletions` (that many dashboards
+deleted: those numbered 3, 8, 13, ...). Which org a user's request acts in (membership aside)
+is unverified against a real server: a user asking for an org it is not in gets a 401 here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+from weakref import WeakKeyDictionary
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from inflow.sandbox.data import pick, stable_hash
+from inflow.sandbox.emulator import (
+    Emulator,
+    JSONObject,
+    JSONValue,
+    Reject,
+    base_url,
+    json_response,
+)
+from inflow.sandbox.state import EmulatorState, clock_now, get_state
+from inflow.sandbox.stats import Stats
+
+SLUG = "grafana"
+VERSION = "10.4.2"
+COMMIT = "701c851be7"
+TOKEN = "glsa_InflowSandboxMainOrgViewer0001_5f3c2a1e"  # noqa: S105 (the sandbox's fake token)
+OPS_TOKEN = "glsa_InflowSandboxOpsOrgViewer00002_9b8d7c6e"  # noqa: S105
+NO_ROLE_TOKEN = "glsa_InflowSandboxNoBasicRole000003_0a1b2c3d"  # noqa: S105
+USERNAME = "inflow"
+PASSWORD = "sandbox-password"  # noqa: S105 (the sandbox user's fake password)
+ORGS = {1: "Main Org.", 2: "Ops"}
+USER_ORGS = (1, 2)  # the user's memberships; the first is its default org
+TOKENS: dict[str, tuple[int, str]] = {TOKEN: (1, "Viewer"), OPS_TOKEN: (2, "Viewer")}
+TOKENS[NO_ROLE_TOKEN] = (1, "None")
+ORG2_DASHBOARDS = 30
+ORG2_FOLDERS = 3
+MAX_LIMIT = 5000
+DEFAULT_LIMIT = 1000
+LOCK_ATTEMPTS = 5
+LOCK_WINDOW_S = 300.0
+FOLDER_NAMES = (
+    "Operations", "Infrastructure", "Databases", "Kubernetes", "Networking", "Security",
+    "Business KPIs", "Product", "Frontend", "Backend", "Payments", "Search", "Data Platform",
+    "SRE", "On-call", "Capacity", "Edge", "Observability", "Releases", "Experiments",
+)  # fmt: skip
+ADJECTIVES = ("Production", "Staging", "Regional", "Global", "Service", "Cluster", "Team", "Node")
+NOUNS = ("overview", "latency", "errors", "traffic", "saturation", "SLOs", "costs", "usage")
+TAGS = ("prod", "staging", "sre", "k8s", "database", "business", "alerts", "team-a", "team-b")
+LOCKED = (
+    "too many consecutive incorrect login attempts for user - login for user temporarily blocked"
+)
+
+
+# ---------------------------------------------------------------- errors
+
+
+def reject(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reject:
+    """A handler's error as Grafana writes it (`response.Error`): `{"message"}`."""
+    return Reject(json_response({"message": message}, status, headers))
+
+
+def auth_error(message: str, message_id: str) -> Reject:
+    """An authentication failure in Grafana's errutil shape (always a 401)."""
+    body = {
+        "extra": None,
+        "message": message,
+        "messageId": message_id,
+        "statusCode": 401,
+        "traceID": "",
+    }
+    return Reject(json_response(body, 401))
+
+
+def access_denied(permission: str) -> Reject:
+    """Access control's 403: the `accessErrorId` names the error, not a resource."""
+    body = {
+        "accessErrorId": "ACE1646206561",
+        "message": (
+            "You'll need additional permissions to perform this action. "
+            f"Permissions needed: {permission}"
+        ),
+        "title": "Access denied",
+    }
+    return Reject(json_response(body, 403))
+
+
+def error_body(_status: int, message: str) -> JSONObject:
+    """An injected fault's body (a 429 from a proxy in front of Grafana, a 5xx)."""
+    return {"message": message}
+
+
+# ---------------------------------------------------------------- who is asking
+
+
+@dataclass(frozen=True)
+class Identity:
+    org: int
+    role: str  # "Viewer", or "None" (no basic role: sees nothing it is not granted)
+
+
+# Failed password attempts per user, kept per sandbox state (a reset starts a new `Stats`).
+_FAILURES: WeakKeyDictionary[Stats, dict[str, list[float]]] = WeakKeyDictionary()
+
+
+def requested_org(request: Request) -> int:
+    """`X-Grafana-Org-Id`; empty or unparsable is 0 (none), as in Grafana's authn service."""
+    raw = request.headers.get("x-grafana-org-id", "").strip()
+    return int(raw) if raw.isdigit() else 0
+
+
+def token_identity(token: str, org: int) -> Identity:
+    found = next((v for k, v in TOKENS.items() if hmac.compare_digest(k, token)), None)
+    if found is None:  # unknown, revoked, or a Grafana Cloud access-policy token (glc_)
+        raise auth_error("Invalid API key", "api-key.invalid")
+    own_org, role = found
+    if org and org != own_org:
+        raise auth_error(
+            "API key does not belong to the requested organization",
+            "api-key.organization-mismatch",
+        )
+    return Identity(own_org, role)
+
+
+def password_identity(request: Request, user: str, password: str, org: int) -> Identity:
+    state = get_state(request, SLUG)
+    now = clock_now(request)
+    failures = _FAILURES.setdefault(state.stats, {})
+    recent = [t for t in failures.get(user, []) if now - t < LOCK_WINDOW_S]
+    if len(recent) >= LOCK_ATTEMPTS:  # checked before the password, so the right one fails too
+        raise auth_error(LOCKED, "password-auth.failed")
+    ok = hmac.compare_digest(user, USERNAME) and hmac.compare_digest(password, PASSWORD)
+    if not ok:
+        failures[user] = [*recent, now]
+        raise auth_error("Invalid username or password", "password-auth.failed")
+    failures.pop(user, None)
+    if org and org not in USER_ORGS:
+        raise auth_error("Unauthorized", "auth.unauthorized")
+    return Identity(org or USER_ORGS[0], "Admin")
+
+
+def identify(request: Request) -> Identity:
+    """The org and role of the request's credentials, or Grafana's 401."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    org = requested_org(request)
+    if scheme.lower() == "bearer" and value.strip():
+        return token_identity(value.strip(), org)
+    if scheme.lower() == "basic":
+        try:
+            user, sep, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            user, sep, password = "", "", ""
+        if sep and user == "api_key":  # a token sent as a password
+            return token_identity(password, org)
+        if sep:
+            return password_identity(request, user, password, org)
+    raise auth_error("Unauthorized", "auth.unauthorized")
+
+
+# ---------------------------------------------------------------- data
+
+
+def slugify(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def uid_of(seed: int, kind: str, org: int, n: int) -> str:
+    """A Grafana-looking uid (letters and digits, at most 40 long), unique by its number."""
+    return f"{stable_hash(seed, kind, org, n) & 0xFFFFF:05x}{kind[0]}{org}{n:06d}"
+
+
+def first_id(org: int) -> int:
+    """Ids are one sequence for the instance: each org's rows get their own range here."""
+    return (org - 1) * 1_000_000
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One org's folders and dashboards at a seed and volume, sorted by title (alpha-asc)."""
+
+    folders: tuple[JSONObject, ...]
+    dashboards: tuple[JSONObject, ...]
+
+
+def is_deleted(n: int, deletions: int) -> bool:
+    """Dashboards 3, 8, 13, ... are the ones deleted, `deletions` of them."""
+    return n % 5 == 3 and n // 5 < deletions
+
+
+def _folder(seed: int, org: int, j: int, sub_path: str) -> dict[str, JSONValue]:
+    name = FOLDER_NAMES[(j - 1) % len(FOLDER_NAMES)]
+    title = name if j <= len(FOLDER_NAMES) else f"{name} {j}"
+    uid = uid_of(seed, "folder", org, j)
+    url = f"{sub_path}/dashboards/f/{uid}/{slugify(title)}"
+    return {"id": first_id(org) + j, "uid": uid, "title": title, "url": url}
+
+
+def _dashboard(
+    seed: int, org: int, n: int, folders: int, revision: int, sub_path: str
+) -> dict[str, JSONValue]:
+    h = stable_hash(seed, "dashboard", org, n)
+    title = f"{pick(h, ADJECTIVES)} {pick(h >> 8, NOUNS)} {n}"
+    if revision and n % 10 == 0:
+        title += f" (rev {revision})"
+    uid = uid_of(seed, "dashboard", org, n)
+    tags = sorted({pick(h >> (16 + 8 * k), TAGS) for k in range((h >> 60) % 3)}, reverse=True)
+    hit: dict[str, JSONValue] = {
+        "id": first_id(org) + folders + n,  # folders and dashboards share one id sequence
+        "uid": uid,
+        "orgId": org,
+        "title": title,
+        "uri": f"db/{slugify(title)}",
+        "url": f"{sub_path}/d/{uid}/{slugify(title)}",
+        "slug": "",
+        "type": "dash-db",
+        "tags": list(tags),
+        "isStarred": False,
+        "sortMeta": 0,
+    }
+    j = (h >> 40) % (folders + 1)  # 0: the root ("General") level, no folder fields
+    if j:
+        folder = _folder(seed, org, j, sub_path)
+        hit.update(
+            folderId=folder["id"],
+            folderUid=folder["uid"],
+            folderTitle=folder["title"],
+            folderUrl=folder["url"],
+        )
+    return hit
+
+
+def _title_key(item: JSONObject) -> tuple[str, str]:
+    return str(item["title"]).lower(), str(item["uid"])
+
+
+@lru_cache(maxsize=8)
+def listing(
+    seed: int, org: int, dashboards: int, folders: int, revision: int, deletions: int, sub_path: str
+) -> Listing:
+    """Every folder and live dashboard of an org, built once per setting (5,000+ sort fast)."""
+    live = (
+        _dashboard(seed, org, n, folders, revision, sub_path)
+        for n in range(1, dashboards + 1)
+        if not is_deleted(n, deletions)
+    )
+    return Listing(
+        folders=tuple(
+            sorted((_folder(seed, org, j, sub_path) for j in range(1, folders + 1)), key=_title_key)
+        ),
+        dashboards=tuple(sorted(live, key=_title_key)),
+    )
+
+
+def org_listing(state: EmulatorState, org: int, sub_path: str) -> Listing:
+    if org == 1:
+        dashboards, folders = state.volume_of("dashboards"), state.volume_of("folders")
+    else:
+        dashboards, folders = ORG2_DASHBOARDS, ORG2_FOLDERS
+    revision, deletions = state.volume_of("revision"), state.volume_of("deletions")
+    return listing(state.seed, org, dashboards, folders, revision, deletions, sub_path)
+
+
+def folder_hit(folder: JSONObject, org: int) -> JSONObject:
+    """A folder as `/api/search?type=dash-folder` lists it."""
+    title = str(folder["title"])
+    extra: dict[str, JSONValue] = {"orgId": org, "uri": f"db/{slugify(title)}", "slug": ""}
+    return {**folder, **extra, "type": "dash-folder", "tags": [], "isStarred": False, "sortMeta": 0}
+
+
+def int64(request: Request, name: str) -> int:
+    """Grafana's `QueryInt64`: the parameter as an integer, 0 when missing or unparsable."""
+    raw = request.query_params.get(name, "")
+    try:
+        return int(raw)
+    except ValueError:
+        return 0
+
+
+def sub_path(request: Request) -> str:
+    """The path this emulator is served under: a sub-path Grafana writes it into its URLs."""
+    return urlsplit(base_url(request, SLUG)).path.rstrip("/")
+
+
+def tags_of(hit: JSONObject) -> set[str]:
+    tags = hit.get("tags")
+    return {str(t) for t in tags} if isinstance(tags, list) else set()
+
+
+# ---------------------------------------------------------------- routes
+
+
+public = APIRouter(tags=[SLUG])
+api = APIRouter(tags=[SLUG])
+Who = Depends(identify)
+
+
+@public.get("/api/health")
+async def health() -> Response:
+    """Liveness and version; no auth (the handler runs before Grafana's auth middleware)."""
+    return json_response({"commit": COMMIT, "database": "ok", "version": VERSION})
+
+
+@api.get("/api/org")
+async def current_org(who: Identity = Who) -> Response:
+    """The org the credentials act in."""
+    if who.role == "None":
+        raise access_denied("orgs:read")
+    address = dict.fromkeys(("address1", "address2", "city", "zipCode", "state", "country"), "")
+    return json_response({"id": who.org, "name": ORGS[who.org], "address": address})
+
+
+@api.get("/api/search")
+async def search(request: Request, who: Identity = Who) -> Response:
+    """Dashboards and folders the identity may view, a page at a time."""
+    limit, page = int64(request, "limit"), int64(request, "page")
+    if limit > MAX_LIMIT:
+        raise reject(
+            422,
+            "Limit is above maximum allowed (5000), use page parameter to access hits beyond limit",
+        )
+    limit = limit if limit >= 1 else DEFAULT_LIMIT
+    page = max(page, 1)
+    if who.role == "None":
+        return json_response([])
+    q = request.query_params
+    found = org_listing(get_state(request, SLUG), who.org, sub_path(request))
+    folders = [folder_hit(f, who.org) for f in found.folders]
+    kind = q.get("type")
+    hits: list[JSONObject] = (
+        list(found.dashboards)
+        if kind == "dash-db"
+        else folders
+        if kind == "dash-folder"
+        else sorted([*folders, *found.dashboards], key=_title_key)
+    )
+    text = q.get("query", "").lower()
+    tags = set(q.getlist("tag"))
+    if text or tags:
+        hits = [h for h in hits if text in str(h["title"]).lower() and tags <= tags_of(h)]
+    if q.get("sort") == "alpha-desc":
+        hits.reverse()
+    return json_response(hits[(page - 1) * limit : page * limit])
+
+
+@api.get("/api/folders")
+async def folders(request: Request, who: Identity = Who) -> Response:
+    """The folders the identity may view, a page at a time (nested folders off: all of them)."""
+    limit, page = int64(request, "limit"), int64(request, "page")
+    limit = limit if limit >= 1 else DEFAULT_LIMIT
+    page = max(page, 1)
+    if who.role == "None":
+        return json_response([])
+    found = org_listing(get_state(request, SLUG), who.org, sub_path(request)).folders
+    rows = [{"id": f["id"], "uid": f["uid"], "title": f["title"]} for f in found]
+    return json_response(rows[(page - 1) * limit : page * limit])
+
+
+# ---------------------------------------------------------------- the emulator
+
+
+def expected(state: EmulatorState, params: Mapping[str, str]) -> JSONObject:
+    """Org 1's live dashboards (URLs as a root install writes them), folders and deletions;
+    `org=2` for the other org."""
+    org = 2 if params.get("org") == "2" else 1
+    found = org_listing(state, org, "")
+    total = state.volume_of("dashboards") if org == 1 else ORG2_DASHBOARDS
+    deleted = [
+        uid_of(state.seed, "dashboard", org, n)
+        for n in range(1, total + 1)
+        if is_deleted(n, state.volume_of("deletions"))
+    ]
+    return {
+        "org": org,
+        "dashboards": list(found.dashboards),
+        "folders": list(found.folders),
+        "deleted": deleted,
+    }
+
+
+def credentials(base: str) -> JSONObject:
+    """A working config: the sandbox's service-account token of org 1."""
+    return {"baseUrl": base, "apiKey": TOKEN}
+
+
+router = APIRouter()
+router.include_router(public)
+router.include_router(api)
+EMULATOR = Emulator(
+    slug=SLUG,
+    router=router,
+    credentials=credentials,
+    expected=expected,
+    default_volume={"dashboards": 120, "folders": 12, "revision": 0, "deletions": 0},
+    faults=frozenset(("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow")),
+    error_body=error_body,
+)

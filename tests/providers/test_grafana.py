@@ -1,0 +1,460 @@
+"""Grafana through the real API and database against the in-process emulator: a service-account
+token or a user's password, the org header, the connection test (health proves nothing about
+credentials, so a wrong token must fail it and ask to reconnect), 5,000+ dashboards over pages
+of 5,000 read to the short last page, re-syncs that change nothing, dashboards retitled or
+deleted upstream, a 429 storm, and base URLs the SSRF guard refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow.connectors.grafana import CONNECTOR
+from inflow.connectors.runtime import ConnectorRuntime
+from inflow.http import retry
+from inflow.http.client import HttpOptions
+from inflow.sandbox import create_app as create_sandbox
+from inflow.sandbox.grafana import NO_ROLE_TOKEN, OPS_TOKEN, PASSWORD, TOKEN, USERNAME
+from inflow.settings import Settings
+from inflow.storage.models import Asset
+from tests.conftest import TestClient  # type: ignore[attr-defined]  # re-exported on purpose
+from tests.sync.helpers import SANDBOX_HOST, assets_of, health, person, sync_and_wait
+
+SLUG = "grafana"
+URL = f"{SANDBOX_HOST}/{SLUG}"
+SEARCH = "GET /api/search"
+ORG = "GET /api/org"
+TOKEN_CONFIG = {"baseUrl": URL, "apiKey": TOKEN}
+USER_CONFIG = {"baseUrl": URL, "username": USERNAME, "password": PASSWORD}
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        rate_limit_default="10000/minute",
+        log_format="console",
+        allow_private_urls=True,  # the sandbox is on this machine
+    )
+
+
+@pytest.fixture(autouse=True)
+def real_waits() -> Iterator[None]:
+    retry.set_testing(False)
+    yield
+    retry.set_testing(False)
+
+
+@pytest.fixture
+def fast_retries() -> None:
+    retry.set_testing(True, cap_s=0.0)
+
+
+@pytest.fixture
+def sandbox() -> FastAPI:
+    return create_sandbox()
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine, sandbox: FastAPI) -> FastAPI:
+    from inflow.api.app import create_app
+
+    return create_app(
+        settings, engine=engine, migrate=False, transport=httpx.ASGITransport(app=sandbox)
+    )
+
+
+class Grafana:
+    """The emulator's control routes."""
+
+    def __init__(self, http: TestClient) -> None:
+        self.http = http
+
+    def _ok(self, response: httpx.Response) -> Any:
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def configure(self, **body: Any) -> Any:
+        return self._ok(self.http.post(f"/_sandbox/{SLUG}/config", json=body))
+
+    def stats(self) -> Any:
+        return self._ok(self.http.get(f"/_sandbox/{SLUG}/stats"))
+
+    def calls(self, endpoint: str) -> int:
+        return int(self.stats()["byEndpoint"].get(endpoint, 0))
+
+    def expected(self, org: int = 1) -> Any:
+        return self._ok(self.http.get(f"/_sandbox/{SLUG}/expected", params={"org": org}))
+
+    def config(self) -> Any:
+        return self._ok(self.http.get("/_sandbox/credentials"))[SLUG]["config"]
+
+
+@pytest.fixture
+def grafana(sandbox: FastAPI) -> Iterator[Grafana]:
+    with TestClient(sandbox, base_url=SANDBOX_HOST) as http:
+        yield Grafana(http)
+
+
+@pytest.fixture
+def headers(factory: sessionmaker[Session]) -> dict[str, str]:
+    return person(factory)[1]
+
+
+def add_source(client: TestClient, headers: dict[str, str], config: dict[str, Any]) -> str:
+    body = {"name": "Grafana", "type": SLUG, "config": config}
+    response = client.post("/api/data-sources", headers=headers, json=body)
+    assert response.status_code == 201, response.text
+    source_id: str = response.json()["id"]
+    return source_id
+
+
+def run_test(client: TestClient, headers: dict[str, str], source_id: str) -> dict[str, Any]:
+    response = client.post(f"/api/data-sources/{source_id}/test", headers=headers)
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+Row = tuple[str, str, str | None, str | None, bool]
+
+
+def dashboards(hits: list[dict[str, Any]]) -> set[Row]:
+    """What the stored assets must be: (uid, title, URL, folder, deleted) per live dashboard."""
+    return {(h["uid"], h["title"], URL + h["url"], h.get("folderTitle"), False) for h in hits}
+
+
+def stored(factory: sessionmaker[Session], source_id: str) -> set[Row]:
+    out: set[Row] = set()
+    for external_id, kind, name, url, embed, folder, updated, deleted in assets_of(
+        factory, source_id
+    ):
+        assert (kind, embed, updated) == ("dashboard", None, None)
+        out.add((external_id, name, url, folder, deleted))
+    return out
+
+
+def extras(factory: sessionmaker[Session], source_id: str) -> dict[str, dict[str, Any]]:
+    with factory() as session:
+        rows = session.execute(
+            select(Asset.external_id, Asset.extra).where(Asset.source_id == uuid.UUID(source_id))
+        )
+        return {row.external_id: row.extra for row in rows}
+
+
+# ---------------------------------------------------------------- signing in
+
+
+def test_token_passes_the_test_and_syncs_5001_dashboards_over_two_pages(
+    client, factory, grafana, headers
+):
+    grafana.configure(volume={"dashboards": 5001})
+    source_id = add_source(client, headers, grafana.config())
+
+    result = run_test(client, headers, source_id)
+
+    assert result["success"] is True, result
+    assert [(c["name"], c["ok"]) for c in result["checks"]] == [
+        ("Grafana reachable", True),
+        ("authenticated", True),
+        ("list dashboards", True),
+    ]
+    assert "Main Org." in result["checks"][1]["message"]
+    assert grafana.calls(ORG) == 1
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    assert run["counts"] == {"created": 5001, "updated": 0, "unchanged": 0, "deleted": 0}
+    expected = grafana.expected()
+    assert stored(factory, source_id) == dashboards(expected["dashboards"])
+    # the test's search (limit=1), then a full page of 5,000 and the short last page of 1
+    assert grafana.calls(SEARCH) == 1 + 2
+    by_uid = {h["uid"]: h for h in expected["dashboards"]}
+    for uid, extra in extras(factory, source_id).items():
+        hit = by_uid[uid]
+        assert extra == {"uid": uid, "tags": sorted(hit["tags"]), "folderUid": hit.get("folderUid")}
+
+    again = sync_and_wait(client, headers, source_id)
+
+    assert again["status"] == "succeeded", again
+    assert again["counts"] == {"created": 0, "updated": 0, "unchanged": 5001, "deleted": 0}
+    assert len(stored(factory, source_id)) == 5001
+    assert grafana.calls(SEARCH) == 3 + 2
+
+
+def test_username_and_password_with_org_id_read_that_org(client, factory, grafana, headers):
+    source_id = add_source(client, headers, {**USER_CONFIG, "orgId": 2})
+
+    result = run_test(client, headers, source_id)
+    run = sync_and_wait(client, headers, source_id)
+
+    assert result["success"] is True, result
+    assert "'Ops' (id 2)" in result["checks"][1]["message"]
+    assert run["counts"]["created"] == 30, run
+    # only org 2 holds these: the X-Grafana-Org-Id header reached Grafana on every call
+    assert stored(factory, source_id) == dashboards(grafana.expected(org=2)["dashboards"])
+
+
+def test_without_org_id_a_user_reads_its_default_org(client, factory, grafana, headers):
+    source_id = add_source(client, headers, USER_CONFIG)
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["counts"]["created"] == 120, run
+    assert stored(factory, source_id) == dashboards(grafana.expected()["dashboards"])
+
+
+def test_the_marketplace_test_reports_the_grafana_version_and_org(client, grafana, headers):
+    body = {"name": "Ops Grafana", "config": {"baseUrl": URL, "apiKey": OPS_TOKEN, "orgId": 2}}
+    install = client.post(f"/api/marketplace/plugins/{SLUG}/install", headers=headers, json=body)
+    assert install.status_code == 201, install.text
+
+    response = client.post(
+        f"/api/marketplace/plugins/{SLUG}/test",
+        headers=headers,
+        json={"installationId": install.json()["id"]},
+    )
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["success"] is True, result
+    assert result["details"]["version"] == "10.4.2"
+    assert (result["details"]["orgId"], result["details"]["orgName"]) == (2, "Ops")
+
+
+@pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        pytest.param({**TOKEN_CONFIG, "apiKey": "glsa_wrong"}, "not valid", id="wrong_token"),
+        pytest.param({**TOKEN_CONFIG, "apiKey": "glc_eyJvIjoi"}, "glc_", id="cloud_token"),
+        pytest.param({**TOKEN_CONFIG, "orgId": 2}, "another organization", id="org_mismatch"),
+        pytest.param({**USER_CONFIG, "password": "wrong"}, "does not retry", id="wrong_password"),
+    ],
+)
+def test_refused_credentials_fail_the_test_and_need_reauth(client, grafana, headers, config, says):
+    source_id = add_source(client, headers, config)
+
+    result = run_test(client, headers, source_id)
+
+    assert result["success"] is False
+    checks = [(c["name"], c["ok"]) for c in result["checks"]]
+    assert checks == [("Grafana reachable", True), ("authenticated", False)]  # health passed
+    assert says in result["checks"][1]["message"]
+    assert health(client, headers, source_id)["status"] == "needs_reauth"
+    assert grafana.stats()["byStatus"] == {"200": 1, "401": 1}  # refused once, never retried
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "CredentialsError"
+    assert health(client, headers, source_id)["status"] == "needs_reauth"
+
+
+def test_a_locked_user_is_refused_even_with_the_right_password(client, grafana, headers):
+    wrong = add_source(client, headers, {**USER_CONFIG, "password": "wrong"})
+    right = add_source(client, headers, USER_CONFIG)
+    for _ in range(5):
+        assert run_test(client, headers, wrong)["success"] is False
+
+    result = run_test(client, headers, right)
+
+    assert result["success"] is False
+    assert "temporarily blocked" in result["checks"][1]["message"]
+
+
+def test_a_token_without_permission_is_failing_not_needs_reauth(client, grafana, headers):
+    source_id = add_source(client, headers, {**TOKEN_CONFIG, "apiKey": NO_ROLE_TOKEN})
+
+    result = run_test(client, headers, source_id)
+
+    assert [(c["name"], c["ok"]) for c in result["checks"]] == [
+        ("Grafana reachable", True),
+        ("authenticated", False),
+    ]
+    assert "Permissions needed: orgs:read" in result["checks"][1]["message"]
+    assert health(client, headers, source_id)["status"] == "failing"
+
+
+# ---------------------------------------------------------------- changes upstream
+
+
+def test_retitled_dashboards_are_counted_updated(client, factory, grafana, headers):
+    source_id = add_source(client, headers, TOKEN_CONFIG)
+    assert sync_and_wait(client, headers, source_id)["counts"]["created"] == 120
+
+    grafana.configure(volume={"revision": 2})  # every 10th dashboard saved again, retitled
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["counts"] == {"created": 0, "updated": 12, "unchanged": 108, "deleted": 0}
+    assert stored(factory, source_id) == dashboards(grafana.expected()["dashboards"])
+
+
+def test_dashboards_deleted_upstream_are_marked_deleted(client, factory, grafana, headers):
+    source_id = add_source(client, headers, TOKEN_CONFIG)
+    sync_and_wait(client, headers, source_id)
+
+    grafana.configure(volume={"deletions": 6})
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    assert run["counts"] == {"created": 0, "updated": 0, "unchanged": 114, "deleted": 6}
+    expected = grafana.expected()
+    rows = stored(factory, source_id)
+    assert {row[0] for row in rows if row[4]} == set(expected["deleted"])
+    assert {row for row in rows if not row[4]} == dashboards(expected["dashboards"])
+
+    grafana.configure(volume={"deletions": 0})  # restored (Grafana's "Recently deleted")
+    back = sync_and_wait(client, headers, source_id)
+
+    assert back["counts"]["updated"] == 6, back
+    assert not any(row[4] for row in stored(factory, source_id))
+
+
+def test_a_429_storm_still_reads_every_dashboard(client, factory, grafana, headers, fast_retries):
+    source_id = add_source(client, headers, TOKEN_CONFIG)
+    grafana.configure(faults={"status429Burst": 4, "status429Rate": 0.4})
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    assert run["counts"]["created"] == 120
+    stats = grafana.stats()
+    assert stats["byStatus"]["429"] >= 4
+    assert stats["byEndpoint"][SEARCH] >= 2  # the page was asked for again after its 429s
+    assert stored(factory, source_id) == dashboards(grafana.expected()["dashboards"])
+
+
+# ---------------------------------------------------------------- config and URLs
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        pytest.param({"baseUrl": URL}, "config.apiKey", id="no_credentials"),
+        pytest.param({**TOKEN_CONFIG, "username": "ana"}, "config.apiKey", id="both"),
+        pytest.param({"baseUrl": URL, "username": "ana"}, "config.password", id="no_password"),
+        pytest.param({"baseUrl": URL, "password": "pw"}, "config.username", id="no_username"),
+        pytest.param({"apiKey": TOKEN}, "config.baseUrl", id="no_url"),
+        pytest.param({**TOKEN_CONFIG, "orgId": 0}, "config.orgId", id="bad_org"),
+    ],
+)
+def test_invalid_configs_name_the_field(client, headers, config, field):
+    body = {"config": config}
+    response = client.post(f"/api/integrations/{SLUG}/validate", headers=headers, json=body)
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["valid"] is False
+    assert [e["field"] for e in result["errors"]] == [field], result
+
+
+def test_the_config_schema_hides_secrets_and_needs_a_url(client, headers):
+    response = client.get("/api/integrations/types", headers=headers)
+
+    assert response.status_code == 200, response.text
+    grafana_type = next(t for t in response.json() if t["type"] == SLUG)
+    schema = grafana_type["configSchema"]
+    assert grafana_type["category"] == "bi"
+    assert schema["required"] == ["baseUrl"]
+    for secret in ("apiKey", "password"):
+        assert schema["properties"][secret]["writeOnly"] is True
+    assert "default" not in schema["properties"]["baseUrl"]
+
+
+@pytest.mark.parametrize(
+    ("base_url", "says"),
+    [
+        pytest.param("https://127.0.0.1:3000", "private or reserved", id="loopback"),
+        pytest.param("https://10.20.30.40/grafana", "private or reserved", id="private"),
+        pytest.param("https://169.254.169.254", "private or reserved", id="metadata"),
+        pytest.param("http://grafana.example.com", "only https://", id="plain_http"),
+    ],
+)
+def test_private_base_urls_are_refused_before_any_request(
+    settings, engine, sandbox, grafana, factory, base_url, says
+):
+    from inflow.api.app import create_app
+
+    guarded = settings.model_copy(update={"allow_private_urls": False})
+    app = create_app(
+        guarded, engine=engine, migrate=False, transport=httpx.ASGITransport(app=sandbox)
+    )
+    with TestClient(app) as client:
+        headers = person(factory)[1]
+        source_id = add_source(client, headers, {**TOKEN_CONFIG, "baseUrl": base_url})
+
+        result = run_test(client, headers, source_id)
+        run = sync_and_wait(client, headers, source_id)
+
+    assert result["success"] is False
+    assert [(c["name"], c["ok"]) for c in result["checks"]] == [("Grafana reachable", False)]
+    assert says in result["checks"][0]["message"]
+    assert run["status"] == "failed", run
+    assert run["error"]["type"] == "ConfigError"
+    assert grafana.stats()["total"] == 0  # nothing was sent anywhere
+
+
+# ---------------------------------------------------------------- the connector on its own
+
+
+def test_folders_are_read_to_the_short_last_page(grafana, sandbox):
+    grafana.configure(volume={"folders": 1001})
+    config = CONNECTOR.config.model_validate(TOKEN_CONFIG)
+
+    async def read() -> list[list[Mapping[str, Any]]]:
+        runtime = ConnectorRuntime(
+            CONNECTOR,
+            config,
+            options=HttpOptions(allow_private_urls=True),
+            key="folders",
+            transport=httpx.ASGITransport(app=sandbox),
+        )
+        async with runtime:
+            return [list(page) async for page in runtime.items(runtime.stream("folders"))]
+
+    pages = asyncio.run(read())
+
+    assert [len(p) for p in pages] == [1000, 1]
+    uids = [f["uid"] for page in pages for f in page]
+    assert uids == [f["uid"] for f in grafana.expected()["folders"]]
+    assert grafana.calls("GET /api/folders") == 2
+
+
+def test_basic_auth_header_is_what_grafana_expects(grafana, sandbox):
+    """The Authorization header the runtime builds from a username and password."""
+    seen: list[str] = []
+    config = CONNECTOR.config.model_validate(USER_CONFIG)
+
+    async def probe(request: httpx.Request) -> None:
+        seen.append(request.headers["authorization"])
+
+    async def check() -> None:
+        runtime = ConnectorRuntime(
+            CONNECTOR,
+            config,
+            options=HttpOptions(allow_private_urls=True),
+            key="basic",
+            transport=httpx.ASGITransport(app=sandbox),
+        )
+        runtime.client.event_hooks["request"].append(probe)
+        async with runtime:
+            assert all(step.ok for step in await runtime.check())
+
+    asyncio.run(check())
+
+    basic = "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
+    assert set(seen) == {basic}
