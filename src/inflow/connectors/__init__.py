@@ -6,13 +6,14 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from inflow.connectors import example, instagram, looker_studio, microsoft_clarity, powerbi
+from inflow.connectors import example, grafana, instagram, looker_studio, microsoft_clarity, powerbi
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
 BUILTIN: tuple[Connector, ...] = (
     example.CONNECTOR,
     example.OAUTH_CONNECTOR,
+    grafana.CONNECTOR,
     instagram.CONNECTOR,
     looker_studio.CONNECTOR,
     microsoft_clarity.CONNECTOR,
