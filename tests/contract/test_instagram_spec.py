@@ -202,3 +202,58 @@ async def test_errors_use_graphs_envelope(graph):
         assert isinstance(error["fbtrace_id"], str)
     assert refused.json()["error"]["code"] == 190
     assert retired.json()["error"]["message"].startswith("(#100) Starting from version 22")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        pytest.param(
+            {"metric": "reach", "period": "day", "since": "2026-01-01", "until": "2026-01-31"},
+            "(#100) There cannot be more than 30 days (2592000 s) between since and until",
+            id="thirty-days-with-until-expanded",
+        ),
+        pytest.param(
+            {"metric": "follower_count", "period": "day", "since": "-40 days", "until": "-35 days"},
+            "(#100) (follower_count) metric only supports querying data for the last 30 days",
+            id="follower-count-window",
+        ),
+        pytest.param(
+            {"metric": "views", "period": "day"},
+            "(#100) The following metrics (views) should be specified with parameter "
+            "metric_type=total_value",
+            id="views-needs-total-value",
+        ),
+        pytest.param(
+            {"metric": "follower_count", "period": "day", "metric_type": "total_value"},
+            "(#100) The following metric (follower_count) is incompatible with the metric type "
+            "(total_value)",
+            id="follower-count-no-total",
+        ),
+    ],
+)
+async def test_refusals_are_the_dossiers(graph, params, message):
+    response = await graph.get(f"/{ACCOUNT_ID}/insights", params=params)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == 100
+    assert error["message"].startswith(message)
+
+
+async def test_a_time_series_pages_by_moving_its_window(graph):
+    body = await get(graph, f"/{ACCOUNT_ID}/insights", metric="reach", period="day", metric_type="time_series", since="1767250800", until="1767855600")  # fmt: skip
+
+    ends = [v["end_time"] for v in body["data"][0]["values"]]
+    assert ends[0] == "2026-01-02T07:00:00+0000"  # the day 2026-01-01 (UTC-7) ends then
+    assert len(ends) == 7
+    nxt = httpx.URL(body["paging"]["next"]).params
+    assert (nxt["since"], nxt["until"]) == ("1767855600", "1768460400")
+
+
+async def test_no_token_and_an_unknown_node_are_refused_as_graph_does(graph):
+    anonymous = await graph.get(f"/{ACCOUNT_ID}", headers={"Authorization": ""})
+    unknown = await graph.get("/17841400000000000", params={"fields": "username"})
+
+    assert anonymous.json()["error"]["code"] == 104
+    assert (unknown.json()["error"]["code"], unknown.json()["error"]["error_subcode"]) == (100, 33)
+    assert unknown.json()["error"]["type"] == "GraphMethodException"

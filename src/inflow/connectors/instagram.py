@@ -255,6 +255,7 @@ def insights(metric: str, metric_type: str, window: timedelta, initial: timedelt
         params={"metric": metric, "period": "day", "metric_type": metric_type},
         parse=series if metric_type == "time_series" else day_total,
         # Dates are Graph's UTC-7 days; an `until` date runs to its day's end (dossier §9.4).
+        # Windows, not `paging.next`: Graph's next window runs on into the future.
         incremental=Incremental(
             cursor="end_time",
             start_param="since",
