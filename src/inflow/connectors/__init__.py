@@ -6,7 +6,15 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from inflow.connectors import example, grafana, instagram, looker_studio, microsoft_clarity, powerbi
+from inflow.connectors import (
+    example,
+    grafana,
+    instagram,
+    linkedin,
+    looker_studio,
+    microsoft_clarity,
+    powerbi,
+)
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
@@ -15,6 +23,7 @@ BUILTIN: tuple[Connector, ...] = (
     example.OAUTH_CONNECTOR,
     grafana.CONNECTOR,
     instagram.CONNECTOR,
+    linkedin.CONNECTOR,
     looker_studio.CONNECTOR,
     microsoft_clarity.CONNECTOR,
     powerbi.CONNECTOR,

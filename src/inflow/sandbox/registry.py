@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from inflow.sandbox import example, grafana, instagram, looker_studio, microsoft_clarity, powerbi
+from inflow.sandbox import (
+    example,
+    grafana,
+    instagram,
+    linkedin,
+    looker_studio,
+    microsoft_clarity,
+    powerbi,
+)
 from inflow.sandbox.emulator import Emulator
 
 EMULATORS: dict[str, Emulator] = {
     "example": example.EMULATOR,
     "grafana": grafana.EMULATOR,
     "instagram": instagram.EMULATOR,
+    "linkedin": linkedin.EMULATOR,
     "looker_studio": looker_studio.EMULATOR,
     "microsoft_clarity": microsoft_clarity.EMULATOR,
     "powerbi": powerbi.EMULATOR,
