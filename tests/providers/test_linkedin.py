@@ -503,8 +503,8 @@ def test_a_sunset_version_fails_with_the_setting_to_change(client, factory, li):
     assert li.stats()["byStatus"] == {"426": 1}  # not retried
 
 
-def test_the_daily_quota_is_a_429_without_retry_after(
-    client, factory, li, static_source, fast_retries
+def test_the_daily_quota_is_a_429_and_nothing_more_is_sent_that_day(
+    client, factory, li, static_source
 ):
     headers, source = static_source
     li.configure(volume={"memberDailyLimit": 2})
@@ -513,6 +513,8 @@ def test_the_daily_quota_is_a_429_without_retry_after(
 
     refused = li.get("/organizations/2414183")
     run = sync_and_wait(client, headers, source["id"])
+    sent = li.stats()["total"]
+    again = sync_and_wait(client, headers, source["id"])
 
     assert refused.status_code == 429
     assert "retry-after" not in refused.headers
@@ -521,6 +523,10 @@ def test_the_daily_quota_is_a_429_without_retry_after(
     )
     assert run["status"] == "failed", run
     assert run["error"]["type"] == "RateLimitedError"
+    assert "00:00 UTC" in run["error"]["message"]
+    assert li.stats()["byStatus"]["429"] == 2  # not retried: waiting for midnight is futile
+    assert again["status"] == "failed", again
+    assert li.stats()["total"] == sent  # the day's calls are spent: nothing was sent
 
 
 # ---------------------------------------------------------------- Rest.li encodings
@@ -627,3 +633,138 @@ def test_config_validation(client, factory):
     assert props["clientSecret"]["writeOnly"] is True
     assert props["baseUrl"]["default"] == "https://api.linkedin.com/rest"
     assert props["authUrl"]["default"] == "https://www.linkedin.com/"
+
+
+# ---------------------------------------------------------------- payloads as the dossier has them
+
+
+def shape(value: Any) -> Any:
+    """Keys and JSON types of a payload, recursively (lists by their first item)."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return (
+        "number"
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else type(value).__name__
+    )
+
+
+ELEMENT_RANGE = {"start": "number", "end": "number"}
+PAGING = {"count": "number", "start": "number", "links": []}
+
+
+def test_payloads_have_the_dossiers_shapes(li):
+    v2 = {"X_Restli_Protocol_Version": "2.0.0"}
+    week = interval(today() - timedelta(days=9), today() - timedelta(days=2))
+    org = f"organizationalEntity={ENC_URN}&timeIntervals={week}"
+    followers = li.get(
+        f"/organizationalEntityFollowerStatistics?q=organizationalEntity&{org}", **v2
+    )
+    shares = li.get(f"{SHARES}&{org}", **v2)
+    pages = li.get(
+        f"/organizationPageStatistics?q=organization&organization={ENC_URN}&timeIntervals={week}",
+        **v2,
+    )
+    size = li.get(f"/networkSizes/{ENC_URN}?edgeType=COMPANY_FOLLOWED_BY_MEMBER", **v2)
+    acls = li.get("/organizationAcls?q=roleAssignee&role=ADMINISTRATOR&state=APPROVED", **v2)
+
+    assert shape(followers.json()) == {
+        "paging": PAGING,
+        "elements": [
+            {
+                "organizationalEntity": "str",
+                "timeRange": ELEMENT_RANGE,
+                "followerGains": {"organicFollowerGain": "number", "paidFollowerGain": "number"},
+            }
+        ],
+    }
+    share_stats = {
+        "uniqueImpressionsCount": "number",
+        "impressionCount": "number",
+        "clickCount": "number",
+        "likeCount": "number",
+        "commentCount": "number",
+        "shareCount": "number",
+        "engagement": "number",
+    }
+    assert shape(shares.json()) == {
+        "paging": PAGING,
+        "elements": [
+            {
+                "organizationalEntity": "str",
+                "timeRange": ELEMENT_RANGE,
+                "totalShareStatistics": share_stats,
+            }
+        ],
+    }
+    views = pages.json()["elements"][0]["totalPageStatistics"]["views"]
+    assert pages.json()["elements"][0]["organization"] == ORG_URN  # the finder's own key
+    assert {"allPageViews", "allDesktopPageViews", "allMobilePageViews"} <= set(views)
+    assert all(v == {"pageViews": "number"} for v in shape(views).values())
+    assert shape(size.json()) == {"firstDegreeSize": "number"}
+    assert shape(acls.json()["elements"]) == [
+        {"organization": "str", "roleAssignee": "str", "role": "str", "state": "str"}
+    ]
+    assert acls.json()["elements"][0] == {
+        "organization": ORG_URN,
+        "roleAssignee": acls.json()["elements"][0]["roleAssignee"],
+        "role": "ADMINISTRATOR",
+        "state": "APPROVED",
+    }
+
+
+def test_token_endpoint_speaks_linkedin(li, clock):
+    config = li.config()
+    redirect = "https://app.example.com/callback"
+    authorize = li.http.get(
+        f"/{SLUG}/oauth/v2/authorization",
+        params={
+            "response_type": "code",
+            "client_id": config["clientId"],
+            "redirect_uri": redirect,
+            "state": "xyz",
+            "scope": "rw_organization_admin r_organization_social",
+        },
+        follow_redirects=False,
+    )
+    code = parse_qs(urlsplit(location(authorize)).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": config["clientId"],
+        "client_secret": config["clientSecret"],
+        "redirect_uri": redirect,
+    }
+
+    issued = li.http.post(f"/{SLUG}/oauth/v2/accessToken", data=form)
+    clock.days = 59
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": issued.json()["refresh_token"],
+        "client_id": config["clientId"],
+        "client_secret": config["clientSecret"],
+    }
+    refreshed = li.http.post(f"/{SLUG}/oauth/v2/accessToken", data=refresh)
+    reused = li.http.post(f"/{SLUG}/oauth/v2/accessToken", data=form)  # codes are single-use
+
+    assert issued.status_code == 200, issued.text
+    body = issued.json()
+    assert set(body) == {
+        "access_token",
+        "expires_in",
+        "refresh_token",
+        "refresh_token_expires_in",
+        "scope",
+    }
+    assert body["expires_in"] == 5_184_000
+    assert body["refresh_token_expires_in"] == 31_536_000
+    assert body["scope"] == "rw_organization_admin,r_organization_social"
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["refresh_token"] == body["refresh_token"]
+    assert refreshed.json()["expires_in"] == 5_184_000
+    left = refreshed.json()["refresh_token_expires_in"]
+    assert left == pytest.approx(306 * 86400, abs=5)  # day 59: 306 days left, not 365

@@ -26,6 +26,7 @@ from inflow.connectors.spec import (
     Kind,
     MetricDef,
     OAuth2AuthorizationCode,
+    Quota,
     Resolution,
     Stream,
 )
@@ -86,62 +87,60 @@ class LinkedInConfig(ConnectorConfig):
 
 def classify(response: httpx.Response) -> Resolution | None:
     """LinkedIn's refusals with what to do about them."""
-    if response.status_code not in (403, 426):
+    status = response.status_code
+    if status not in (403, 426, 429):
         return None
     try:
         message = str(json.loads(response.content).get("message", ""))
     except (ValueError, AttributeError):
         message = ""
-    if response.status_code == 426:  # NONEXISTENT_VERSION: the LinkedIn-Version was sunset
+    if status == 429:  # no Retry-After: the daily app/member quota, reset at 00:00 UTC
+        text = f"LinkedIn's daily call quota is spent (429: {message}); it resets at 00:00 UTC"
+        return Resolution(Action.RATE_LIMITED, Kind.RATE_LIMITED, text)
+    if status == 426:  # NONEXISTENT_VERSION: the LinkedIn-Version was sunset
         hint = "set apiVersion to a current LinkedIn-Version (YYYYMM)"
         return Resolution(Action.FAIL, Kind.REJECTED, f"{message} (426): {hint}")
     return Resolution(Action.FAIL, Kind.PERMISSION, f"permission denied (403): {message}; {GRANT}")
 
 
-# ---------------------------------------------------------------- requests (Rest.li 2.0)
+def until_midnight(_response: httpx.Response) -> float:
+    """Seconds until LinkedIn's quotas reset (00:00 UTC)."""
+    return (_midnight() + DAY - datetime.now(UTC)).total_seconds()
 
 
 def _days(ctx: Context) -> tuple[datetime, datetime]:
-    """The window in whole UTC days (runtime-aligned), ending with today at the latest."""
+    """The window in whole UTC days (the runtime aligns it), ending with today at the latest."""
     assert ctx.window is not None  # noqa: S101 - statistics streams are always windowed
-    now = datetime.now(UTC)
-    tomorrow = datetime(now.year, now.month, now.day, tzinfo=UTC) + DAY
-    return ctx.window.start, min(ctx.window.end, tomorrow)
+    return ctx.window.start, min(ctx.window.end, _midnight() + DAY)
 
 
-def statistics(resource: str, finder: str) -> Callable[[Context], str]:
-    """The time-bound finder URL: the URN percent-encoded, `timeIntervals` with literal
-    `(`, `:` and `,` (a generic encoder breaks them: LinkedIn answers 400)."""
+def _midnight() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _point(metric: str, value: float, day: datetime, **extra: Any) -> DataPoint:
+    complete = day < _midnight() - DAY  # the last 1-2 days are restated as data arrives
+    return DataPoint(metric, float(value), day, day + DAY, complete=complete, **extra)
+
+
+Reader = Callable[[Mapping[str, Any], datetime], Iterator[DataPoint]]
+# Items carry epoch-ms `timeRange`s, no ISO cursor: the state is the end of the window read.
+# Data is kept 12 months; the last days are restated, so each sync re-reads a week.
+DAILY = Incremental(
+    cursor="day", format="date", lookback=timedelta(days=7), initial=timedelta(days=365)
+)
+
+
+def daily(resource: str, finder: str, reader: Reader) -> Stream:
+    """A time-bound (DAY) statistics finder, read with `reader` for every day of the window; a
+    day LinkedIn leaves out (no activity) reads as zeros. Rest.li 2.0: the URN is
+    percent-encoded, `timeIntervals` keeps `(`, `:` and `,` literal (re-encoded: a 400)."""
 
     def target(ctx: Context) -> str:
         start, end = (int(m.timestamp() * 1000) for m in _days(ctx))
         interval = f"(timeRange:(start:{start},end:{end}),timeGranularityType:DAY)"
         urn = quote(ctx.config.organization_id, safe="")
         return f"/{resource}?q={finder}&{finder}={urn}&timeIntervals={interval}"
-
-    return target
-
-
-def network_size(ctx: Context) -> str:
-    urn = quote(ctx.config.organization_id, safe="")
-    return f"/networkSizes/{urn}?edgeType=COMPANY_FOLLOWED_BY_MEMBER"
-
-
-# ---------------------------------------------------------------- records
-
-
-def _point(metric: str, value: float, day: datetime, **extra: Any) -> DataPoint:
-    today = datetime.now(UTC).date()
-    complete = day.date() < today - DAY  # the last 1-2 days are restated as data arrives
-    return DataPoint(metric, float(value), day, day + DAY, complete=complete, **extra)
-
-
-Reader = Callable[[Mapping[str, Any], datetime], Iterator[DataPoint]]
-
-
-def by_day(reader: Reader) -> Callable[[list[Mapping[str, Any]], Context], Iterator[DataPoint]]:
-    """A reducer calling `reader` for every day of the window; a day LinkedIn left out (no
-    activity) is read as an empty element, i.e. zeros."""
 
     def reduce(items: list[Mapping[str, Any]], ctx: Context) -> Iterator[DataPoint]:
         seen = {int(i.get("timeRange", {}).get("start", -1)): i for i in items}
@@ -150,7 +149,8 @@ def by_day(reader: Reader) -> Callable[[list[Mapping[str, Any]], Context], Itera
             yield from reader(seen.get(int(day.timestamp() * 1000), {}), day)
             day += DAY
 
-    return reduce
+    path = f"/{resource}"
+    return Stream(resource, path, "elements", target=target, reduce=reduce, incremental=DAILY)
 
 
 def follower_gains(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
@@ -162,14 +162,12 @@ def follower_gains(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint
 
 def share_statistics(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
     stats = item.get("totalShareStatistics") or {}
-    impressions = stats.get("impressionCount", 0)
     for metric, field in COUNTS.items():
         yield _point(metric, stats.get(field, 0), day)
+    impressions = stats.get("impressionCount", 0)
     if impressions > 0:  # rates of a day without impressions are undefined, not zero
-        engagement = stats.get("engagement", 0.0)
-        yield _point("engagement_rate", engagement, day, weight=impressions)
-        ctr = stats.get("clickCount", 0) / impressions
-        yield _point("ctr", ctr, day, weight=impressions)
+        yield _point("engagement_rate", stats["engagement"], day, weight=impressions)
+        yield _point("ctr", stats["clickCount"] / impressions, day, weight=impressions)
 
 
 def page_views(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
@@ -180,10 +178,14 @@ def page_views(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
 
 def followers_total(item: Mapping[str, Any], ctx: Context) -> Iterator[DataPoint]:
     """The count now, as today's (incomplete) level: LinkedIn keeps no history of it."""
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    window = ctx.window
+    window, today = ctx.window, _midnight()
     if window is None or window.start <= today < window.end:
         yield _point("followers_total", item["firstDegreeSize"], today)
+
+
+def network_size(ctx: Context) -> str:
+    urn = quote(ctx.config.organization_id, safe="")
+    return f"/networkSizes/{urn}?edgeType=COMPANY_FOLLOWED_BY_MEMBER"
 
 
 async def check_access(ctx: Context) -> list[CheckStep]:
@@ -226,41 +228,16 @@ VIEWS = {
     "page_views_desktop": "allDesktopPageViews",
     "page_views_mobile": "allMobilePageViews",
 }
-# Items carry epoch-ms `timeRange`s, no ISO cursor: the state is the end of the window read.
-# Data is kept 12 months; the last days are restated, so each sync re-reads a week.
-DAILY = Incremental(
-    cursor="day", format="date", lookback=timedelta(days=7), initial=timedelta(days=365)
-)
 STREAMS = (
     Stream("followers_total", "/networkSizes", target=network_size, parse=followers_total),
-    Stream(
-        "follower_statistics",
-        "/organizationalEntityFollowerStatistics",
-        records="elements",
-        target=statistics("organizationalEntityFollowerStatistics", "organizationalEntity"),
-        reduce=by_day(follower_gains),
-        incremental=DAILY,
-    ),
-    Stream(
-        "share_statistics",
-        "/organizationalEntityShareStatistics",
-        records="elements",
-        target=statistics("organizationalEntityShareStatistics", "organizationalEntity"),
-        reduce=by_day(share_statistics),
-        incremental=DAILY,
-    ),
-    Stream(
-        "page_statistics",
-        "/organizationPageStatistics",
-        records="elements",
-        target=statistics("organizationPageStatistics", "organization"),
-        reduce=by_day(page_views),
-        incremental=DAILY,
-    ),
+    daily("organizationalEntityFollowerStatistics", "organizationalEntity", follower_gains),
+    daily("organizationalEntityShareStatistics", "organizationalEntity", share_statistics),
+    daily("organizationPageStatistics", "organization", page_views),
 )
 ORGANIC = "Organic posts only (sponsored activity is excluded)."
 FOLLOWERS = "Followers now (networkSizes), one value a day from the first sync on."
 SPAN = "Distinct members reached in a day; longer periods show their highest day (not a sum)."
+RATE = "(clicks + likes + comments + shares) / impressions, as LinkedIn computes it."
 METRICS = (
     MetricDef("followers_total", "Followers", "count", FOLLOWERS, aggregation="last"),
     MetricDef("followers_gained", "New followers", "count", "Per day, by source: organic, paid."),
@@ -270,21 +247,9 @@ METRICS = (
     MetricDef("likes", "Likes", "count", "Likes only (not other reactions); can be negative."),
     MetricDef("comments", "Comments", "count", ORGANIC),
     MetricDef("shares", "Shares", "count", "Reshares, without instant reposts."),
+    MetricDef("engagement_rate", "Engagement rate", "ratio", RATE, "ratio", "impressions"),
     MetricDef(
-        "engagement_rate",
-        "Engagement rate",
-        "ratio",
-        "(clicks + likes + comments + shares) / impressions, as LinkedIn computes it.",
-        aggregation="ratio",
-        weight_metric="impressions",
-    ),
-    MetricDef(
-        "ctr",
-        "Click-through rate",
-        "ratio",
-        "Clicks / impressions.",
-        aggregation="ratio",
-        weight_metric="impressions",
+        "ctr", "Click-through rate", "ratio", "Clicks / impressions.", "ratio", "impressions"
     ),
     MetricDef("page_views", "Page views", "count", "Views of the Page, all devices."),
     MetricDef("page_views_desktop", "Page views (desktop)", "count"),
@@ -311,6 +276,9 @@ CONNECTOR = Connector(
     streams=STREAMS,
     headers={"LinkedIn-Version": "{config.api_version}", "X-Restli-Protocol-Version": "2.0.0"},
     classify=classify,
+    reset_after=until_midnight,
+    # Development tier: 100 calls per member a day (unverified; per source here): a sync is 4.
+    quota=Quota(limit=100, per="day"),
     history=timedelta(days=365),  # statistics cover a rolling 12 months
     max_range=timedelta(days=365),  # one read spans under 14 months; history is the bound
 )

@@ -23,7 +23,6 @@ Share statistics omit days without impressions. Volume keys: `impressions` (dail
 
 from __future__ import annotations
 
-import math
 import re
 import weakref
 from collections import Counter
@@ -80,7 +79,7 @@ class LinkedInOAuth(OAuthServer):
         refresh = state.tokens.refresh.get(str(body.get("refresh_token", "")))
         if refresh is not None and refresh.expires_at is not None:
             left = refresh.expires_at - clock_now(request)
-            body["refresh_token_expires_in"] = max(0, math.floor(left))
+            body["refresh_token_expires_in"] = max(0, round(left))
         return body
 
 
