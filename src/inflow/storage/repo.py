@@ -110,7 +110,7 @@ def upsert_data_points(
     changed: list[dict[str, Any]] = []
     revisions: list[dict[str, Any]] = []
     for key, p in latest.items():
-        point_id, value, complete = existing[key]
+        point_id, value, complete, recorded = existing[key]
         if point_id in ours:
             counts.created += 1
         elif value != p.value or complete != p.complete:
@@ -128,7 +128,7 @@ def upsert_data_points(
                     "data_point_id": point_id,
                     "value": value,
                     "complete": complete,
-                    "recorded_at": now,
+                    "recorded_at": recorded,  # when the replaced value was written
                     "replaced_at": now,
                 }
             )
@@ -234,7 +234,7 @@ def _lookup_statement() -> TextualSelect:
     sql = (
         f"WITH batch_keys (metric, granularity, period_start, dimensions_key) AS (VALUES {keys}) "  # noqa: S608 (only placeholders)
         "SELECT p.id, p.metric, p.granularity, p.period_start, p.dimensions_key, p.value, "
-        "p.complete FROM batch_keys AS k JOIN data_points AS p ON p.source_id = :source_id "
+        "p.complete, p.updated_at FROM batch_keys AS k JOIN data_points AS p ON p.source_id = :source_id "
         "AND p.metric = k.metric AND p.granularity = k.granularity "
         "AND p.period_start = k.period_start AND p.dimensions_key = k.dimensions_key"
     )
@@ -252,15 +252,16 @@ def _lookup_statement() -> TextualSelect:
             table.c.dimensions_key,
             table.c.value,
             table.c.complete,
+            table.c.updated_at,
         )
     )
 
 
 def _stored_points(
     session: Session, source_id: uuid.UUID, keys: Sequence[_Key]
-) -> dict[_Key, tuple[uuid.UUID, float, bool]]:
-    """``(id, value, complete)`` of the stored points among ``keys``."""
-    found: dict[_Key, tuple[uuid.UUID, float, bool]] = {}
+) -> dict[_Key, tuple[uuid.UUID, float, bool, datetime]]:
+    """``(id, value, complete, updated_at)`` of the stored points among ``keys``."""
+    found: dict[_Key, tuple[uuid.UUID, float, bool, datetime]] = {}
     statement = _lookup_statement()
     for chunk in _chunks(keys, KEY_CHUNK):
         padded = [*chunk, *[chunk[-1]] * (KEY_CHUNK - len(chunk))]  # one statement for all
@@ -273,6 +274,7 @@ def _stored_points(
                 row.id,
                 row.value,
                 row.complete,
+                row.updated_at,
             )
     return found
 
