@@ -13,8 +13,9 @@ from sqlalchemy import select
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.schemas import Schema
+from inflow.connectors import get_connector
 from inflow.connectors.records import DataPoint
-from inflow.connectors.spec import Window
+from inflow.connectors.spec import Connector, Window
 from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage import repo
 from inflow.storage.models import (
@@ -68,6 +69,10 @@ class DataPointPublic(Schema):
     period_end: datetime
     dimensions: dict[str, str]
     complete: bool
+    # What "Create All" needs to store the point as read (POST /api/data-points).
+    granularity: str = "day"
+    timezone: str = "UTC"
+    weight: float | None = None
 
 
 class FetchResult(Schema):
@@ -156,19 +161,60 @@ def _as_moment(value: datetime | date, *, end: bool) -> datetime:
     return moment + timedelta(days=1) if end else moment  # a date as end means "through it"
 
 
-def fetch_window(body: FetchRequest, now: datetime) -> Window:
-    """The date range asked for, checked: end after start, nothing in the future."""
+def _span(length: timedelta) -> str:
+    days = length / timedelta(days=1)
+    if days < 2 and length % timedelta(days=1):
+        hours = round(length / timedelta(hours=1))
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return f"{days:g} day{'s' if days != 1 else ''}" if days.is_integer() else f"{days:.1f} days"
+
+
+FETCH_SLACK = timedelta(minutes=5)  # a range computed a moment ago still fits
+
+
+def fetch_window(body: FetchRequest, now: datetime, connector: Connector | None = None) -> Window:
+    """The date range asked for, checked: end after start, nothing in the future, and within
+    the provider's reach (``connector.history``: how far back it serves; ``max_range``: the
+    widest single read). A start left out is a week before the end, cut to that reach."""
+    history = connector.history if connector else None
+    widest = connector.max_range if connector else None
+    title = connector.title if connector else ""
     end = _as_moment(body.end_date, end=True) if body.end_date else now
-    start = _as_moment(body.start_date, end=False) if body.start_date else end - timedelta(days=7)
-    errors = []
+    reach = min(end, now)  # nothing after now exists yet: the span that counts ends there
+    if body.start_date:
+        start = _as_moment(body.start_date, end=False)
+    else:
+        start = end - timedelta(days=7)
+        if history is not None:
+            start = max(start, now - history)
+        if widest is not None:
+            start = max(start, reach - widest)
+    errors: dict[str, str] = {}  # one message per field, the most telling first
+    if history is not None and end <= now - history:
+        errors["endDate"] = f"{title} serves only the last {_span(history)}; the range ends before"
     if start >= end:
-        errors.append(FieldError("endDate", "the end must be after the start"))
+        errors.setdefault("endDate", "the end must be after the start")
     if start > now:
-        errors.append(FieldError("startDate", "the start is in the future"))
+        errors["startDate"] = "the start is in the future"
     if end > now + timedelta(days=1):
-        errors.append(FieldError("endDate", "the end is in the future"))
+        errors.setdefault("endDate", "the end is in the future")
+    if history is not None and start < now - history - FETCH_SLACK:
+        errors.setdefault(
+            "startDate",
+            f"{title} serves only the last {_span(history)}; "
+            f"{start:%Y-%m-%d %H:%M} UTC is further back",
+        )
+    # a start out of reach is the reason; the width that follows from it is not another one
+    if widest is not None and reach - start > widest + FETCH_SLACK and "startDate" not in errors:
+        errors.setdefault(
+            "endDate",
+            f"{title} reads at most {_span(widest)} at once; this range spans "
+            f"{_span(reach - start)}: narrow it",
+        )
     if errors:
-        raise ValidationFailedError("invalid date range", errors)
+        raise ValidationFailedError(
+            "invalid date range", [FieldError(k, m) for k, m in errors.items()]
+        )
     return Window(start, min(end, now + timedelta(days=1)))
 
 
@@ -226,7 +272,7 @@ def fetch(
 ) -> FetchResult:
     """Read metrics for a date range; with autoCreate store them (idempotently) and link them."""
     source = require(session, user, DataSource, source_id, audit=audit)
-    window = fetch_window(body, datetime.now(UTC))
+    window = fetch_window(body, datetime.now(UTC), get_connector(source.type))
     tests = _tests_for_link(session, user, body.link_to_tests, audit)
     session.commit()
     deps = request.app.state.engine_deps
@@ -264,6 +310,9 @@ def fetch(
                 period_end=p.period_end,
                 dimensions=dict(p.dimensions),
                 complete=p.complete,
+                granularity=p.granularity,
+                timezone=p.timezone,
+                weight=p.weight,
             )
             for p in points
         ],
