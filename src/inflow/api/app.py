@@ -23,9 +23,12 @@ from inflow.api.ratelimit import Limiter
 from inflow.api.routes import (
     audit,
     auth,
+    data_points,
+    experiments,
     health,
     integrations,
     marketplace,
+    metrics,
     oauth,
     runs,
     sources,
@@ -139,7 +142,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
 
     routers = (health, auth, spaces, sources, runs, oauth, integrations, marketplace, audit)
-    for module in routers:
+    for module in (*routers, data_points, metrics, experiments):
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="docs-static")

@@ -1,0 +1,481 @@
+"""Metric series: stored data points aggregated per period, each metric by its own rule.
+
+How points combine (over periods, dimension values and sources), from the connector's
+``MetricDef.aggregation``:
+
+| rule | a period's value |
+|---|---|
+| ``sum`` | the sum (counts add) |
+| ``average``, ``ratio`` | the mean weighted by each point's ``weight`` or, where a point has none, by the value of its ``weight_metric`` point (same source, period and dimensions); a mean of the values when some point has no weight at all. Never a sum. |
+| ``last`` | each series' (source and dimension values) latest value in the period, added over series |
+| ``max``, ``min`` | the largest / smallest value |
+
+Which points count, so nothing is counted twice:
+- per source and metric, only the finest granularity stored (hour < day < week < month);
+- per source, metric and stored period, only the coarsest breakdown among the points that
+  match the ``dimensions`` filter: the dimensionless point (the provider's own total) when
+  there is one, else the set of dimension names with the fewest names (ties: alphabetical).
+  Points by ``page`` and points by ``device`` both add up to the total, so only one of them
+  is used; without a filter the series is the metric's total over all dimension values.
+
+Periods are calendar days, ISO weeks (Monday to Sunday) or calendar months of each point's own
+time zone (``timezone``, the local date of its ``periodStart``). A period is complete only if
+all its points are and it is over. A custom metric aggregates each operand by its own rule
+per period first and then applies its formula (a ratio of sums, never a sum of ratios); a
+missing operand or a division by zero leaves that period's value null.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from inflow.api.services.formula import Formula
+from inflow.api.services.metrics import catalog
+from inflow.connectors import get_connector
+from inflow.connectors.spec import Aggregation, Connector, MetricDef
+from inflow.errors import FieldError, ValidationFailedError
+from inflow.storage.models import DataPoint
+
+Granularity = Literal["day", "week", "month"]
+Bucket = tuple[date, date]  # first day, day after the last (local calendar dates)
+WHOLE: Bucket = (date.min, date.max)  # the whole range as one period
+GRANULARITY_RANK = {"hour": 0, "day": 1, "week": 2, "month": 3}
+MAX_FORMULA_DEPTH = 10
+DAY = timedelta(days=1)
+
+
+@lru_cache(maxsize=256)
+def zone(name: str) -> tzinfo:
+    """The time zone of a stored name (UTC for one this system does not know)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def bucket_of(day: date, granularity: Granularity) -> Bucket:
+    if granularity == "day":
+        return day, day + DAY
+    if granularity == "week":
+        monday = day - timedelta(days=day.weekday())  # ISO weeks start on Monday
+        return monday, monday + timedelta(days=7)
+    first = day.replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return first, following
+
+
+# ---------------------------------------------------------------- query parameters
+
+
+@dataclass(frozen=True)
+class Range:
+    """A ``from``/``to`` filter on a point's ``periodStart``. A date bound compares with the
+    point's local date and includes that day; a datetime bound compares instants, ``end``
+    excluded."""
+
+    start: date | datetime | None = None
+    end: date | datetime | None = None
+
+    def contains(self, instant: datetime, day: date) -> bool:
+        if isinstance(self.start, datetime):
+            if instant < self.start:
+                return False
+        elif self.start is not None and day < self.start:
+            return False
+        if isinstance(self.end, datetime):
+            return instant < self.end
+        return self.end is None or day <= self.end
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        """Instants that surely hold the range, whatever the points' time zones (a local date
+        is at most 14 hours from UTC)."""
+        lo, hi = self.start_instant(), self.end_instant()
+        return (lo - DAY if lo else None), (hi + DAY if hi else None)
+
+    def start_instant(self) -> datetime | None:
+        """The start as an instant (a date: its midnight, UTC)."""
+        return _instant(self.start, end=False)
+
+    def end_instant(self) -> datetime | None:
+        """The end as an instant (a date: the midnight after it, UTC)."""
+        return _instant(self.end, end=True)
+
+    def shifted_back(self) -> Range:
+        """The range of the same length just before this one (both bounds needed)."""
+        if self.start is None or self.end is None:
+            raise ValueError("both bounds are needed")
+        if isinstance(self.start, datetime) and isinstance(self.end, datetime):
+            length = self.end - self.start
+            return Range(self.start - length, self.start)
+        start, end = _as_day(self.start), _as_day(self.end)
+        days = (end - start).days + 1
+        return Range(start - timedelta(days=days), start - DAY)
+
+
+def _as_day(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _instant(value: date | datetime | None, *, end: bool) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.combine(value + DAY if end else value, time.min, UTC)
+
+
+def check_range(window: Range, *, end_field: str = "to") -> None:
+    """A 422 naming ``end_field`` when the range ends before it starts (or is empty)."""
+    start, end = window.start_instant(), window.end_instant()
+    if start is not None and end is not None and end <= start:
+        raise ValidationFailedError(
+            "invalid range", [FieldError(end_field, "the end is before the start")]
+        )
+
+
+def parse_dimensions(text: str | None) -> dict[str, str]:
+    """The ``dimensions`` filter: a JSON object (``{"page": "/home"}``) or ``name:value``
+    pairs separated by commas (``page:/home,device:mobile``)."""
+    if text is None or not text.strip():
+        return {}
+    raw = text.strip()
+    problem = "a JSON object of strings, or name:value pairs separated by commas"
+    if raw.startswith("{"):
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(v, str | int | float) and not isinstance(v, bool) for v in parsed.values()
+        ):
+            raise ValidationFailedError("invalid dimensions", [FieldError("dimensions", problem)])
+        return {str(k): str(v) for k, v in parsed.items()}
+    found: dict[str, str] = {}
+    for pair in raw.split(","):
+        name, sep, value = pair.partition(":")
+        if not sep or not name.strip():
+            raise ValidationFailedError("invalid dimensions", [FieldError("dimensions", problem)])
+        found[name.strip()] = value.strip()
+    return found
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A stored point, as aggregation needs it."""
+
+    id: uuid.UUID
+    source_id: uuid.UUID
+    granularity: str
+    period_start: datetime
+    day: date  # local date of period_start
+    zone: str
+    dimensions: Mapping[str, str]
+    dimensions_key: str
+    value: float
+    weight: float | None
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Rule:
+    aggregation: Aggregation = "sum"
+    weight_metric: str | None = None
+    unit: str | None = None
+
+
+@dataclass
+class Cell:
+    """One period's aggregate (before any per-day scaling)."""
+
+    value: float | None
+    additive: bool
+    days: frozenset[date]
+    complete: bool
+    zones: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Period:
+    start: datetime
+    end: datetime
+    value: float | None
+    complete: bool
+    days: int = 0
+
+
+def _select(rows: Iterable[Row], wanted: Mapping[str, str]) -> list[Row]:
+    """The points that count (see the module docstring): filter, finest granularity per
+    source, coarsest breakdown per source and stored period."""
+    matching = [r for r in rows if all(r.dimensions.get(k) == v for k, v in wanted.items())]
+    finest: dict[uuid.UUID, int] = {}
+    for r in matching:
+        rank = GRANULARITY_RANK.get(r.granularity, 1)
+        finest[r.source_id] = min(rank, finest.get(r.source_id, rank))
+    groups: dict[tuple[uuid.UUID, datetime], list[Row]] = defaultdict(list)
+    for r in matching:
+        if GRANULARITY_RANK.get(r.granularity, 1) == finest[r.source_id]:
+            groups[(r.source_id, r.period_start)].append(r)
+    chosen: list[Row] = []
+    for group in groups.values():
+        shapes = {tuple(sorted(r.dimensions)) for r in group}
+        coarsest = min(shapes, key=lambda names: (len(names), names))
+        chosen.extend(r for r in group if tuple(sorted(r.dimensions)) == coarsest)
+    return chosen
+
+
+def _combine(
+    rows: Sequence[Row], rule: Rule, weights: Mapping[tuple[object, ...], float]
+) -> float | None:
+    rule_name = rule.aggregation
+    values = [r.value for r in rows]
+    if rule_name == "sum":
+        return sum(values)
+    if rule_name == "max":
+        return max(values)
+    if rule_name == "min":
+        return min(values)
+    if rule_name == "last":
+        latest: dict[tuple[uuid.UUID, str], Row] = {}
+        for r in rows:
+            key = (r.source_id, r.dimensions_key)
+            if key not in latest or r.period_start > latest[key].period_start:
+                latest[key] = r
+        return sum(r.value for r in latest.values())
+    # average / ratio: weighted, never summed
+    known = [
+        r.weight
+        if r.weight is not None
+        else weights.get((r.source_id, r.granularity, r.period_start, r.dimensions_key))
+        for r in rows
+    ]
+    if any(w is None for w in known):
+        return sum(values) / len(values)
+    total = sum(w for w in known if w is not None)
+    if total == 0:
+        return None
+    return sum(v * w for v, w in zip(values, known, strict=True) if w is not None) / total
+
+
+class SeriesQuery:
+    """Aggregates one user's view of stored points: which sources, which dimension values,
+    which custom formulas; one query object per request (rows are loaded once per metric)."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        sources: Mapping[uuid.UUID, str],
+        window: Range,
+        formulas: Mapping[str, Formula] | None = None,
+        dimensions: Mapping[str, str] | None = None,
+        scope: Mapping[str, set[tuple[uuid.UUID, str]]] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.session = session
+        self.source_ids = list(sources)  # id → connector type
+        self.window = window
+        self.formulas = dict(formulas or {})
+        self.dimensions = dict(dimensions or {})
+        self.scope = scope or {}  # metric → the (source, dimensions key) series it is limited to
+        self.now = now or datetime.now(UTC)
+        self.connectors: list[Connector] = sorted(
+            {c.slug: c for t in sources.values() if (c := get_connector(t))}.values(),
+            key=lambda c: c.slug,
+        )
+        self._rows: dict[str, list[Row]] = {}
+
+    # ------------------------------------------------------------ metadata
+
+    def definition(self, metric: str) -> MetricDef | None:
+        for connector in self.connectors:
+            found = connector.metric(metric)
+            if found is not None:
+                return found
+        return catalog().get(metric)
+
+    def rule(self, metric: str) -> Rule:
+        found = self.definition(metric)
+        if found is None:
+            return Rule()
+        return Rule(found.aggregation, found.weight_metric, found.unit)
+
+    def unit(self, metric: str) -> str | None:
+        return self.rule(metric).unit
+
+    # ------------------------------------------------------------ rows
+
+    def rows(self, metric: str) -> list[Row]:
+        """The metric's stored points in the range (all dimension values)."""
+        if metric in self._rows:
+            return self._rows[metric]
+        rows: list[Row] = []
+        if self.source_ids:
+            lo, hi = self.window.bounds()
+            stmt = select(
+                DataPoint.id,
+                DataPoint.source_id,
+                DataPoint.granularity,
+                DataPoint.period_start,
+                DataPoint.timezone,
+                DataPoint.dimensions,
+                DataPoint.dimensions_key,
+                DataPoint.value,
+                DataPoint.weight,
+                DataPoint.complete,
+            ).where(DataPoint.metric == metric, DataPoint.source_id.in_(self.source_ids))
+            if lo is not None:
+                stmt = stmt.where(DataPoint.period_start >= lo)
+            if hi is not None:
+                stmt = stmt.where(DataPoint.period_start < hi)
+            scope = self.scope.get(metric)
+            for r in self.session.execute(stmt):
+                if scope is not None and (r.source_id, r.dimensions_key) not in scope:
+                    continue
+                day = r.period_start.astimezone(zone(r.timezone)).date()
+                if not self.window.contains(r.period_start, day):
+                    continue
+                rows.append(
+                    Row(
+                        r.id,
+                        r.source_id,
+                        r.granularity,
+                        r.period_start,
+                        day,
+                        r.timezone,
+                        r.dimensions,
+                        r.dimensions_key,
+                        r.value,
+                        r.weight,
+                        r.complete,
+                    )
+                )
+        self._rows[metric] = rows
+        return rows
+
+    # ------------------------------------------------------------ cells
+
+    def leaf_cells(self, metric: str, bucketing: Callable[[date], Bucket]) -> dict[Bucket, Cell]:
+        rule = self.rule(metric)
+        chosen = _select(self.rows(metric), self.dimensions)
+        weights: dict[tuple[object, ...], float] = {}
+        weighted = rule.aggregation in ("average", "ratio") and rule.weight_metric
+        if weighted and rule.weight_metric and any(r.weight is None for r in chosen):
+            weights = {
+                (w.source_id, w.granularity, w.period_start, w.dimensions_key): w.value
+                for w in self.rows(rule.weight_metric)
+            }
+        grouped: dict[Bucket, list[Row]] = defaultdict(list)
+        for r in chosen:
+            grouped[bucketing(r.day)].append(r)
+        return {
+            key: Cell(
+                value=_combine(rows, rule, weights),
+                additive=rule.aggregation == "sum",
+                days=frozenset(r.day for r in rows),
+                complete=all(r.complete for r in rows),
+                zones=frozenset(r.zone for r in rows),
+            )
+            for key, rows in grouped.items()
+        }
+
+    def leaves(self, metric: str, depth: int = 0) -> set[str]:
+        """The stored metrics a metric reads (itself, or its formula's, recursively)."""
+        formula = self.formulas.get(metric)
+        if formula is None:
+            return {metric}
+        if depth > MAX_FORMULA_DEPTH:
+            return set()
+        return {leaf for op in formula.operands for leaf in self.leaves(op, depth + 1)}
+
+    def _value(
+        self,
+        metric: str,
+        key: Bucket,
+        leaf: Mapping[str, Mapping[Bucket, Cell]],
+        divisor: int | None,
+        depth: int = 0,
+    ) -> float | None:
+        formula = self.formulas.get(metric)
+        if formula is None:
+            cell = leaf.get(metric, {}).get(key)
+            if cell is None or cell.value is None:
+                return None
+            return cell.value / divisor if divisor and cell.additive else cell.value
+        if depth > MAX_FORMULA_DEPTH:
+            return None
+        return formula.evaluate(
+            {op: self._value(op, key, leaf, divisor, depth + 1) for op in formula.operands}
+        )
+
+    def cells(
+        self, metric: str, bucketing: Callable[[date], Bucket], *, per_day: bool = False
+    ) -> dict[Bucket, Cell]:
+        """The metric's aggregate per period. ``per_day``: additive (``sum``) values are
+        divided by the number of days with data (for comparing windows of unequal length)."""
+        names = self.leaves(metric)
+        leaf = {name: self.leaf_cells(name, bucketing) for name in names}
+        keys = {k for cells in leaf.values() for k in cells}
+        result: dict[Bucket, Cell] = {}
+        for key in keys:
+            present = [cells[key] for cells in leaf.values() if key in cells]
+            days = frozenset().union(*(c.days for c in present))
+            result[key] = Cell(
+                value=self._value(metric, key, leaf, len(days) if per_day else None),
+                additive=metric not in self.formulas and all(c.additive for c in present),
+                days=days,
+                complete=len(present) == len(leaf) and all(c.complete for c in present),
+                zones=frozenset().union(*(c.zones for c in present)),
+            )
+        return result
+
+    # ------------------------------------------------------------ periods
+
+    def _period(self, key: Bucket, cell: Cell) -> Period:
+        if key == WHOLE:
+            start = self.window.start_instant() or datetime.combine(min(cell.days), time.min, UTC)
+            end = self.window.end_instant() or datetime.combine(max(cell.days) + DAY, time.min, UTC)
+        else:
+            tz = zone(next(iter(cell.zones))) if len(cell.zones) == 1 else UTC
+            start = datetime.combine(key[0], time.min, tz)
+            end = datetime.combine(key[1], time.min, tz)
+        return Period(start, end, cell.value, cell.complete and end <= self.now, len(cell.days))
+
+    def series(self, metric: str, granularity: Granularity) -> list[Period]:
+        cells = self.cells(metric, lambda day: bucket_of(day, granularity))
+        return [self._period(key, cells[key]) for key in sorted(cells)]
+
+    def daily_values(self, metric: str) -> dict[date, float | None]:
+        cells = self.cells(metric, lambda day: bucket_of(day, "day"))
+        return {key[0]: cell.value for key, cell in cells.items()}
+
+    def total(self, metric: str, *, per_day: bool = False) -> Period | None:
+        """The whole range as one period (``None`` when it holds no point)."""
+        cell = self.cells(metric, lambda _day: WHOLE, per_day=per_day).get(WHOLE)
+        return self._period(WHOLE, cell) if cell is not None else None
+
+
+@dataclass
+class Change:
+    absolute: float | None
+    relative: float | None
+
+
+def change(current: float | None, previous: float | None) -> Change:
+    if current is None or previous is None:
+        return Change(None, None)
+    absolute = current - previous
+    return Change(absolute, absolute / abs(previous) if previous != 0 else None)
