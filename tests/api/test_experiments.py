@@ -55,6 +55,7 @@ def days(first: date, values: Sequence[float]) -> list[tuple[date, float]]:
 
 def test_tests_crud(client, factory):
     user, headers = person(factory)
+    source = create_source(client, headers)
 
     created = create_test(
         client,
@@ -71,6 +72,7 @@ def test_tests_crud(client, factory):
         json={"status": "completed", "endDate": None, "name": "Pricing v2"},
     )
 
+    store(client, headers, [point(source, "signups", 3, "2025-05-08")], linkToTests=[test_id])
     assert set(created) == TEST_KEYS
     assert created["ownerId"] == str(user.id)
     assert (created["startDate"], created["endDate"]) == ("2025-05-08", "2025-05-14")
@@ -82,6 +84,8 @@ def test_tests_crud(client, factory):
     assert client.get(f"/api/tests/{test_id}", headers=headers).json()["name"] == "Pricing v2"
     assert [t["id"] for t in client.get("/api/tests", headers=headers).json()] == [test_id]
     assert client.delete(f"/api/tests/{test_id}", headers=headers).status_code == 204
+    assert count(factory, ExperimentDataPoint) == 0  # its links went with it
+    assert client.get("/api/data-points/raw", headers=headers).json()["count"] == 1  # not the point
     assert_problem(client.get(f"/api/tests/{test_id}", headers=headers), 404)
     with factory() as session:
         actions = list(session.execute(select(AuditEvent.action)).scalars())

@@ -39,7 +39,11 @@ def _whole_day(value: Any) -> Any:
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)  # no offset: UTC
+
+
+def _aware_bound(value: date | datetime | None) -> date | datetime | None:
+    return _aware(value) if isinstance(value, datetime) else value
 
 
 def _known_zone(value: str) -> str:
@@ -48,7 +52,9 @@ def _known_zone(value: str) -> str:
     return value
 
 
-DayOrMoment = Annotated[datetime | date | None, BeforeValidator(_whole_day)]
+DayOrMoment = Annotated[
+    datetime | date | None, BeforeValidator(_whole_day), AfterValidator(_aware_bound)
+]
 Moment = Annotated[datetime, AfterValidator(_aware)]
 
 
