@@ -256,7 +256,7 @@ def series(
     granularity: Granularity = "day",
     dimensions: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> SeriesPublic:
-    """A metric per day, ISO week or month, aggregated by its own rule (see the docs)."""
+    """A metric per day, ISO week or month by its own rule; ``dimensions``: ``page:/a,device:m`` or JSON."""
     window = Range(start, end)
     check_range(window)
     sources = _sources(session, user, source_id, audit)
