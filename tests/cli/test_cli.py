@@ -229,6 +229,18 @@ def log_in(base_url: str, email: str, password: str) -> httpx.Response:
     return httpx.post(f"{base_url}/api/auth/login", json={"email": email, "password": password})
 
 
+def wait_for_run(base_url: str, auth: dict[str, str], source_id: str) -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = httpx.get(
+            f"{base_url}/api/data-sources/{source_id}/runs", headers=auth, timeout=10
+        ).json()
+        if runs and runs[0]["status"] in ("succeeded", "failed", "cancelled"):
+            return str(runs[0]["status"])
+        time.sleep(0.5)
+    return "still running"
+
+
 def test_demo_prints_a_working_login_and_a_new_password_each_start(tmp_path, spawn):
     env = inflow_env(tmp_path / "data")  # the demo's default: SQLite in the data dir
 
@@ -248,17 +260,23 @@ def test_demo_prints_a_working_login_and_a_new_password_each_start(tmp_path, spa
     example = next(s for s in sources if s["type"] == "example")
     assert example["config"]["baseUrl"] == f"{first.base_url}/sandbox/example"
     assert example["schedule"]
-    deadline = time.monotonic() + 60
-    runs: list = []
-    while time.monotonic() < deadline:
-        runs = httpx.get(
-            f"{first.base_url}/api/data-sources/{example['id']}/runs", headers=auth, timeout=10
-        ).json()
-        if runs and runs[0]["status"] in ("succeeded", "failed"):
-            break
-        time.sleep(0.5)
-    assert runs[0]["status"] == "succeeded", runs
+    assert wait_for_run(first.base_url, auth, example["id"]) == "succeeded"
+    runs = httpx.get(
+        f"{first.base_url}/api/data-sources/{example['id']}/runs", headers=auth, timeout=10
+    ).json()
     assert runs[0]["counts"]["created"] > 0
+    # Every provider of the sandbox is there and synced, the OAuth ones connected by consent;
+    # the BI plugins' reports and dashboards land in the demo space.
+    credentials = httpx.get(f"{first.base_url}/sandbox/_sandbox/credentials", timeout=10).json()
+    assert {s["type"] for s in sources} == set(credentials)
+    for source in sources:
+        status = wait_for_run(first.base_url, auth, source["id"])
+        assert status == "succeeded", (source["type"], source["health"])
+    (space,) = httpx.get(f"{first.base_url}/api/spaces", headers=auth, timeout=10).json()
+    reports = httpx.get(
+        f"{first.base_url}/api/spaces/{space['id']}/reports", headers=auth, timeout=10
+    ).json()
+    assert {r["serviceId"] for r in reports} == {"powerbi", "grafana", "looker_studio"}
     first.stop()
     assert (tmp_path / "data" / "inflow.db").exists()
 

@@ -10,18 +10,20 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.api.services import accounts
 from inflow.api.services import sources as svc
 from inflow.connectors import get_connector
-from inflow.connectors.spec import Connector
+from inflow.connectors.spec import Connector, OAuth2AuthorizationCode
 from inflow.errors import ConflictError, ValidationFailedError
 from inflow.logging import get_logger
 from inflow.storage.crypto import Vault
 from inflow.storage.db import session_scope
-from inflow.storage.models import DataSource, User
+from inflow.storage.models import DataSource, Space, User
 from inflow.sync.engine import enqueue_run
 from inflow.sync.worker import InProcessWorker
 
 log = get_logger(__name__)
+DEMO_SPACE = "Demo space"
 DEMO_SCHEDULE = "every 1h"  # so the embedded scheduler has something to do
 
 
@@ -46,6 +48,21 @@ def _demo_schedule(connector: Connector) -> str:
     return DEMO_SCHEDULE
 
 
+def _demo_space(session: Session, admin: User) -> Space:
+    space = session.execute(
+        select(Space).where(Space.owner_id == admin.id, Space.name == DEMO_SPACE)
+    ).scalar_one_or_none()
+    if space is None:
+        space = Space(
+            name=DEMO_SPACE,
+            description="Reports and dashboards of the demo's BI plugins.",
+            owner_id=admin.id,
+        )
+        session.add(space)
+        session.flush()
+    return space
+
+
 def seed_sources(
     factory: sessionmaker[Session],
     vault: Vault,
@@ -53,12 +70,13 @@ def seed_sources(
     admin_id: uuid.UUID,
     credentials: dict[str, Any],
 ) -> list[uuid.UUID]:
-    """A source per connector the sandbox has working credentials for (OAuth ones need consent,
-    so they are left for the user to connect); an existing demo source gets today's base URL."""
+    """A source per connector the sandbox has working credentials for; an existing demo source
+    gets today's base URL. OAuth sources still need consent: see ``connect_oauth``."""
     ids: list[uuid.UUID] = []
     with session_scope(factory) as session:
         admin = session.get(User, admin_id)
         assert admin is not None  # noqa: S101 - created by the caller
+        space = _demo_space(session, admin)
         for type_, entry in sorted(credentials.items()):
             connector = get_connector(type_)
             config = entry.get("config") if isinstance(entry, dict) else None
@@ -77,11 +95,58 @@ def seed_sources(
                     config=config,
                     vault=vault,
                     schedule=_demo_schedule(connector),
+                    # The Marketplace's installations sync their reports into the demo space.
+                    space_id=space.id if connector.category == "bi" else None,
                 )
             else:
                 source = svc.update_source(session, source=existing, vault=vault, config=config)
             ids.append(source.id)
     return ids
+
+
+def connect_oauth(
+    url: str, factory: sessionmaker[Session], *, admin_id: uuid.UUID, source_ids: list[uuid.UUID]
+) -> list[uuid.UUID]:
+    """Give consent for each OAuth source without tokens, as a user would click through it:
+    Inflow's authorize route → the sandbox's consent page (automatic) → Inflow's callback.
+    Returns the sources that are connected; a failure is logged and the source left as is."""
+    with session_scope(factory) as session:
+        admin = session.get(User, admin_id)
+        assert admin is not None  # noqa: S101 - created by the caller
+        sources = session.execute(select(DataSource).where(DataSource.id.in_(source_ids)))
+        pending = [
+            (s.id, s.type)
+            for s in sources.scalars()
+            if isinstance(_auth_of(s.type), OAuth2AuthorizationCode) and not s.tokens
+        ]
+        if not pending:
+            return []
+        row, token = accounts.issue_token(session, user=admin, name="demo consent", ttl_s=300)
+        token_id = row.id
+    connected: list[uuid.UUID] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30, follow_redirects=True) as http:
+        for source_id, type_ in pending:
+            try:
+                reply = http.get(
+                    f"/api/oauth/{type_}/authorize", params={"sourceId": str(source_id)}
+                )
+            except httpx.HTTPError as exc:
+                log.warning("demo consent failed", source=str(source_id), error=str(exc))
+                continue
+            if "oauth=connected" in str(reply.url):
+                connected.append(source_id)
+            else:
+                log.warning("demo consent failed", source=str(source_id), url=str(reply.url))
+    with session_scope(factory) as session:
+        admin = session.get_one(User, admin_id)
+        accounts.revoke_token(session, user=admin, token_id=token_id)
+    return connected
+
+
+def _auth_of(type_: str) -> object:
+    connector = get_connector(type_)
+    return connector.auth if connector is not None else None
 
 
 def sync_all(
@@ -111,6 +176,7 @@ def seed_and_sync(
     wait_until_up(url)
     credentials = httpx.get(f"{url}/sandbox/_sandbox/credentials", timeout=10).json()
     ids = seed_sources(factory, vault, admin_id=admin_id, credentials=credentials)
+    connect_oauth(url, factory, admin_id=admin_id, source_ids=ids)
     sync_all(factory, worker, ids)
     log.info("demo sources syncing", sources=len(ids))
     return ids
