@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr
@@ -30,6 +31,7 @@ from inflow.connectors.spec import (
     PageNumber,
     RateLimit,
     Stream,
+    today_ordinal,
 )
 
 SANDBOX = "http://127.0.0.1:8900/example"
@@ -66,12 +68,18 @@ def asset(item: Mapping[str, Any], _ctx: Context) -> Iterator[Asset]:
     )
 
 
-def daily(row: Mapping[str, Any], _ctx: Context) -> Iterator[DataPoint]:
-    day = date.fromisoformat(row["date"])
+@lru_cache(maxsize=128)
+def _day(text: str, today: int) -> tuple[datetime, datetime, bool]:
+    """A day's UTC bounds, and whether it is over (today's numbers are partial, restated later).
+    A listing repeats each date for every page: parsed once per date (and per ``today``)."""
+    day = date.fromisoformat(text)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    complete = day < datetime.now(UTC).date()  # today's numbers are partial, restated later
+    return start, start + timedelta(days=1), day.toordinal() < today
+
+
+def daily(row: Mapping[str, Any], _ctx: Context) -> Iterator[DataPoint]:
+    start, end, complete = _day(row["date"], today_ordinal())
     dims = {"page": row["page"]}
-    end = start + timedelta(days=1)
     yield DataPoint("visits", float(row["visits"]), start, end, dimensions=dims, complete=complete)
     yield DataPoint(
         "signups", float(row["signups"]), start, end, dimensions=dims, complete=complete

@@ -7,9 +7,11 @@ dimensions_key)``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -29,13 +31,27 @@ class Asset:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def today_ordinal() -> int:
+    """Today's UTC date as ``date.toordinal()``: cheap enough to call for every record."""
+    return int(time.time() // 86400) + _EPOCH_ORDINAL
+
+
 def dimensions_key(dimensions: Mapping[str, str]) -> str:
     """A canonical, order-independent key: ``k1=v1&k2=v2`` sorted, percent-encoded."""
     if not dimensions:
         return ""
-    return "&".join(
-        f"{quote(str(k), safe='')}={quote(str(v), safe='')}" for k, v in sorted(dimensions.items())
-    )
+    items = tuple(sorted((str(k), str(v)) for k, v in dimensions.items()))
+    return _encoded(items)
+
+
+@lru_cache(maxsize=65536)
+def _encoded(items: tuple[tuple[str, str], ...]) -> str:
+    # The same dimension sets recur on every day and every sync (one per page or country):
+    # percent-encoding them once each is most of the cost of a key.
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in items)
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,15 @@ def parse_cursor(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _distinct(page: Sequence[Mapping[str, Any]], path: str) -> set[Any]:
+    """The distinct values at ``path`` in a page's items (unhashable ones as their text)."""
+    values = [item.get(path) for item in page] if "." not in path else [dig(i, path) for i in page]
+    try:
+        return set(values)
+    except TypeError:
+        return {v if isinstance(v, str | int | float) or v is None else str(v) for v in values}
+
+
 def _midnight(moment: datetime) -> datetime:
     return datetime.combine(moment.astimezone(UTC).date(), datetime.min.time(), UTC)
 
@@ -515,11 +524,13 @@ class ConnectorRuntime:
                         continue
                     records: list[Record] = []
                     parse = stream.parse
-                    for item in page:
-                        if parse is not None:
+                    if parse is not None:
+                        for item in page:
                             records.extend(parse(item, ctx))
-                        if inc is not None:
-                            seen = parse_cursor(dig(item, inc.cursor))
+                    if inc is not None:
+                        # A page repeats few cursor values (many rows a day): parse each once.
+                        for raw in _distinct(page, inc.cursor):
+                            seen = parse_cursor(raw)
                             if seen is not None and (max_cursor is None or seen > max_cursor):
                                 max_cursor = seen
                     checkpoint = None

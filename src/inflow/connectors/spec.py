@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
-from inflow.connectors.records import Asset, DataPoint, Record
+from inflow.connectors.records import Asset, DataPoint, Record, today_ordinal
 from inflow.http.pagination import (
     Cursor,
     LinkHeader,
@@ -401,4 +401,5 @@ __all__ = [
     "SinglePage",
     "Stream",
     "Window",
+    "today_ordinal",
 ]
