@@ -145,7 +145,14 @@ def child_sync(p: dict[str, Any]) -> dict[str, Any]:
         source = session.get(DataSource, source_id)
         assert source is not None  # noqa: S101 (created by the parent)
         run_id = enqueue_run(session, source=source, trigger="manual").id
-    result = asyncio.run(run_sync(deps, run_id))
+    if p.get("profile"):  # where the time goes: a cProfile dump per sync (slower than bare)
+        import cProfile
+
+        with cProfile.Profile() as profile:
+            result = asyncio.run(run_sync(deps, run_id))
+        profile.dump_stats(Path(p["profile"]) / f"sync-{uuid.uuid4().hex[:8]}.prof")
+    else:
+        result = asyncio.run(run_sync(deps, run_id))
     seconds = time.perf_counter() - started
     rss = rss_fields(rss_start)
     with factory() as session:
@@ -463,7 +470,15 @@ class Row:
         return statistics.median(self.rounds)
 
 
-def measure(url: str, dbs: Databases, backend: str, n: int, vault_key: str, rounds: int) -> Row:
+def measure(
+    url: str,
+    dbs: Databases,
+    backend: str,
+    n: int,
+    vault_key: str,
+    rounds: int,
+    profile: str | None = None,
+) -> Row:
     import httpx
 
     if n % (2 * DAYS):
@@ -528,6 +543,7 @@ def measure(url: str, dbs: Databases, backend: str, n: int, vault_key: str, roun
                     "source_id": source_id,
                     "base_url": credentials["baseUrl"],
                     "api_key": credentials["apiKey"],
+                    "profile": profile,
                 },
             )
         )
@@ -634,6 +650,9 @@ def main() -> None:
         default=1_000_000,
         help="sizes from this one up run one round (time budget)",
     )
+    parser.add_argument(
+        "--profile", metavar="DIR", help="dump a cProfile of each sync into DIR (not for figures)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("KIND", "PARAMS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -654,7 +673,7 @@ def main() -> None:
             for n in sizes:
                 for backend in backends:
                     rounds = args.rounds if n < args.single_above else 1
-                    row = measure(url, dbs, backend, n, vault_key, rounds)
+                    row = measure(url, dbs, backend, n, vault_key, rounds, args.profile)
                     rows.append(row)
                     print(
                         f"{backend} N={n:,}: sync {row.sync['rate']:,.0f}/s, paging "
