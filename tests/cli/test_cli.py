@@ -277,6 +277,17 @@ def test_demo_prints_a_working_login_and_a_new_password_each_start(tmp_path, spa
         f"{first.base_url}/api/spaces/{space['id']}/reports", headers=auth, timeout=10
     ).json()
     assert {r["serviceId"] for r in reports} == {"powerbi", "grafana", "looker_studio"}
+    # ... and a test (experiment) linked to weeks of LinkedIn impressions, with results.
+    deadline, tests = time.monotonic() + 30, []
+    while not tests and time.monotonic() < deadline:
+        tests = httpx.get(f"{first.base_url}/api/tests", headers=auth, timeout=10).json()
+        time.sleep(0.3)
+    (test,) = tests
+    assert test["dataPointCount"] >= 28, test
+    results = httpx.get(
+        f"{first.base_url}/api/tests/{test['id']}/results", headers=auth, timeout=10
+    ).json()
+    assert [m["metric"] for m in results["metrics"]] == ["impressions"], results
     first.stop()
     assert (tmp_path / "data" / "inflow.db").exists()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,13 +19,24 @@ from inflow.errors import ConflictError, ValidationFailedError
 from inflow.logging import get_logger
 from inflow.storage.crypto import Vault
 from inflow.storage.db import session_scope
-from inflow.storage.models import DataSource, Space, User
+from inflow.storage.models import (
+    DataPoint,
+    DataSource,
+    Experiment,
+    ExperimentDataPoint,
+    RunStatus,
+    Space,
+    SyncRun,
+    User,
+)
 from inflow.sync.engine import enqueue_run
 from inflow.sync.worker import InProcessWorker
 
 log = get_logger(__name__)
 DEMO_SPACE = "Demo space"
-DEMO_SCHEDULE = "every 1h"  # so the embedded scheduler has something to do
+DEMO_SCHEDULE = "every 1h"
+DEMO_TEST = "Demo: post twice a week on LinkedIn"
+DEMO_TEST_METRIC = "impressions"  # so the embedded scheduler has something to do
 
 
 def wait_until_up(url: str, timeout_s: float = 30.0) -> None:
@@ -165,6 +177,68 @@ def sync_all(
         worker.submit(run_id)
 
 
+def wait_for_runs(
+    factory: sessionmaker[Session], source_ids: list[uuid.UUID], timeout_s: float = 120.0
+) -> None:
+    """Until no run of these sources is queued or running (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with factory() as session:
+            active = session.execute(
+                select(SyncRun.id).where(
+                    SyncRun.source_id.in_(source_ids),
+                    SyncRun.status.in_((RunStatus.QUEUED, RunStatus.RUNNING)),
+                )
+            ).first()
+        if active is None:
+            return
+        time.sleep(0.5)
+
+
+def seed_test(
+    factory: sessionmaker[Session], *, admin_id: uuid.UUID, source_ids: list[uuid.UUID]
+) -> uuid.UUID | None:
+    """A running test (experiment) linked to the last six weeks of the demo's LinkedIn
+    impressions, so its results page has a baseline and a test window to compare."""
+    today = datetime.now(UTC).date()
+    with session_scope(factory) as session:
+        existing = session.execute(
+            select(Experiment.id).where(
+                Experiment.owner_id == admin_id, Experiment.name == DEMO_TEST
+            )
+        ).scalar_one_or_none()
+        if existing is not None:
+            return existing
+        points = (
+            session.execute(
+                select(DataPoint.id)
+                .join(DataSource, DataSource.id == DataPoint.source_id)
+                .where(
+                    DataPoint.source_id.in_(source_ids),
+                    DataSource.type == "linkedin",
+                    DataPoint.metric == DEMO_TEST_METRIC,
+                    DataPoint.period_start >= datetime.now(UTC) - timedelta(weeks=6),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if not points:
+            return None
+        test = Experiment(
+            owner_id=admin_id,
+            name=DEMO_TEST,
+            hypothesis="Posting twice a week instead of once raises daily impressions.",
+            metric=DEMO_TEST_METRIC,
+            start_date=today - timedelta(days=14),
+            status="running",
+        )
+        session.add(test)
+        session.flush()
+        session.add_all(ExperimentDataPoint(test_id=test.id, data_point_id=p) for p in points)
+        return test.id
+
+
 def seed_and_sync(
     url: str,
     factory: sessionmaker[Session],
@@ -179,4 +253,6 @@ def seed_and_sync(
     connect_oauth(url, factory, admin_id=admin_id, source_ids=ids)
     sync_all(factory, worker, ids)
     log.info("demo sources syncing", sources=len(ids))
+    wait_for_runs(factory, ids)
+    seed_test(factory, admin_id=admin_id, source_ids=ids)
     return ids
