@@ -10,22 +10,18 @@ import asyncio
 import base64
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.connectors.grafana import CONNECTOR
 from inflow.connectors.runtime import ConnectorRuntime
-from inflow.http import retry
 from inflow.http.client import HttpOptions
-from inflow.sandbox import create_app as create_sandbox
 from inflow.sandbox.grafana import NO_ROLE_TOKEN, OPS_TOKEN, PASSWORD, TOKEN, USERNAME
-from inflow.settings import Settings
 from inflow.storage.models import Asset
 from tests.conftest import TestClient  # type: ignore[attr-defined]  # re-exported on purpose
 from tests.sync.helpers import SANDBOX_HOST, assets_of, health, person, sync_and_wait
@@ -39,42 +35,6 @@ USER_CONFIG = {"baseUrl": URL, "username": USERNAME, "password": PASSWORD}
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        rate_limit_default="10000/minute",
-        log_format="console",
-        allow_private_urls=True,  # the sandbox is on this machine
-    )
-
-
-@pytest.fixture(autouse=True)
-def real_waits() -> Iterator[None]:
-    retry.set_testing(False)
-    yield
-    retry.set_testing(False)
-
-
-@pytest.fixture
-def fast_retries() -> None:
-    retry.set_testing(True, cap_s=0.0)
-
-
-@pytest.fixture
-def sandbox() -> FastAPI:
-    return create_sandbox()
-
-
-@pytest.fixture
-def app(settings: Settings, engine: Engine, sandbox: FastAPI) -> FastAPI:
-    from inflow.api.app import create_app
-
-    return create_app(
-        settings, engine=engine, migrate=False, transport=httpx.ASGITransport(app=sandbox)
-    )
 
 
 class Grafana:

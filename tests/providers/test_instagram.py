@@ -18,7 +18,6 @@ from inflow.connectors.instagram import POST_METRICS, SERIES
 from inflow.connectors.records import dimensions_key
 from inflow.sandbox.instagram import EXPIRED_TOKEN
 from inflow.storage.models import DataPoint
-from tests.sync import conftest as sync_fixtures
 from tests.sync.helpers import (
     SandboxControl,
     create_source,
@@ -30,8 +29,6 @@ from tests.sync.helpers import (
 )
 
 # The sync tests' fixtures: the API on a real database, calling the in-process sandbox.
-app, sb, sandbox = sync_fixtures.app, sync_fixtures.sb, sync_fixtures.sandbox
-settings, fast_retries, real_waits = sync_fixtures.settings, sync_fixtures.fast_retries, sync_fixtures.real_waits  # fmt: skip
 HUB_KEYS = {**SERIES}  # Graph's metric name -> the stored key (the others keep their name)
 SMALL = {"media": 6, "mediaEveryHours": 48, "preConversion": 1}  # six posts, all of this month
 CHECKS = ["access token", "business account", "insights permission", "metrics"]

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -19,10 +18,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from inflow.connectors.linkedin import CONNECTOR
-from inflow.http import retry
 from inflow.sandbox import create_app as create_sandbox
 from inflow.sandbox.linkedin import (
     CLIENT_ID,
@@ -31,7 +29,6 @@ from inflow.sandbox.linkedin import (
     SOCIAL_ONLY_TOKEN,
     STATIC_TOKEN,
 )
-from inflow.settings import Settings
 from inflow.storage.models import DataPoint, DataSource
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
@@ -45,28 +42,6 @@ DAY_MS = 86_400_000
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        rate_limit_default="10000/minute",
-        log_format="console",
-        allow_private_urls=True,  # the sandbox is on this machine
-    )
-
-
-@pytest.fixture(autouse=True)
-def real_waits() -> Iterator[None]:
-    retry.set_testing(False)
-    yield
-    retry.set_testing(False)
-
-
-@pytest.fixture
-def fast_retries() -> None:
-    retry.set_testing(True, cap_s=0.0)
 
 
 class Clock:
@@ -87,15 +62,6 @@ def clock() -> Clock:
 @pytest.fixture
 def sandbox(clock: Clock) -> FastAPI:
     return create_sandbox(clock=clock)
-
-
-@pytest.fixture
-def app(settings: Settings, engine: Engine, sandbox: FastAPI) -> FastAPI:
-    from inflow.api.app import create_app
-
-    return create_app(
-        settings, engine=engine, migrate=False, transport=httpx.ASGITransport(app=sandbox)
-    )
 
 
 class LinkedIn:

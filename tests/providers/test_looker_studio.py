@@ -10,7 +10,6 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,16 +17,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 
 from inflow.connectors.looker_studio import CONNECTOR, READONLY
 from inflow.connectors.runtime import ConnectorRuntime
-from inflow.http import retry
 from inflow.http.auth import MemoryTokenStore, TokenSet
 from inflow.http.client import HttpOptions
-from inflow.sandbox import create_app as create_sandbox
 from inflow.sandbox.looker_studio import CLIENT_ID, CLIENT_SECRET
-from inflow.settings import Settings
 from inflow.storage.models import Asset, DataSource
 from tests.sync.helpers import SANDBOX_HOST, assets_of, health, person, sync_and_wait
 
@@ -40,42 +36,6 @@ TOKEN = "POST /o/oauth2/token"
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        rate_limit_default="10000/minute",
-        log_format="console",
-        allow_private_urls=True,  # the sandbox is on this machine
-    )
-
-
-@pytest.fixture(autouse=True)
-def real_waits() -> Iterator[None]:
-    retry.set_testing(False)
-    yield
-    retry.set_testing(False)
-
-
-@pytest.fixture
-def fast_retries() -> None:
-    retry.set_testing(True, cap_s=0.0)
-
-
-@pytest.fixture
-def sandbox() -> FastAPI:
-    return create_sandbox()
-
-
-@pytest.fixture
-def app(settings: Settings, engine: Engine, sandbox: FastAPI) -> FastAPI:
-    from inflow.api.app import create_app
-
-    return create_app(
-        settings, engine=engine, migrate=False, transport=httpx.ASGITransport(app=sandbox)
-    )
 
 
 class Google:

@@ -24,7 +24,6 @@ from inflow.connectors.microsoft_clarity import CONNECTOR, PATH, insights
 from inflow.connectors.spec import Window
 from inflow.sandbox.microsoft_clarity import OTHER_TOKEN, REVOKED_TOKEN, TOKEN
 from inflow.storage.models import QuotaUsage
-from tests.sync import conftest as sync_fixtures
 from tests.sync.helpers import (
     EXAMPLE,
     ROOT,
@@ -39,15 +38,6 @@ from tests.sync.helpers import (
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
-
-# The sync tests' fixtures: the API wired to an in-process sandbox, `sb` its control routes.
-app, sandbox, sb, settings = (
-    sync_fixtures.app,
-    sync_fixtures.sandbox,
-    sync_fixtures.sb,
-    sync_fixtures.settings,
-)
-fast_retries, real_waits = sync_fixtures.fast_retries, sync_fixtures.real_waits
 
 SLUG = "microsoft_clarity"
 LIMIT = 10

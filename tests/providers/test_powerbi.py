@@ -18,7 +18,6 @@ from sqlalchemy import select
 from inflow.sandbox import create_app as create_sandbox
 from inflow.sandbox.powerbi import CLIENT_SECRET, TENANT_ID
 from inflow.storage.models import Asset
-from tests.sync import conftest as sync_fixtures
 from tests.sync.helpers import (
     SandboxControl,
     create_source,
@@ -30,8 +29,6 @@ from tests.sync.helpers import (
 )
 
 # The sync tests' fixtures: the API on a real database, calling the in-process sandbox.
-app, sb, settings = sync_fixtures.app, sync_fixtures.sb, sync_fixtures.settings
-fast_retries, real_waits = sync_fixtures.fast_retries, sync_fixtures.real_waits
 WORKSPACES, REPORTS, DASHBOARDS = 3, 5, 2
 API_CHECKS = ["token acquired", "Power BI accepts the app", "workspaces listed", "reports listed"]
 
