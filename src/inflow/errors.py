@@ -13,6 +13,7 @@ InflowError
 ├── StateError                  stored cursor unusable                       → fail; offer "reset stream"
 ├── ValidationFailedError       user input that fails validation (field errors)   → 422
 ├── AuthenticationError         no or bad Inflow credentials                 → 401
+│   └── WebhookSignatureError   a pushed event's signature/token is wrong, or a replay → 401
 ├── PermissionDeniedError       the caller's role forbids the route          → 403
 ├── PayloadTooLargeError        request body over the limit                  → 413
 ├── BadRequestError             inconsistent request                         → 400
@@ -125,6 +126,11 @@ class AuthenticationError(InflowError):
     """The caller is not authenticated to Inflow."""
 
     fault: Fault = "user"
+
+
+class WebhookSignatureError(AuthenticationError):
+    """A webhook whose signature or token does not verify, or a replayed or stale event:
+    refused with a 401 and nothing stored."""
 
 
 class PermissionDeniedError(InflowError):

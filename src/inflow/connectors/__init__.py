@@ -7,6 +7,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from inflow.connectors import (
+    calling,
     example,
     grafana,
     instagram,
@@ -18,7 +19,11 @@ from inflow.connectors import (
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
+# The calling platforms, each shown as the API's `calling` type with its `platform`.
+CALLING: tuple[Connector, ...] = ()
 BUILTIN: tuple[Connector, ...] = (
+    calling.family(*CALLING),
+    *CALLING,
     example.CONNECTOR,
     example.OAUTH_CONNECTOR,
     grafana.CONNECTOR,
@@ -50,3 +55,8 @@ def registry() -> dict[str, Connector]:
 
 def get_connector(slug: str) -> Connector | None:
     return registry().get(slug)
+
+
+def listed() -> list[Connector]:
+    """The integration types the API shows: a family's members appear through the family."""
+    return sorted((c for c in registry().values() if c.family is None), key=lambda c: c.slug)

@@ -490,7 +490,9 @@ class ConnectorRuntime:
             cursor = parse_cursor((state or {}).get("cursor"))
             start = (cursor - inc.lookback) if cursor else now - inc.initial
             window = Window(start, now)
-        if inc.format == "date":  # whole days: from midnight, through the day that holds `end`
+        if inc.format == "date" or stream.reduce is not None:
+            # Whole days, from midnight through the day that holds `end`: a reduce computes
+            # each day's totals from every item of its window, so no window may cut a day.
             start = _midnight(window.start)
             end = _midnight(window.end)
             window = Window(start, end + timedelta(days=1) if end < window.end else end)

@@ -12,6 +12,7 @@
 | `Check` / check functions | the connection test, step by step (`CheckStep`) |
 | `RateLimit`, `Quota`, `errors`, `classify`, `reset_after` | provider budgets and error quirks |
 | `Asset`, `DataPoint` | the records streams yield |
+| `Webhook`, `WebhookRequest`, `WebhookEvent`, `WebhookReply` | pushed events: verify, then store |
 
 A connector module holds one `CONNECTOR = Connector(...)` literal and a few small functions.
 """
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
 from inflow.connectors.records import Asset, DataPoint, Record, today_ordinal
+from inflow.errors import FieldError, ValidationFailedError
 from inflow.http.pagination import (
     Cursor,
     LinkHeader,
@@ -327,6 +329,62 @@ class Check:
     params: Mapping[str, str] = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------- webhooks
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A provider's POST to ``/api/webhooks/{sourceId}`` as received.
+
+    ``url`` is the full public URL the provider called (Twilio signs it); ``headers`` have
+    lower-case names; ``form`` holds the fields of a form-encoded body (empty otherwise).
+    """
+
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    form: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One verified event.
+
+    ``id`` is the provider's event or delivery id: a second event with the same id is a replay
+    and is refused. ``at`` is when the provider sent it (older than the webhook's ``max_age``:
+    refused as stale). ``records`` are stored through the same upsert as a sync's; ``resync``
+    asks for that period to be read again through the source's own sync (a call changed: the
+    day's totals are recomputed from the provider's call log, never patched by hand).
+    """
+
+    id: str
+    at: datetime | None = None
+    records: tuple[Record, ...] = ()
+    resync: Window | None = None
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """A handshake answered without storing anything (RingCentral echoes ``Validation-Token``)."""
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+WebhookVerifier = Callable[[WebhookRequest, Any], "list[WebhookEvent] | WebhookReply"]
+"""(request, validated config) → the events, or a handshake reply; raises
+``WebhookSignatureError`` (a 401, nothing changes) when the signature or token is wrong."""
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """How a provider pushes events to Inflow and how each is verified."""
+
+    verify: WebhookVerifier
+    max_age: timedelta = timedelta(minutes=5)
+    description: str = ""
+
+
 @dataclass(frozen=True)
 class Connector:
     """A provider, declared: identity, config model, auth scheme and metric catalog."""
@@ -353,10 +411,24 @@ class Connector:
     # (Clarity: the last 1-3 days): a fetch outside them is refused with the reason.
     history: timedelta | None = None
     max_range: timedelta | None = None
+    webhook: Webhook | None = None
+    # A family of connectors shown as one API type (``calling``, one member per ``platform``):
+    # the family's ``variants`` are its members by the value of ``variant_field`` in a config;
+    # each member names its family, is stored under its own slug and shown as the family.
+    variants: Mapping[str, Connector] = field(default_factory=dict)
+    variant_field: str = "platform"
+    family: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config_schema(self) -> dict[str, Any]:
         """The JSON Schema of ``Config`` by alias: secrets are ``writeOnly`` passwords."""
+        if self.variants:  # one schema per member, told apart by the variant field
+            members = [v.config_schema() for v in self.variants.values()]
+            return {
+                "title": self.config.__name__,
+                "oneOf": members,
+                "discriminator": {"propertyName": self.variant_field},
+            }
         schema = self.config.model_json_schema(by_alias=True)
         for name in self.config.secret_fields():
             # pydantic marks SecretStr itself, so an optional secret carries the marks only
@@ -366,6 +438,21 @@ class Connector:
 
     def metric(self, key: str) -> MetricDef | None:
         return next((m for m in self.metrics if m.key == key), None)
+
+    def member(self, config: Mapping[str, Any]) -> Connector:
+        """The family member a config names (this connector when it is no family); a missing
+        or unknown ``platform`` is a ``ValidationFailedError`` naming the choices."""
+        if not self.variants:
+            return self
+        chosen = config.get(self.variant_field)
+        if isinstance(chosen, str) and chosen in self.variants:
+            return self.variants[chosen]
+        choices = ", ".join(sorted(self.variants))
+        problem = "is required" if chosen is None else f"{chosen!r} is not one"
+        raise ValidationFailedError(
+            "invalid config",
+            [FieldError(f"config.{self.variant_field}", f"{problem}; choose one of: {choices}")],
+        )
 
 
 __all__ = [
@@ -400,6 +487,10 @@ __all__ = [
     "Resolution",
     "SinglePage",
     "Stream",
+    "Webhook",
+    "WebhookEvent",
+    "WebhookReply",
+    "WebhookRequest",
     "Window",
     "today_ordinal",
 ]

@@ -15,7 +15,7 @@ from inflow.api.schemas import (
     ValidateResponse,
 )
 from inflow.api.services.sources import check_config, require_connector
-from inflow.connectors import registry
+from inflow.connectors import listed
 from inflow.connectors.spec import Connector
 
 router = APIRouter(tags=["integrations"])
@@ -43,7 +43,7 @@ def list_types(_user: CurrentUser) -> list[IntegrationType]:
             config_schema=c.config_schema(),
             metrics=_metrics(c),
         )
-        for c in sorted(registry().values(), key=lambda c: c.slug)
+        for c in listed()
     ]
 
 

@@ -32,7 +32,7 @@ def to_public(source: DataSource) -> SourcePublic:
     return SourcePublic(
         id=source.id,
         name=source.name,
-        type=source.type,
+        type=svc.shown_type(source.type),
         config=svc.public_config(source),
         owner_id=source.owner_id,
         space_id=source.space_id,

@@ -64,7 +64,9 @@ def check_schedule(schedule: str | None, connector: Connector | None = None) -> 
 
 
 def validate_config(connector: Connector, config: dict[str, Any]) -> ConnectorConfig:
-    """Validate ``config`` (camelCase) or raise with one error per bad field (``config.x``)."""
+    """Validate ``config`` (camelCase) or raise with one error per bad field (``config.x``).
+    A family (``calling``) validates against the member its ``platform`` names."""
+    connector = connector.member(config)
     try:
         return connector.config.model_validate(config)
     except ValidationError as exc:
@@ -103,6 +105,12 @@ def load_config(source: DataSource, vault: Vault) -> ConnectorConfig:
     return connector.config.model_validate({**source.config, **secrets})
 
 
+def shown_type(slug: str) -> str:
+    """The API type of a stored source type: a family member is shown as its family."""
+    connector = get_connector(slug)
+    return connector.family if connector is not None and connector.family else slug
+
+
 def public_config(source: DataSource) -> dict[str, Any]:
     """The config as shown to users: each secret field is ``{"set": bool}``."""
     connector = get_connector(source.type)
@@ -136,10 +144,11 @@ def create_source(
         raise ValidationFailedError("invalid type", [FieldError("type", _unknown_type(type_))])
     if space_id is not None and session.get(Space, space_id) is None:
         raise ValidationFailedError("invalid spaceId", [FieldError("spaceId", "no such space")])
+    connector = connector.member(config)  # `calling` + platform: stored as the platform's type
     model = validate_config(connector, config)
     check_schedule(schedule, connector)
     source = DataSource(
-        name=name, type=type_, owner_id=owner.id, space_id=space_id, schedule=schedule
+        name=name, type=connector.slug, owner_id=owner.id, space_id=space_id, schedule=schedule
     )
     _store(source, connector, model, vault)
     session.add(source)
