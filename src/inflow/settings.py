@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     redis_url: str | None = None
     allow_private_urls: bool = False
+    # The address providers and browsers reach Inflow at (behind a proxy): webhook URLs shown
+    # on sources and checked against providers' signatures (Twilio signs the URL it calls).
+    public_url: str | None = None
 
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | console | json

@@ -26,6 +26,7 @@ SOURCE_KEYS = {
     "name",
     "type",
     "config",
+    "webhookUrl",
     "ownerId",
     "spaceId",
     "schedule",

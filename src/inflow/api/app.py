@@ -33,6 +33,7 @@ from inflow.api.routes import (
     runs,
     sources,
     spaces,
+    webhooks,
 )
 from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
@@ -142,7 +143,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
 
     routers = (health, auth, spaces, sources, runs, oauth, integrations, marketplace, audit)
-    for module in (*routers, data_points, metrics, experiments):
+    for module in (*routers, data_points, metrics, experiments, webhooks):
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="docs-static")

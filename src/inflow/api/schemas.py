@@ -150,6 +150,8 @@ class SourcePublic(Schema):
     health: Health
     created_at: datetime
     updated_at: datetime
+    # Where the provider sends events, for a type that takes webhooks (custom push, calling)
+    webhook_url: str | None = None
 
 
 class IntegrationType(Schema):

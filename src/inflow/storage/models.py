@@ -316,6 +316,18 @@ class QuotaUsage(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class WebhookEvent(Base):
+    """An event a provider pushed, kept so the same event id is refused as a replay."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (UniqueConstraint("source_id", "event_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("data_sources.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class SyncRun(Base):
     __tablename__ = "sync_runs"
     __table_args__ = (

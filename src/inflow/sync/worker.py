@@ -18,7 +18,9 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from inflow.connectors.spec import Window
 from inflow.logging import get_logger
+from inflow.sync import webhooks
 from inflow.sync.engine import EngineDeps, RunResult, queued_runs, recover_stale_runs, run_sync
 from inflow.sync.scheduler import run_scheduler
 
@@ -34,6 +36,10 @@ class InProcessWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # Webhook resyncs not started yet, by (source, period): a burst of events for one day
+        # becomes one read of that day.
+        self._resyncs: dict[tuple[uuid.UUID, Window], Future[int]] = {}
+        self._resync_lock = threading.Lock()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         """The loop's thread starts on first use, so an app that never syncs costs nothing."""
@@ -65,6 +71,37 @@ class InProcessWorker:
         self.runs[run_id] = future
         future.add_done_callback(lambda _f: self.runs.pop(run_id, None))
         return future
+
+    def resync(self, source_id: uuid.UUID, window: Window, *, delay_s: float = 1.0) -> Future[int]:
+        """Read ``window`` of a source again in the background, after ``delay_s`` (events of
+        a burst arriving meanwhile join this read instead of starting their own)."""
+        key = (source_id, window)
+        with self._resync_lock:
+            pending = self._resyncs.get(key)
+            if pending is not None:
+                return pending
+            future = asyncio.run_coroutine_threadsafe(
+                self._resync(key, delay_s), self._ensure_loop()
+            )
+            self._resyncs[key] = future
+        return future
+
+    async def _resync(self, key: tuple[uuid.UUID, Window], delay_s: float) -> int:
+        await asyncio.sleep(delay_s)
+        with self._resync_lock:  # from here on a new event needs a read of its own
+            self._resyncs.pop(key, None)
+        try:
+            return await webhooks.resync(self.deps, *key)
+        except Exception:
+            log.exception("webhook resync failed", source_id=str(key[0]))
+            return 0
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Wait for the pending webhook resyncs (tests, shutdown)."""
+        with self._resync_lock:
+            pending = list(self._resyncs.values())
+        for future in pending:
+            future.result(timeout)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Let running syncs end (or be abandoned to the lease), then stop the loop."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.orm import Session
 
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, Auditor, CurrentUser, SessionDep, VaultDep
 from inflow.api.schemas import Health, SourceCreate, SourcePublic, SourceUpdate
 from inflow.api.services import sources as svc
+from inflow.connectors import get_connector
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.models import DataSource, Space, User
 
@@ -28,7 +30,18 @@ def require_space(session: Session, user: User, space_id: uuid.UUID, audit: Audi
         ) from None
 
 
-def to_public(source: DataSource) -> SourcePublic:
+def _origin(request: Request) -> str:
+    """Where Inflow is reached: ``INFLOW_PUBLIC_URL`` (behind a proxy) or this request's host."""
+    base: str = request.app.state.settings.public_url or str(request.base_url)
+    return base.rstrip("/")
+
+
+Origin = Annotated[str, Depends(_origin)]
+
+
+def to_public(source: DataSource, origin: str = "") -> SourcePublic:
+    connector = get_connector(source.type)
+    takes_webhooks = connector is not None and connector.webhook is not None
     return SourcePublic(
         id=source.id,
         name=source.name,
@@ -44,18 +57,24 @@ def to_public(source: DataSource) -> SourcePublic:
         ),
         created_at=source.created_at,
         updated_at=source.updated_at,
+        webhook_url=f"{origin}/api/webhooks/{source.id}" if takes_webhooks else None,
     )
 
 
 @router.get("/api/data-sources", operation_id="data-sources-list")
-def list_sources(user: CurrentUser, session: SessionDep) -> list[SourcePublic]:
+def list_sources(user: CurrentUser, session: SessionDep, origin: Origin) -> list[SourcePublic]:
     """Your data sources (every source for an admin)."""
-    return [to_public(s) for s in svc.list_sources(session, user=user)]
+    return [to_public(s, origin) for s in svc.list_sources(session, user=user)]
 
 
 @router.post("/api/data-sources", status_code=201, operation_id="data-sources-create")
 def create_source(
-    body: SourceCreate, user: CurrentUser, session: SessionDep, vault: VaultDep, audit: AuditDep
+    body: SourceCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    vault: VaultDep,
+    audit: AuditDep,
+    origin: Origin,
 ) -> SourcePublic:
     """Create a data source; secret fields are encrypted and never shown again."""
     if body.space_id is not None:
@@ -71,15 +90,16 @@ def create_source(
         schedule=body.schedule,
     )
     audit("source.create", target=f"data_sources:{source.id}", details={"type": source.type})
-    return to_public(source)
+    return to_public(source, origin)
 
 
 @router.get("/api/data-sources/{source_id}", operation_id="data-sources-get")
 def get_source(
-    source_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
+    source_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep, origin: Origin
 ) -> SourcePublic:
     """One of your data sources."""
-    return to_public(require(session, user, DataSource, source_id, audit=audit, action="read"))
+    source = require(session, user, DataSource, source_id, audit=audit, action="read")
+    return to_public(source, origin)
 
 
 @router.patch("/api/data-sources/{source_id}", operation_id="data-sources-update")
@@ -90,6 +110,7 @@ def update_source(
     session: SessionDep,
     vault: VaultDep,
     audit: AuditDep,
+    origin: Origin,
 ) -> SourcePublic:
     """Change a data source; a secret left out keeps its stored value."""
     source = require(session, user, DataSource, source_id, audit=audit)
@@ -107,7 +128,7 @@ def update_source(
     )
     changed = sorted(body.config) if body.config else []
     audit("source.update", target=f"data_sources:{source.id}", details={"fields": changed})
-    return to_public(source)
+    return to_public(source, origin)
 
 
 @router.delete("/api/data-sources/{source_id}", status_code=204, operation_id="data-sources-delete")
