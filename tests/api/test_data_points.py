@@ -329,6 +329,40 @@ def test_a_stored_total_is_not_added_to_its_breakdown(client, factory):
     assert values(mobile) == {"2025-03-04T00:00:00Z": 6}
 
 
+def test_overlapping_rolling_windows_are_never_counted_twice(client, factory):
+    """Clarity's periods are rolling 24/48/72-hour windows: a 3-day fetch, then daily syncs
+    (one at 00:00, one by hand at 14:00 the same day) all cover some of the same hours."""
+    _, headers = person(factory)
+    source = create_source(client, headers)
+
+    def window(value: float, start: str, hours: int) -> dict[str, Any]:
+        begin = datetime.fromisoformat(start)
+        return point(
+            source,
+            "visits",
+            value,
+            begin.date(),
+            start=start,
+            periodEnd=(begin + timedelta(hours=hours)).isoformat(),
+        )
+
+    store(
+        client,
+        headers,
+        [
+            window(300, "2025-03-01T00:00:00+00:00", 72),  # the 3-day fetch: Mar 1-3
+            window(110, "2025-03-03T00:00:00+00:00", 24),  # Mar 3's daily sync
+            window(120, "2025-03-03T14:00:00+00:00", 24),  # a sync by hand: Mar 3 14h-Mar 4 14h
+            window(95, "2025-03-05T00:00:00+00:00", 24),  # Mar 5: no overlap
+        ],
+    )
+
+    got = values(series(client, headers, "visits"))
+
+    # the shorter windows win over the 3-day one; of the two overlapping days the later one
+    assert got == {"2025-03-03T00:00:00Z": 120, "2025-03-05T00:00:00Z": 95}
+
+
 def test_a_rate_is_weighted_never_summed(client, factory):
     """pages_per_session (Clarity: an average weighted by sessions)."""
     _, headers = person(factory)

@@ -12,6 +12,8 @@ How points combine (over periods, dimension values and sources), from the connec
 
 Which points count, so nothing is counted twice:
 - per source and metric, only the finest granularity stored (hour < day < week < month);
+- per source and metric, periods that overlap: the shorter one counts, and of equal length the
+  later one (Clarity's rolling 24/48/72-hour windows: a 3-day fetch and later daily syncs);
 - per source, metric and stored period, only the coarsest breakdown among the points that
   match the ``dimensions`` filter: the dimensionless point (the provider's own total) when
   there is one, else the set of dimension names with the fewest names (ties: alphabetical).
@@ -34,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -181,6 +184,7 @@ class Row:
     source_id: uuid.UUID
     granularity: str
     period_start: datetime
+    period_end: datetime
     day: date  # local date of period_start
     zone: str
     dimensions: Mapping[str, str]
@@ -217,6 +221,30 @@ class Period:
     days: int = 0
 
 
+Span = tuple[uuid.UUID, datetime, datetime]
+
+
+def _periods_without_overlaps(rows: Sequence[Row]) -> set[Span]:
+    """Per source, the stored periods that count: where periods overlap (Clarity's rolling
+    24/48/72-hour windows read at different times), a shorter one wins over a longer one and,
+    of equal length, the later one; the others are left out, so no hour is counted twice."""
+    spans: dict[uuid.UUID, set[tuple[datetime, datetime]]] = defaultdict(set)
+    for r in rows:
+        spans[r.source_id].add((r.period_start, r.period_end))
+    kept: set[Span] = set()
+    for source_id, periods in spans.items():
+        ordered = sorted(periods)
+        if all(b[0] >= a[1] for a, b in pairwise(ordered)):
+            kept.update((source_id, start, end) for start, end in ordered)  # the usual case
+            continue
+        chosen: list[tuple[datetime, datetime]] = []
+        for start, end in sorted(periods, key=lambda p: (p[1] - p[0], -p[0].timestamp())):
+            if all(end <= s or e <= start for s, e in chosen):
+                chosen.append((start, end))
+        kept.update((source_id, start, end) for start, end in chosen)
+    return kept
+
+
 def _select(rows: Iterable[Row], wanted: Mapping[str, str]) -> list[Row]:
     """The points that count (see the module docstring): filter, finest granularity per
     source, coarsest breakdown per source and stored period."""
@@ -225,9 +253,13 @@ def _select(rows: Iterable[Row], wanted: Mapping[str, str]) -> list[Row]:
     for r in matching:
         rank = GRANULARITY_RANK.get(r.granularity, 1)
         finest[r.source_id] = min(rank, finest.get(r.source_id, rank))
+    finest_rows = [
+        r for r in matching if GRANULARITY_RANK.get(r.granularity, 1) == finest[r.source_id]
+    ]
+    kept = _periods_without_overlaps(finest_rows)
     groups: dict[tuple[uuid.UUID, datetime], list[Row]] = defaultdict(list)
-    for r in matching:
-        if GRANULARITY_RANK.get(r.granularity, 1) == finest[r.source_id]:
+    for r in finest_rows:
+        if (r.source_id, r.period_start, r.period_end) in kept:
             groups[(r.source_id, r.period_start)].append(r)
     chosen: list[Row] = []
     for group in groups.values():
@@ -330,6 +362,7 @@ class SeriesQuery:
                 DataPoint.source_id,
                 DataPoint.granularity,
                 DataPoint.period_start,
+                DataPoint.period_end,
                 DataPoint.timezone,
                 DataPoint.dimensions,
                 DataPoint.dimensions_key,
@@ -354,6 +387,7 @@ class SeriesQuery:
                         r.source_id,
                         r.granularity,
                         r.period_start,
+                        r.period_end,
                         day,
                         r.timezone,
                         r.dimensions,
