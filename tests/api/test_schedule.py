@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inflow.storage.models import DataSource, SyncRun, utcnow
+from inflow.storage.quota import take_call
 from inflow.sync.scheduler import due_runs, next_time, parse_schedule
 from tests.factories import EXAMPLE_CONFIG, user_headers
 
@@ -79,3 +80,32 @@ def test_due_runs_enqueue_once_per_interval(client, factory):
     with factory() as session:
         runs = session.query(SyncRun).all()
     assert [r.trigger for r in runs] == ["schedule"]
+
+
+def test_a_source_whose_quota_is_spent_is_due_again_when_it_resets(client, factory):
+    """Clarity allows ten export calls per project per UTC day: with all ten spent (by this
+    source or another client of the project) the scheduler starts no run that would fail at
+    once, and the source is due again at the next UTC midnight."""
+    _, headers = user_headers(client, factory)
+    config = {"projectId": "proj-1", "apiKey": "clarity-token-0001"}
+    body = {"name": "c", "type": "microsoft_clarity", "config": config, "schedule": "@daily"}
+    source_id = client.post("/api/data-sources", headers=headers, json=body).json()["id"]
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with factory() as session:
+        for _ in range(10):
+            assert take_call(
+                session, key="microsoft_clarity:proj-1", window_start=midnight, limit=10
+            )
+        session.commit()
+
+    with factory() as session:
+        assert due_runs(session, now=now) == []
+        session.commit()
+    with factory() as session:
+        source = session.get(DataSource, uuid.UUID(source_id))
+        assert source.next_run_at == midnight + timedelta(days=1)
+        assert session.query(SyncRun).count() == 0
+    with factory() as session:  # the next day the quota is fresh: the run starts
+        assert len(due_runs(session, now=midnight + timedelta(days=1, minutes=1))) == 1
+        session.commit()

@@ -15,14 +15,20 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from croniter import croniter
+from pydantic.alias_generators import to_snake
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inflow.errors import ConflictError
+from inflow.connectors import get_connector
+from inflow.connectors.runtime import render
+from inflow.connectors.spec import Connector
+from inflow.errors import ConfigError, ConflictError
 from inflow.logging import get_logger
 from inflow.storage.models import DataSource, utcnow
+from inflow.storage.quota import calls_used
 from inflow.sync.engine import enqueue_run
 
 log = get_logger(__name__)
@@ -88,8 +94,36 @@ def most_runs(text: str, per: timedelta, *, cap: int = 1000, after: datetime | N
     return most
 
 
+def quota_account(connector: Connector, source: DataSource) -> str | None:
+    """The account a source's quota is counted for, as the runtime names it, from the public
+    config (None when the key needs a secret: the scheduler then leaves it to the run)."""
+    quota = connector.quota
+    if quota is None:
+        return None
+    if not quota.key:
+        return str(source.id)
+    values = {to_snake(k): v for k, v in source.config.items()}
+    try:
+        return render(quota.key, config=SimpleNamespace(**values))
+    except ConfigError:
+        return None
+
+
+def quota_spent_until(session: Session, source: DataSource, now: datetime) -> datetime | None:
+    """When the source's provider quota resets, if this period's calls are all spent."""
+    connector = get_connector(source.type)
+    account = quota_account(connector, source) if connector is not None else None
+    if connector is None or connector.quota is None or account is None:
+        return None
+    start, reset = connector.quota.period(now)
+    used = calls_used(session, key=f"{connector.slug}:{account}", window_start=start)
+    return reset if used >= connector.quota.limit else None
+
+
 def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:
-    """Enqueue a run for every source that is due; returns the new run ids."""
+    """Enqueue a run for every source that is due; returns the new run ids. A source whose
+    provider quota is spent (Clarity's ten calls a day) gets no run that would fail at once:
+    it is due again when the quota resets."""
     now = now or utcnow()
     sources = session.execute(
         select(DataSource).where(
@@ -103,6 +137,11 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
             source.next_run_at = next_time(source.schedule or "", now)
         except ValueError:
             continue  # refused when saved; an old row with a bad value is left alone
+        reset = quota_spent_until(session, source, now)
+        if reset is not None:
+            source.next_run_at = reset
+            log.info("quota spent: sync postponed", source_id=str(source.id), until=str(reset))
+            continue
         try:
             runs.append(enqueue_run(session, source=source, trigger="schedule").id)
         except ConflictError:
