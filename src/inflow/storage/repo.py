@@ -81,8 +81,9 @@ def upsert_data_points(
     now = utcnow()
     keys, fresh = list(latest), list(latest.values())
     n = len(fresh)
-    ids = _new_ids(n)
-    inserted = _driver_insert(session.get_bind().dialect).execute(
+    driver = _driver_insert(session.get_bind().dialect)
+    ids = driver.new_ids(n)
+    inserted = driver.execute(
         session,
         {
             "id": ids,
@@ -105,7 +106,7 @@ def upsert_data_points(
     if inserted == n:
         counts.created = inserted
         return counts
-    ours = set(ids)
+    ours = {uuid.UUID(i) for i in ids} if driver.hex_ids else set(ids)
     existing = _stored_points(session, source_id, list(latest))
     changed: list[dict[str, Any]] = []
     revisions: list[dict[str, Any]] = []
@@ -161,6 +162,20 @@ def _new_ids(count: int) -> list[uuid.UUID]:
     return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
 
 
+_V4_BYTE6 = bytes((b & 0x0F) | 0x40 for b in range(256))  # version 4
+_V4_BYTE8 = bytes((b & 0x3F) | 0x80 for b in range(256))  # RFC 4122 variant
+
+
+def _new_hex_ids(count: int) -> list[str]:
+    """``count`` random version-4 UUIDs as the 32 hex digits SQLite stores, without building
+    ``uuid.UUID`` objects (a fifth of a 100,000-point insert's Python time)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = raw[6::16].translate(_V4_BYTE6)
+    raw[8::16] = raw[8::16].translate(_V4_BYTE8)
+    digits = raw.hex()
+    return [digits[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
 # Bind processors run per row only for these columns; the others repeat within a batch (one
 # source, a few periods, one timestamp, a dimension set per series), so each distinct value
 # is processed once. A dimensions dict is unhashable: its canonical key stands in for it.
@@ -186,10 +201,18 @@ class _DriverInsert:
         self.sql = compiled.string
         self.positional = compiled.positional
         self.names = tuple(compiled.positiontup or ()) if self.positional else tuple(compiled.binds)
+        # SQLite stores a UUID as its 32 hex digits: ids are made in that form directly.
+        self.hex_ids = dialect.name == "sqlite"
         self.processors = [
-            DATA_POINTS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            None
+            if name == "id" and self.hex_ids
+            else DATA_POINTS.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in self.names
         ]
+
+    def new_ids(self, count: int) -> list[Any]:
+        """Fresh primary keys as this backend's insert takes them."""
+        return _new_hex_ids(count) if self.hex_ids else _new_ids(count)
 
     def execute(self, session: Session, columns: dict[str, list[Any]]) -> int:
         """Insert the rows given column by column; returns how many were new."""
