@@ -150,7 +150,7 @@ def test_fetch_links_to_tests_and_refuses_unknown_ones(client, factory, sb):
 
     assert refused.status_code == 422, refused.text
     errors = refused.json()["errors"]
-    assert [e["field"] for e in errors] == ["linkToTests"]
+    assert [e["field"] for e in errors] == ["linkToTests.1"]
     assert unknown in errors[0]["message"]
     assert _count(factory, DataPoint) == 0
     assert _count(factory, ExperimentDataPoint) == 0

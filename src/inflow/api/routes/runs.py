@@ -13,6 +13,7 @@ from sqlalchemy import select
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.schemas import Schema
+from inflow.api.services import data_points
 from inflow.connectors import get_connector
 from inflow.connectors.records import DataPoint
 from inflow.connectors.spec import Connector, Window
@@ -20,8 +21,6 @@ from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFail
 from inflow.storage import repo
 from inflow.storage.models import (
     DataSource,
-    Experiment,
-    ExperimentDataPoint,
     SyncRun,
     utcnow,
 )
@@ -218,23 +217,10 @@ def fetch_window(body: FetchRequest, now: datetime, connector: Connector | None 
     return Window(start, min(end, now + timedelta(days=1)))
 
 
-def _tests_for_link(
-    session: SessionDep, user: CurrentUser, ids: list[uuid.UUID], audit: AuditDep
-) -> list[uuid.UUID]:
-    bad = []
-    for test_id in ids:
-        try:
-            require(session, user, Experiment, test_id, audit=audit)
-        except NotFoundError:
-            bad.append(FieldError("linkToTests", f"test {test_id} not found"))
-    if bad:
-        raise ValidationFailedError("unknown tests in linkToTests", bad)
-    return ids
-
-
 def link_points(
     session: SessionDep, *, source_id: uuid.UUID, points: list[DataPoint], test_ids: list[uuid.UUID]
 ) -> None:
+    """Link the stored points of a fetch (found by their natural key) to the tests."""
     if not test_ids or not points:
         return
     from inflow.storage.models import DataPoint as Row
@@ -248,17 +234,7 @@ def link_points(
     ids = [
         r.id for r in rows if (r.metric, r.granularity, r.period_start, r.dimensions_key) in keys
     ]
-    for test_id in test_ids:
-        linked = set(
-            session.execute(
-                select(ExperimentDataPoint.data_point_id).where(
-                    ExperimentDataPoint.test_id == test_id
-                )
-            ).scalars()
-        )
-        session.add_all(
-            ExperimentDataPoint(test_id=test_id, data_point_id=i) for i in ids if i not in linked
-        )
+    data_points.link(session, test_ids=test_ids, point_ids=ids)
 
 
 @router.post("/api/data-sources/{source_id}/fetch", operation_id="data-sources-fetch")
@@ -273,7 +249,7 @@ def fetch(
     """Read metrics for a date range; with autoCreate store them (idempotently) and link them."""
     source = require(session, user, DataSource, source_id, audit=audit)
     window = fetch_window(body, datetime.now(UTC), get_connector(source.type))
-    tests = _tests_for_link(session, user, body.link_to_tests, audit)
+    tests = data_points.check_tests(session, user, body.link_to_tests, audit)
     session.commit()
     deps = request.app.state.engine_deps
     try:
