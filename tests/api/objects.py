@@ -5,43 +5,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from functools import lru_cache
 from http import HTTPStatus
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from inflow.api.security import hash_password
-from inflow.api.services import accounts
 from inflow.storage.db import session_scope
 from inflow.storage.models import Asset, User
-from tests.factories import EXAMPLE_CONFIG, PASSWORD
+from tests.factories import EXAMPLE_CONFIG
+from tests.factories import person as person  # re-exported: the API tests import it here
 
 PROBLEM = "application/problem+json"
 SECRET = EXAMPLE_CONFIG["apiKey"]
-
-
-@lru_cache
-def _password_hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def person(factory: sessionmaker[Session], *, role: str = "member") -> tuple[User, dict[str, str]]:
-    """A user and the headers of an API token of theirs.
-
-    One argon2 hash per test session instead of a hash and a login per user (each costs a few
-    hundred ms); the token comes from the real service and authenticates like a login token.
-    """
-    with session_scope(factory) as session:
-        user = User(
-            email=f"user-{uuid.uuid4().hex[:8]}@example.com",
-            password_hash=_password_hash(),
-            role=role,
-        )
-        session.add(user)
-        session.flush()
-        _, token = accounts.issue_token(session, user=user, name="tests")
-    return user, {"Authorization": f"Bearer {token}"}
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,14 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inflow.api.security import hash_password
-from inflow.api.services import accounts
 from inflow.api.services import sources as source_service
 from inflow.sandbox.data import DailySeries
 from inflow.storage.crypto import Vault
 from inflow.storage.db import session_scope
 from inflow.storage.models import Asset, DataPoint, DataSource, SyncRun, User
 from inflow.sync.engine import EngineDeps, RunResult, enqueue_run, run_sync
+from tests.factories import PASSWORD as PASSWORD  # re-exported: the sync tests import them here
+from tests.factories import person as person
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bytecode shared by the processes the tests start (with PYTHONDONTWRITEBYTECODE set, as on our
@@ -48,29 +47,9 @@ EXAMPLE = {"baseUrl": EXAMPLE_URL, "apiKey": API_KEY, "workspace": "demo"}
 OAUTH_CLIENT = {"clientId": "example-client", "clientSecret": "example-secret"}
 EXAMPLE_OAUTH = {"baseUrl": EXAMPLE_URL, "authUrl": EXAMPLE_URL, **OAUTH_CLIENT}
 TERMINAL = ("succeeded", "failed", "cancelled")
-PASSWORD = "correct horse battery"
 
 
 # ---------------------------------------------------------------- people and sources
-
-
-@lru_cache
-def _password_hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def person(factory: sessionmaker[Session], *, role: str = "member") -> tuple[User, dict[str, str]]:
-    """A user and the headers of an API token of theirs (one argon2 hash per test session)."""
-    with session_scope(factory) as session:
-        user = User(
-            email=f"user-{uuid.uuid4().hex[:8]}@example.com",
-            password_hash=_password_hash(),
-            role=role,
-        )
-        session.add(user)
-        session.flush()
-        _, token = accounts.issue_token(session, user=user, name="tests")
-    return user, {"Authorization": f"Bearer {token}"}
 
 
 def create_source(
