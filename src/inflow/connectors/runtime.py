@@ -2,7 +2,8 @@
 
 ``ConnectorRuntime`` is opened per source (``async with``). It renders placeholders, builds the
 auth flow, and drives pagination, incremental windows, parent streams and a stream's
-``parse``/``reduce`` into ``Chunk``s of records with the checkpoint each one reaches. It never
+``parse``/``reduce`` into ``Chunk``s of records with the checkpoint each one reaches (a window
+whose query holds more than a capped endpoint serves is read in halves). It never
 touches storage: the sync engine decides what to keep (and passes a ``QuotaGate`` that counts
 a connector's ``Quota`` calls where every process sees them).
 """
@@ -144,6 +145,15 @@ def _distinct(page: Sequence[Mapping[str, Any]], path: str) -> set[Any]:
         return set(values)
     except TypeError:
         return {v if isinstance(v, str | int | float) or v is None else str(v) for v in values}
+
+
+def _over_cap(stream: Stream, body: Any, window: Window) -> bool:
+    """A window's first page says its query holds more than the endpoint serves (`ResultCap`)."""
+    cap = stream.cap
+    if cap is None or window.end - window.start <= cap.min_window:
+        return False
+    total = dig(body, cap.total)
+    return isinstance(total, int) and total > cap.limit
 
 
 def _midnight(moment: datetime) -> datetime:
@@ -471,6 +481,13 @@ class ConnectorRuntime:
             if "?" in url:  # sent as written: httpx drops (or re-encodes) a query given with params
                 url, query = (f"{url}&{urlencode(query)}" if query else url), None
             response, body = await self.requester.request("GET", url, params=query, headers=headers)
+            if step.page == 1 and window is not None and _over_cap(stream, body, window):
+                # The API would serve only the first `limit` items: read both halves instead.
+                middle = window.start + (window.end - window.start) / 2
+                for half in (Window(window.start, middle), Window(middle, window.end)):
+                    async for page in self.items(stream, window=half, parent=parent):
+                        yield page
+                return
             found = dig(body, stream.records)
             items = found if isinstance(found, list) else ([] if found is None else [found])
             yield items

@@ -9,6 +9,7 @@
 | `Stream` | one endpoint: path, records path, pagination, incremental cursor, parse/reduce |
 | `PageNumber`, `Offset`, `Cursor`, `NextUrl`, `LinkHeader`, `SinglePage` | pagination |
 | `Incremental` | cursor field, window parameters, lookback, slicing |
+| `ResultCap` | a query serves only so many items: big windows are read in halves |
 | `Check` / check functions | the connection test, step by step (`CheckStep`) |
 | `RateLimit`, `Quota`, `errors`, `classify`, `reset_after` | provider budgets and error quirks |
 | `Asset`, `DataPoint` | the records streams yield |
@@ -267,6 +268,21 @@ class Context(Protocol):
     async def post_json(self, path: str, *, json: Any = None) -> Any: ...
 
 
+@dataclass(frozen=True)
+class ResultCap:
+    """An endpoint that serves at most ``limit`` items of one query and silently drops the rest
+    (Aircall: the first 10,000, whatever the paging).
+
+    The first page of a window tells the query's ``total`` (a dotted path); above ``limit`` the
+    runtime reads the window's two halves instead (and theirs, down to ``min_window``), while a
+    ``reduce`` still gets every item of the whole window.
+    """
+
+    total: str
+    limit: int
+    min_window: timedelta = timedelta(seconds=1)
+
+
 ItemParser = Callable[[Mapping[str, Any], Context], Iterable[Record]]
 ParamFunction = Callable[[Context], str | int]
 SliceReducer = Callable[[list[Mapping[str, Any]], Context], Iterable[Record]]
@@ -281,6 +297,7 @@ class Stream:
     logs). ``parent`` names a stream whose items this one is read for (``{parent.id}``).
     ``deletes``: a full read of this asset stream is complete, so an asset not seen is deleted.
     A ``params`` value may be a function of the context (Clarity's ``numOfDays`` from the window).
+    ``cap``: the endpoint serves only so many items of a query, so big windows are split.
     """
 
     name: str
@@ -298,6 +315,7 @@ class Stream:
     # Builds the path (and query) per read where a template cannot, sent as written (LinkedIn's
     # Rest.li ``timeIntervals=(timeRange:(…))`` from the window, URL-encoded URNs).
     target: Callable[[Context], str] | None = None
+    cap: ResultCap | None = None
 
 
 @dataclass(frozen=True)
@@ -485,6 +503,7 @@ __all__ = [
     "RateLimit",
     "Record",
     "Resolution",
+    "ResultCap",
     "SinglePage",
     "Stream",
     "Webhook",
