@@ -11,7 +11,7 @@ a connector's ``Quota`` calls where every process sees them).
 from __future__ import annotations
 
 import string
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -44,6 +44,7 @@ from inflow.errors import (
     CredentialsError,
     InflowError,
     RateLimitedError,
+    RecordError,
     StateError,
 )
 from inflow.http.auth import (
@@ -234,6 +235,9 @@ class _Context:
         _, body = await self.runtime.requester.request("POST", self._render(path), json=json)
         return body
 
+    def skip(self, reason: str) -> None:
+        self.runtime.skip(reason)
+
 
 class ConnectorRuntime:
     """One connector, one config, one HTTP client: checks and stream reads."""
@@ -251,6 +255,7 @@ class ConnectorRuntime:
         on_timeline: TimelineHook | None = None,
         on_wait: WaitHook | None = None,
         quota_gate: QuotaGate | None = None,
+        on_skip: Callable[[str], None] | None = None,
     ) -> None:
         self.connector = connector
         self.config = config
@@ -262,6 +267,8 @@ class ConnectorRuntime:
         self.transport = transport
         self.on_timeline = on_timeline
         self.on_wait = on_wait
+        self.on_skip = on_skip
+        self.skipped = 0  # items a stream could not read (``Context.skip``, ``RecordError``)
         self.redactor = Redactor(secrets_of(config))
         quota = connector.quota
         if quota is not None:  # every try of a call is spent: retry a failed one at most so often
@@ -414,6 +421,12 @@ class ConnectorRuntime:
         if token_client is not None:
             await token_client.aclose()
 
+    def skip(self, reason: str) -> None:
+        """Count an item that could not be read, and tell the run why (redacted)."""
+        self.skipped += 1
+        if self.on_skip is not None:
+            self.on_skip(self.redactor(reason))
+
     def context(
         self, *, window: Window | None = None, parent: Mapping[str, Any] | None = None
     ) -> _Context:
@@ -462,6 +475,10 @@ class ConnectorRuntime:
     ) -> AsyncIterator[list[Mapping[str, Any]]]:
         """The raw items of a stream, page by page (for one window and one parent item)."""
         ctx = self.context(window=window, parent=parent)
+        if stream.reader is not None:  # the connector reads the pages (a user-described API)
+            async for page in stream.reader(ctx):
+                yield page
+            return
         path = stream.target(ctx) if stream.target is not None else ctx._render(stream.path)
         params: dict[str, Any] = {
             k: v(ctx) if callable(v) else ctx._render(str(v)) for k, v in stream.params.items()
@@ -545,7 +562,10 @@ class ConnectorRuntime:
                     parse = stream.parse
                     if parse is not None:
                         for item in page:
-                            records.extend(parse(item, ctx))
+                            try:
+                                records.extend(parse(item, ctx))
+                            except RecordError as exc:  # one bad item: skipped and counted
+                                ctx.skip(exc.message)
                     if inc is not None:
                         # A page repeats few cursor values (many rows a day): parse each once.
                         for raw in _distinct(page, inc.cursor):

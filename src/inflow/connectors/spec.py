@@ -20,7 +20,7 @@ A connector module holds one `CONNECTOR = Connector(...)` literal and a few smal
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -267,6 +267,11 @@ class Context(Protocol):
 
     async def post_json(self, path: str, *, json: Any = None) -> Any: ...
 
+    def skip(self, reason: str) -> None:
+        """An item that cannot be read (no value, not a number): counted and shown in the run,
+        the read goes on. (A ``parse`` may raise ``RecordError`` instead.)"""
+        ...
+
 
 @dataclass(frozen=True)
 class ResultCap:
@@ -284,6 +289,7 @@ class ResultCap:
 
 
 ItemParser = Callable[[Mapping[str, Any], Context], Iterable[Record]]
+PageReader = Callable[[Context], AsyncIterator[list[Mapping[str, Any]]]]
 ParamFunction = Callable[[Context], str | int]
 SliceReducer = Callable[[list[Mapping[str, Any]], Context], Iterable[Record]]
 
@@ -316,6 +322,10 @@ class Stream:
     # Rest.li ``timeIntervals=(timeRange:(…))`` from the window, URL-encoded URNs).
     target: Callable[[Context], str] | None = None
     cap: ResultCap | None = None
+    # Reads the pages itself, for an endpoint the user describes (a custom source's URL, next
+    # link and records path are config): it requests through ``ctx.get_json``, yields nothing
+    # when there is nothing to read, and the items go to ``parse``/``reduce`` as usual.
+    reader: PageReader | None = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +440,9 @@ class Connector:
     history: timedelta | None = None
     max_range: timedelta | None = None
     webhook: Webhook | None = None
+    # The metrics a source's own config defines: (stored public config, key) → its definition
+    # (aggregation, unit), or None when the source has no such metric.
+    declared: Callable[[Mapping[str, Any], str], MetricDef | None] | None = None
     # A family of connectors shown as one API type (``calling``, one member per ``platform``):
     # the family's ``variants`` are its members by the value of ``variant_field`` in a config;
     # each member names its family, is stored under its own slug and shown as the family.
@@ -454,8 +467,13 @@ class Connector:
             schema["properties"][name].update(writeOnly=True, format="password")
         return schema
 
-    def metric(self, key: str) -> MetricDef | None:
-        return next((m for m in self.metrics if m.key == key), None)
+    def metric(self, key: str, config: Mapping[str, Any] | None = None) -> MetricDef | None:
+        """A metric of the catalog or, given a source's stored (public) config, one the source
+        itself declares (``declared``: a custom source names its own metrics)."""
+        found = next((m for m in self.metrics if m.key == key), None)
+        if found is None and config is not None and self.declared is not None:
+            return self.declared(config, key)
+        return found
 
     def member(self, config: Mapping[str, Any]) -> Connector:
         """The family member a config names (this connector when it is no family); a missing

@@ -109,7 +109,8 @@ def recover_stale_runs(session: Session, *, source_id: uuid.UUID | None = None) 
 
 
 class RunRecorder:
-    """A run's timeline (last requests), request totals and waiting state, without secrets.
+    """A run's timeline (last requests), request totals, waiting state and skipped items,
+    without secrets.
 
     ``persist`` stores the waiting state as soon as a wait begins, so the run says it is
     waiting while it waits (batches, which store everything else, are rare during a wait).
@@ -128,6 +129,8 @@ class RunRecorder:
         self.statuses: Counter[str] = Counter()
         self.waited_s = 0.0
         self.waiting: dict[str, Any] | None = None
+        self.skipped = 0  # items a stream could not read, skipped (the first reasons kept)
+        self.skip_reasons: list[str] = []
 
     def on_timeline(self, entry: TimelineEntry) -> None:
         self.entries.append(entry)
@@ -137,6 +140,11 @@ class RunRecorder:
         if entry.status is not None and entry.status < 400:
             self.waiting = None
 
+    def on_skip(self, reason: str) -> None:
+        self.skipped += 1
+        if len(self.skip_reasons) < 5:
+            self.skip_reasons.append(reason[:300])
+
     def on_wait(self, reason: str, seconds: float) -> Awaitable[None] | None:
         self.waited_s += seconds
         until = datetime.now(UTC) + timedelta(seconds=seconds)
@@ -144,7 +152,9 @@ class RunRecorder:
         return self.persist(self.waiting) if self.persist is not None else None
 
     def as_dict(self) -> dict[str, Any]:
+        skipped = {"skipped": {"items": self.skipped, "reasons": self.skip_reasons}}
         return {
+            **(skipped if self.skipped else {}),
             "requests": self.requests,
             "retries": self.retries,
             "statuses": dict(self.statuses),
@@ -202,6 +212,7 @@ def open_runtime(
         transport=deps.transport,
         on_timeline=recorder.on_timeline if recorder else None,
         on_wait=recorder.on_wait if recorder else None,
+        on_skip=recorder.on_skip if recorder else None,
         quota_gate=DbQuotaGate(deps.factory),  # a provider's daily calls, counted for all processes
     )
     return source, runtime

@@ -170,18 +170,20 @@ def _query(
     dimensions: str | None,
 ) -> SeriesQuery:
     formulas = metrics.formulas(session, owner_id=user.id)
-    if metric not in formulas and metric not in metrics.catalog():
-        raise ValidationFailedError(
-            "unknown metric",
-            [FieldError("metric", f"{metric!r} is neither a connector metric nor yours")],
-        )
-    return SeriesQuery(
+    query = SeriesQuery(
         session,
         sources=sources,
         window=window,
         formulas=formulas,
         dimensions=parse_dimensions(dimensions),
     )
+    # a connector's metric, one a source declares (a custom source's own), or a formula
+    if metric not in formulas and query.definition(metric) is None:
+        raise ValidationFailedError(
+            "unknown metric",
+            [FieldError("metric", f"{metric!r} is neither a connector metric nor yours")],
+        )
+    return query
 
 
 def _aggregation(query: SeriesQuery, metric: str) -> str:

@@ -117,7 +117,7 @@ def _check_points(
             errors.append(FieldError(f"{where}.sourceId", f"data source {p.source_id} not found"))
             continue
         connector = get_connector(source.type)
-        if connector is None or connector.metric(p.metric) is None:
+        if connector is None or connector.metric(p.metric, source.config) is None:
             known = ", ".join(m.key for m in connector.metrics) if connector else "none"
             title = connector.title if connector else source.type
             errors.append(
@@ -136,7 +136,7 @@ def _check_points(
 
 def _record(p: NewPoint, source: DataSource) -> Record:
     connector = get_connector(source.type)
-    definition = connector.metric(p.metric) if connector else None
+    definition = connector.metric(p.metric, source.config) if connector else None
     return Record(
         metric=p.metric,
         value=p.value,

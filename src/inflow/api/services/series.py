@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
@@ -48,7 +48,7 @@ from inflow.api.services.metrics import catalog
 from inflow.connectors import get_connector
 from inflow.connectors.spec import Aggregation, Connector, MetricDef
 from inflow.errors import FieldError, ValidationFailedError
-from inflow.storage.models import DataPoint
+from inflow.storage.models import DataPoint, DataSource
 
 Granularity = Literal["day", "week", "month"]
 Bucket = tuple[date, date]  # first day, day after the last (local calendar dates)
@@ -329,6 +329,7 @@ class SeriesQuery:
             key=lambda c: c.slug,
         )
         self._rows: dict[str, list[Row]] = {}
+        self._declared: list[tuple[Connector, dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------ metadata
 
@@ -337,7 +338,27 @@ class SeriesQuery:
             found = connector.metric(metric)
             if found is not None:
                 return found
+        for connector, config in self._declaring():  # a custom source's own metrics
+            found = connector.metric(metric, config)
+            if found is not None:
+                return found
         return catalog().get(metric)
+
+    def _declaring(self) -> list[tuple[Connector, dict[str, Any]]]:
+        """The sources whose config declares metrics, with that (public) config; loaded once."""
+        if self._declared is None:
+            self._declared = []
+            types = {c.slug for c in self.connectors if c.declared is not None}
+            if types:
+                rows = self.session.execute(
+                    select(DataSource.type, DataSource.config)
+                    .where(DataSource.id.in_(self.source_ids), DataSource.type.in_(types))
+                    .order_by(DataSource.created_at)
+                )
+                for slug, config in rows.tuples():
+                    if (connector := get_connector(slug)) is not None:
+                        self._declared.append((connector, config))
+        return self._declared
 
     def rule(self, metric: str) -> Rule:
         found = self.definition(metric)
