@@ -15,12 +15,15 @@ from inflow.connectors import (
     looker_studio,
     microsoft_clarity,
     powerbi,
+    twilio,
 )
 from inflow.connectors.spec import Connector
 from inflow.logging import get_logger
 
 # The calling platforms, each shown as the API's `calling` type with its `platform`.
-CALLING: tuple[Connector, ...] = ()
+CALLING: tuple[Connector, ...] = (
+    twilio.CONNECTOR,
+)
 BUILTIN: tuple[Connector, ...] = (
     calling.family(*CALLING),
     *CALLING,

@@ -10,6 +10,7 @@ from inflow.sandbox import (
     looker_studio,
     microsoft_clarity,
     powerbi,
+    twilio,
 )
 from inflow.sandbox.emulator import Emulator
 
@@ -21,4 +22,5 @@ EMULATORS: dict[str, Emulator] = {
     "looker_studio": looker_studio.EMULATOR,
     "microsoft_clarity": microsoft_clarity.EMULATOR,
     "powerbi": powerbi.EMULATOR,
+    "twilio": twilio.EMULATOR,
 }
