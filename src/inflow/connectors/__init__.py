@@ -7,6 +7,7 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 
 from inflow.connectors import (
+    aircall,
     calling,
     example,
     grafana,
@@ -22,6 +23,7 @@ from inflow.logging import get_logger
 
 # The calling platforms, each shown as the API's `calling` type with its `platform`.
 CALLING: tuple[Connector, ...] = (
+    aircall.CONNECTOR,
     twilio.CONNECTOR,
 )
 BUILTIN: tuple[Connector, ...] = (

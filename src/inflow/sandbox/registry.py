@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inflow.sandbox import (
+    aircall,
     example,
     grafana,
     instagram,
@@ -15,6 +16,7 @@ from inflow.sandbox import (
 from inflow.sandbox.emulator import Emulator
 
 EMULATORS: dict[str, Emulator] = {
+    "aircall": aircall.EMULATOR,
     "example": example.EMULATOR,
     "grafana": grafana.EMULATOR,
     "instagram": instagram.EMULATOR,
