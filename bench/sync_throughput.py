@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -304,13 +304,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def sandbox() -> Iterator[str]:
-    """``python -m inflow.sandbox`` in its own process; yields its root URL."""
+def sandbox(argv: Sequence[str] = ("-m", "inflow.sandbox")) -> Iterator[str]:
+    """``python -m inflow.sandbox`` (or ``argv``, which takes ``--port``) in its own process;
+    yields its root URL once ``/_sandbox/credentials`` answers."""
     import httpx
 
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inflow.sandbox", "--port", str(port)],
+        [sys.executable, *argv, "--port", str(port)],
         stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
