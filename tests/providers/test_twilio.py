@@ -293,6 +293,7 @@ def test_100k_calls_over_90_days_then_late_changes_then_nothing(client, factory,
     stats = tw.stats()
     assert stats["throttled"] == 0
     assert stats["retryAfterViolations"] == 0
+    assert tw.http.get(f"/{SLUG}/_sandbox/concurrency").json()["peak"] == 1  # one at a time
     # a whole day in one or two pages of 1,000, each day read once per sync
     reads = stats["byEndpoint"]["GET /2010-04-01/Accounts/{account_sid}/Calls.json"]
     assert reads < 2 * (91 + 3 + 3) + 2 * 100 + 10, stats

@@ -38,7 +38,7 @@ import hmac
 import math
 import weakref
 from array import array
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -819,13 +819,6 @@ def credentials(base_url: str) -> JSONObject:
         "authToken": AUTH_TOKEN,
         "baseUrl": base_url,
     }
-
-
-def entries(state: EmulatorState, now: float) -> Iterator[dict[str, JSONValue]]:
-    """Every visible call-log entry at `now`, newest first (for scripts and benchmarks)."""
-    log = Log(state, now)
-    for j in range(log.visible - 1, -1, -1):
-        yield log.row(j, log.core(j))
 
 
 router = APIRouter()

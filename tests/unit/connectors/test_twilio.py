@@ -3,6 +3,7 @@ status callback becomes, the answered/missed definitions, the credential pairs, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,8 +12,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from inflow.connectors.runtime import ConnectorRuntime
 from inflow.connectors.spec import Action, Kind, WebhookRequest, Window
 from inflow.connectors.twilio import (
+    CONNECTOR,
     TwilioConfig,
     classify,
     normalize,
@@ -22,6 +25,7 @@ from inflow.connectors.twilio import (
     verify,
 )
 from inflow.errors import WebhookSignatureError
+from inflow.http.client import HttpOptions
 
 # twilio-python tests/unit/test_request_validator.py
 TOKEN = "12345"
@@ -323,3 +327,34 @@ def test_twilio_error_codes(status, code, action, kind):
 def test_server_errors_fall_through_to_the_default_table():
     assert classify(_twilio(503, 20503, "Service Unavailable")) is None
     assert classify(httpx.Response(200, json={})) is None
+
+
+@pytest.mark.parametrize(
+    ("account_status", "ok"),
+    [
+        pytest.param("active", True, id="active"),
+        pytest.param("suspended", False, id="suspended"),
+        pytest.param("closed", False, id="closed"),
+    ],
+)
+def test_only_an_active_account_passes_the_connection_test(account_status, ok):
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == f"/2010-04-01/Accounts/{SID}.json"
+        body = {"sid": SID, "friendly_name": "Shop", "status": account_status, "type": "Full"}
+        return httpx.Response(200, json=body)
+
+    async def run() -> list[Any]:
+        runtime = ConnectorRuntime(
+            CONNECTOR,
+            config(),
+            options=HttpOptions(allow_private_urls=True),  # no DNS for api.twilio.com
+            key="source",
+            transport=httpx.MockTransport(handler),
+        )
+        async with runtime:
+            return await runtime.check()
+
+    (step,) = asyncio.run(run())
+
+    assert (step.name, step.ok, step.reauth) == ("account", ok, False)
+    assert "Shop" in step.message
