@@ -355,9 +355,9 @@ class SeriesQuery:
                     .where(DataSource.id.in_(self.source_ids), DataSource.type.in_(types))
                     .order_by(DataSource.created_at)
                 )
-                for slug, config in rows.tuples():
-                    if (connector := get_connector(slug)) is not None:
-                        self._declared.append((connector, config))
+                for row in rows:
+                    if (connector := get_connector(row.type)) is not None:
+                        self._declared.append((connector, row.config))
         return self._declared
 
     def rule(self, metric: str) -> Rule:
