@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from inflow.connectors import (
     aircall,
     calling,
+    custom,
     example,
     grafana,
     instagram,
@@ -24,6 +25,7 @@ from inflow.logging import get_logger
 # The calling platforms, each shown as the API's `calling` type with its `platform`.
 CALLING: tuple[Connector, ...] = (
     aircall.CONNECTOR,
+    custom.CONNECTOR,
     twilio.CONNECTOR,
 )
 BUILTIN: tuple[Connector, ...] = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from inflow.sandbox import (
     aircall,
+    custom,
     example,
     grafana,
     instagram,
@@ -17,6 +18,7 @@ from inflow.sandbox.emulator import Emulator
 
 EMULATORS: dict[str, Emulator] = {
     "aircall": aircall.EMULATOR,
+    "custom": custom.EMULATOR,
     "example": example.EMULATOR,
     "grafana": grafana.EMULATOR,
     "instagram": instagram.EMULATOR,
