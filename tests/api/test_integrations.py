@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from inflow.connectors import registry
+from inflow.connectors import listed, registry
 from inflow.connectors.spec import Connector, ConnectorConfig
 from tests.api.objects import SECRET, assert_problem, person
 from tests.factories import EXAMPLE_CONFIG
@@ -31,10 +31,13 @@ def test_integrations_types_lists_registry_with_schema_and_metrics(client, facto
 
     assert r.status_code == 200, r.text
     types = r.json()
-    assert [t["type"] for t in types] == sorted(registry())
+    # every connector but a family's members (shown through the family: `calling`)
+    assert [t["type"] for t in types] == sorted(c.slug for c in listed())
+    assert {c.family for c in registry().values() if c.family} <= {t["type"] for t in types}
     for item in types:
         assert set(item) >= TYPE_KEYS
-        assert item["configSchema"]["type"] == "object"
+        schemas = item["configSchema"].get("oneOf", [item["configSchema"]])
+        assert schemas and all(s["type"] == "object" for s in schemas)
         assert all(set(m) == METRIC_KEYS for m in item["metrics"])
     for item in types:
         connector = registry()[item["type"]]
@@ -54,10 +57,15 @@ def test_integrations_types_mark_secret_fields_write_only(client, factory):
     types = client.get("/api/integrations/types", headers=headers).json()
 
     for item in types:
-        secrets = set(registry()[item["type"]].config.secret_fields())
-        for name, prop in item["configSchema"]["properties"].items():
-            is_secret = prop.get("writeOnly") is True and prop.get("format") == "password"
-            assert is_secret == (name in secrets), (item["type"], name)
+        connector = registry()[item["type"]]
+        members = list(connector.variants.values()) or [connector]
+        schemas = item["configSchema"].get("oneOf", [item["configSchema"]])
+        assert len(schemas) == len(members)
+        for member, schema in zip(members, schemas, strict=True):
+            secrets = set(member.config.secret_fields())
+            for name, prop in schema["properties"].items():
+                is_secret = prop.get("writeOnly") is True and prop.get("format") == "password"
+                assert is_secret == (name in secrets), (member.slug, name)
     example = next(t for t in types if t["type"] == "example")["configSchema"]
     assert example["properties"]["apiKey"]["writeOnly"] is True
     assert example["properties"]["apiKey"]["format"] == "password"
@@ -208,7 +216,7 @@ import json
 from inflow.logging import configure_logging
 
 configure_logging("INFO", "json")  # as `inflow serve` does: JSON lines on stderr
-from inflow.connectors import registry
+from inflow.connectors import listed, registry
 
 found = registry()
 acme = found.get("acme")
