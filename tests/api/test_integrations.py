@@ -37,7 +37,8 @@ def test_integrations_types_lists_registry_with_schema_and_metrics(client, facto
     for item in types:
         assert set(item) >= TYPE_KEYS
         schemas = item["configSchema"].get("oneOf", [item["configSchema"]])
-        assert schemas and all(s["type"] == "object" for s in schemas)
+        assert schemas
+        assert all(s["type"] == "object" for s in schemas)
         assert all(set(m) == METRIC_KEYS for m in item["metrics"])
     for item in types:
         connector = registry()[item["type"]]
