@@ -17,6 +17,7 @@ from inflow.connectors import (
     looker_studio,
     microsoft_clarity,
     powerbi,
+    ringcentral,
     twilio,
 )
 from inflow.connectors.spec import Connector
@@ -25,6 +26,7 @@ from inflow.logging import get_logger
 # The calling platforms, each shown as the API's `calling` type with its `platform`.
 CALLING: tuple[Connector, ...] = (
     aircall.CONNECTOR,
+    ringcentral.CONNECTOR,
     custom.CONNECTOR,
     twilio.CONNECTOR,
 )

@@ -95,6 +95,12 @@ def secrets_of(config: ConnectorConfig) -> list[str]:
     ]
 
 
+def auth_of(connector: Connector, config: Any) -> AuthSpec:
+    """The scheme a config signs in with (``Connector.auth`` may be a function of the config:
+    RingCentral takes a JWT grant when a JWT is given, else the user's consent)."""
+    return connector.auth(config) if callable(connector.auth) else connector.auth
+
+
 _FORMATTER = string.Formatter()
 
 
@@ -283,8 +289,8 @@ class ConnectorRuntime:
             headers={k: self._render(v) for k, v in connector.headers.items()},
         )
         self.requester = self._requester(self.client)
-        chosen = connector.auth(config) if callable(connector.auth) else connector.auth
-        auth = self._auth(chosen)
+        self.auth_spec = auth_of(connector, config)
+        auth = self._auth(self.auth_spec)
         if auth is not None:
             self.client.auth = auth
         self.quota_gate: QuotaGate = quota_gate or MemoryQuotaGate()
@@ -352,7 +358,7 @@ class ConnectorRuntime:
         )
 
     def oauth_client(self) -> OAuthClient:
-        auth = self.connector.auth
+        auth = self.auth_spec
         if not isinstance(
             auth, OAuth2ClientCredentials | OAuth2AuthorizationCode | OAuth2JwtBearer
         ):

@@ -12,6 +12,7 @@ from inflow.sandbox import (
     looker_studio,
     microsoft_clarity,
     powerbi,
+    ringcentral,
     twilio,
 )
 from inflow.sandbox.emulator import Emulator
@@ -26,5 +27,6 @@ EMULATORS: dict[str, Emulator] = {
     "looker_studio": looker_studio.EMULATOR,
     "microsoft_clarity": microsoft_clarity.EMULATOR,
     "powerbi": powerbi.EMULATOR,
+    "ringcentral": ringcentral.EMULATOR,
     "twilio": twilio.EMULATOR,
 }

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from inflow.connectors.runtime import plain_values, render
+from inflow.connectors.runtime import auth_of, plain_values, render
 from inflow.connectors.spec import OAuth2AuthorizationCode
 from inflow.errors import BadRequestError, ConfigError
 from inflow.http.oauth import exchange_code, start_authorization
@@ -33,7 +33,7 @@ def begin(
 ) -> str:
     """The provider URL to send the user to; the pending state is added to ``session``."""
     _, connector, config = load_config(deps, source.id)
-    auth = connector.auth
+    auth = auth_of(connector, config)
     if not isinstance(auth, OAuth2AuthorizationCode):
         raise BadRequestError(f"{source.type} does not connect through an OAuth consent flow")
     values = plain_values(config)
