@@ -10,8 +10,8 @@ Two more things make the runs comparable, and cost the same for every tool:
 
 - ``--now`` freezes the sandbox clock, so every tool sees the same call log (no call starts,
   ends or changes between two tools' runs).
-- Each ``Calls.json`` response's records are counted as they are sent (``,"sid":"CA`` occurs
-  once per call in the compact body): ``GET /_bench/served`` returns the count, the number of
+- Each ``Calls.json`` response's records are counted as they are sent (a ``"sid": "CA…"`` key
+  occurs once per call: ``parent_call_sid`` is another key): ``GET /_bench/served`` returns the count, the number of
   requests and the seconds spent answering ``Calls.json`` since the last ``POST
   /_bench/served`` (which resets them). That is the number of records each tool read, counted
   the same way for all, and how much of its run was the fake's own work.
@@ -20,6 +20,7 @@ Two more things make the runs comparable, and cost the same for every tool:
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -36,7 +37,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 VERSION = "/2010-04-01/"
-MARK = b',"sid":"CA'
+SID = re.compile(rb'"sid"\s*:\s*"CA')  # only a call's own key is exactly "sid"
 
 
 def rooted(app: ASGIApp, prefix: str = "/twilio") -> ASGIApp:
@@ -70,7 +71,7 @@ def rooted(app: ASGIApp, prefix: str = "/twilio") -> ASGIApp:
 
         async def counting(message: Message) -> None:
             if message["type"] == "http.response.body":
-                served["records"] += bytes(message.get("body", b"")).count(MARK)
+                served["records"] += sum(1 for _ in SID.finditer(message.get("body", b"")))
             await send(message)
 
         began = time.perf_counter()
