@@ -461,6 +461,8 @@ def test_a_forged_push_is_refused_and_stores_nothing(client, factory, emu, forge
 
     assert response.status_code == 401, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+    says = {"stale": "older than 300 s", "unsigned": "missing header(s): x-inflow-signature"}
+    assert says.get(forgery, "x-inflow-signature does not match") in response.json()["detail"]
     assert points_of(factory, source["id"]) == set()
 
 

@@ -405,3 +405,15 @@ def test_a_source_declares_its_metrics_and_their_rules():
     assert custom.CONNECTOR.metric("other", stored) is None  # a constant key names its metric
     assert custom.CONNECTOR.metric("other", {"mapping": MAPPING}) is not None  # from a path
     assert custom.CONNECTOR.metric("calls") is None  # no config: the catalog has none
+
+
+@pytest.mark.parametrize("path", ["$.a.b", "a.b", "$['a'].b", "$", "@.a", "$.a", "$.z.b"])
+@pytest.mark.parametrize(
+    "item",
+    [{"a": {"b": 1}}, {"a": {"b": None}}, {"a": [{"b": 2}]}, {"a": 3}, [1, 2], {"z": {}}],
+    ids=["nested", "null", "list", "scalar", "list_item", "empty"],
+)
+def test_plain_paths_are_looked_up_as_the_matcher_would(path, item):
+    assert custom._plain(path) is not None
+    found = custom.compiled(path).find(item)
+    assert custom.first(path, item) == (found[0].value if found else custom._NOTHING)
