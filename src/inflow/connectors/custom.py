@@ -173,6 +173,15 @@ class CustomConfig(ConnectorConfig):
     )
     timezone: str = Field("UTC", title="Time zone", examples=["Europe/Paris"])
 
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The mapping's schema inlined: the calling type shows this schema inside its
+        ``oneOf``, where a ``$ref`` to ``#/$defs/…`` would point at the family's root."""
+        schema = super().model_json_schema(*args, **kwargs)
+        defs = schema.pop("$defs", {})
+        inlined: dict[str, Any] = _inline(schema, defs)
+        return inlined
+
     @field_validator("secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
@@ -199,6 +208,18 @@ class CustomConfig(ConnectorConfig):
         if self.header_value is not None and self.header_name is None:
             _refuse("headerName", "required with headerValue")
         return self
+
+
+def _inline(node: Any, defs: Mapping[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return _inline({**defs[ref.removeprefix("#/$defs/")], **rest}, defs)
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
 
 
 def _refuse(field: str, message: str) -> NoReturn:

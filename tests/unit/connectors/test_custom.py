@@ -417,3 +417,11 @@ def test_plain_paths_are_looked_up_as_the_matcher_would(path, item):
     assert custom._plain(path) is not None
     found = custom.compiled(path).find(item)
     assert custom.first(path, item) == (found[0].value if found else custom._NOTHING)
+
+
+def test_the_config_schema_stands_alone_inside_the_calling_type():
+    schema = custom.CONNECTOR.config_schema()
+    assert "$ref" not in orjson.dumps(schema).decode()  # the family's oneOf has no $defs
+    assert schema["properties"]["mapping"]["required"] == ["metric", "timestamp", "value"]
+    assert schema["properties"]["secret"]["writeOnly"] is True
+    assert schema["properties"]["headerValue"]["writeOnly"] is True
