@@ -553,10 +553,11 @@ class Log:
             modified = max(d.ends_ms, start_ms) + (3_600_000 if change or self.revision else 0)
             row["lastModifiedTime"] = iso_ms(min(modified, self.now_ms))
             row["billing"] = {"costIncluded": 0.0, "costPurchased": 0.0}
+            leg_type = "Accept" if d.inbound else "FaxSent" if d.fax else "SipToPstnMetered"
             leg = {k: row[k] for k in ("startTime", "duration", "durationMs", "type")}
             leg.update({k: row[k] for k in ("direction", "action", "result", "reason")})
             leg.update(to=to, **{"from": frm}, extension=extension, transport=row["transport"])
-            row["legs"] = [{**leg, "legType": "Accept" if d.inbound else "RingOut", "master": True}]
+            row["legs"] = [{**leg, "legType": leg_type, "master": True}]
         return row
 
     def find(self, number: int) -> tuple[Day, int] | None:
