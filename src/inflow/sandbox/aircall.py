@@ -123,7 +123,7 @@ class Company:
     headers: dict[str, str]
 
 
-def company(request: Request) -> Company:
+async def company(request: Request) -> Company:
     """Basic auth, then one request of the company's budget."""
     state = get_state(request, SLUG)
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
