@@ -483,3 +483,17 @@ def test_a_push_with_an_item_the_mapping_cannot_read_is_refused_whole(client, fa
     assert points_of(factory, source["id"]) == set()
     fixed = deliver(client, push(emu, source["id"], items=[good], eventId="evt_bad_1"))
     assert fixed.status_code == 204  # the refused delivery did not use up its event id
+
+
+def test_a_test_may_follow_a_metric_the_users_custom_source_declares(client, factory, emu):
+    _, headers = person(factory)
+    _, stranger = person(factory)
+    assert create(client, headers, credentials(emu)).status_code == 201
+    body = {"name": "Shorter queue", "startDate": "2025-05-08", "metric": "wait_seconds"}
+
+    mine = client.post("/api/tests", headers=headers, json=body)
+    theirs = client.post("/api/tests", headers=stranger, json=body)
+
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["metric"] == "wait_seconds"
+    assert theirs.status_code == 422  # no source of theirs names that metric

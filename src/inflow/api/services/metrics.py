@@ -17,7 +17,7 @@ from inflow.api.services.formula import Formula, FormulaError, find_cycle, parse
 from inflow.connectors import registry
 from inflow.connectors.spec import MetricDef
 from inflow.errors import ConflictError, FieldError, NotFoundError, ValidationFailedError
-from inflow.storage.models import CustomMetric, User
+from inflow.storage.models import CustomMetric, DataSource, User
 
 KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -51,7 +51,19 @@ def formulas(session: Session, *, owner_id: uuid.UUID) -> dict[str, Formula]:
 
 
 def is_known(session: Session, *, owner_id: uuid.UUID, key: str) -> bool:
-    return key in catalog() or key in formulas(session, owner_id=owner_id)
+    """A connector's metric, the owner's custom metric, or one a source of theirs declares
+    (a custom source names its own metrics in its mapping)."""
+    if key in catalog() or key in formulas(session, owner_id=owner_id):
+        return True
+    declaring = {c.slug: c for c in registry().values() if c.declared is not None}
+    if not declaring:
+        return False
+    rows = session.execute(
+        select(DataSource.type, DataSource.config).where(
+            DataSource.owner_id == owner_id, DataSource.type.in_(declaring)
+        )
+    )
+    return any(declaring[r.type].metric(key, config=r.config) is not None for r in rows)
 
 
 def create_custom(
