@@ -402,39 +402,67 @@ def test_100k_calls_over_90_days_then_late_changes_then_nothing(
     assert reads < 2 * 91 + 2 * 2 * 3 + 2 * 100 + 10, stats
 
 
-def test_the_heavy_groups_429s_are_waited_out_and_the_read_completes(
-    client, factory, rc, clock, monkeypatch
-):
-    # The connector told it may send 100 a second: the emulator's Heavy group (10 a second)
-    # refuses with 429 CMN-301 and Retry-After, which the connector waits out.
-    fast = replace(CONNECTOR, rate_limit=RateLimit.of("100/second"))
-    monkeypatch.setitem(registry(), SLUG, fast)
-    clock.running = True
-    _, headers = person(factory)
-    rc.configure(volume={"calls": 2_000, "days": 20, "rateWindowS": 1})
-    source = new_source(client, headers, rc.config())
-    today = utc_today(clock)
-    first_day = today - timedelta(days=15)
-    body = {"startDate": f"{first_day.isoformat()}T00:00:00Z", "endDate": f"{today}T00:00:00Z"}
-
-    response = client.post(f"/api/data-sources/{source['id']}/fetch", headers=headers, json=body)
-
+def fetch_days(
+    client: Any, headers: dict[str, str], source_id: str, first: date, last: date
+) -> Table:
+    """The daily points a fetch of ``first``..``last`` computes (nothing stored)."""
+    body = {"startDate": f"{first}T00:00:00Z", "endDate": f"{last + timedelta(days=1)}T00:00:00Z"}
+    response = client.post(f"/api/data-sources/{source_id}/fetch", headers=headers, json=body)
     assert response.status_code == 200, response.text
     assert response.json()["success"] is True, response.json()
-    usage = rc.usage()
-    assert usage["Heavy"]["throttled"] >= 1
-    assert usage["Heavy"]["maxInWindow"] == 10
-    assert rc.stats()["retryAfterViolations"] == 0
-    got = {
+    return {
         (
             p["metric"],
             p["periodStart"][:10],
-            ",".join(f"{k}={v}" for k, v in p["dimensions"].items()),
+            "".join(f"{k}={v}" for k, v in p["dimensions"].items()),
         ): p["value"]
         for p in response.json()["dataPoints"]
     }
-    want = expected(rc.log(first_day), first_day, today - timedelta(days=1))
-    assert_same(got, want)
+
+
+def test_remaining_zero_holds_the_next_request_for_the_window(
+    client, factory, rc, clock, monkeypatch
+):
+    # Told it may send 100 a second, the connector still never meets the Heavy group's 429:
+    # after the response that says `X-Rate-Limit-Remaining: 0` it waits `X-Rate-Limit-Window`.
+    fast = replace(CONNECTOR, rate_limit=RateLimit.of("100/second"))
+    monkeypatch.setitem(registry(), SLUG, fast)
+    _, headers = person(factory)
+    rc.configure(volume={"calls": 2_000, "days": 20, "rateWindowS": 1})
+    source = new_source(client, headers, rc.config())
+    first, last = utc_today(clock) - timedelta(days=15), utc_today(clock) - timedelta(days=1)
+
+    got = fetch_days(client, headers, source["id"], first, last)
+
+    usage = rc.usage()
+    assert usage["Heavy"]["accepted"] >= 15
+    assert usage["Heavy"]["maxInWindow"] == 10  # the whole budget, never more
+    assert usage["Heavy"]["throttled"] == 0
+    assert rc.stats()["throttled"] == 0
+    assert_same(got, expected(rc.log(first), first, last))
+
+
+def test_a_budget_spent_by_another_client_is_waited_out_by_retry_after(client, factory, rc, clock):
+    # Another app of the same user has just used the Heavy budget: the connector's first
+    # call-log request gets 429 CMN-301 with Retry-After, waits it out, and reads on.
+    clock.running = True  # Retry-After bookkeeping needs the wall clock
+    _, headers = person(factory)
+    rc.configure(volume={"calls": 2_000, "days": 10, "rateWindowS": 1})
+    source = new_source(client, headers, rc.config())
+    first, last = utc_today(clock) - timedelta(days=5), utc_today(clock) - timedelta(days=1)
+    other = {"Authorization": f"Bearer {rc.token()}"}
+    for _ in range(10):
+        assert rc.http.get(CALL_LOG, params={"perPage": 1}, headers=other).status_code == 200
+
+    got = fetch_days(client, headers, source["id"], first, last)
+
+    usage = rc.usage()
+    assert usage["Heavy"]["throttled"] >= 1
+    assert usage["Heavy"]["maxInWindow"] == 10
+    stats = rc.stats()
+    assert stats["byStatus"]["429"] == usage["Heavy"]["throttled"]
+    assert stats["retryAfterViolations"] == 0
+    assert_same(got, expected(rc.log(first), first, last))
 
 
 def test_the_emulator_refuses_the_11th_heavy_request_with_cmn_301(rc):

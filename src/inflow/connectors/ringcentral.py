@@ -140,6 +140,17 @@ def penalty(response: httpx.Response) -> float | None:
     return float(window) if window.isdigit() else 60.0
 
 
+def spent(response: httpx.Response) -> float | None:
+    """`X-Rate-Limit-Remaining: 0`: the group's window is used up (other apps of the same user
+    share it), so the next request waits `X-Rate-Limit-Window` seconds instead of earning a
+    429 and a penalty. A 429 itself is waited out by its `Retry-After`."""
+    headers = response.headers
+    if response.status_code == 429 or headers.get("x-rate-limit-remaining") != "0":
+        return None
+    window = headers.get("x-rate-limit-window", "")
+    return float(window) if window.isdigit() else 60.0
+
+
 # ---------------------------------------------------------------- calls
 
 # `result` is an open enum in mixed case (`Call connected`, `Call Failed`): compared casefolded.
@@ -318,6 +329,7 @@ CONNECTOR = Connector(
     rate_limit=RateLimit.of("9/minute"),
     classify=classify,
     reset_after=penalty,
+    pace=spent,
     webhook=Webhook(
         verify=verify,
         description="Create a WebHook subscription to /restapi/v1.0/account/~/telephony/sessions "

@@ -10,7 +10,9 @@ a connector's ``Quota`` calls where every process sees them).
 
 from __future__ import annotations
 
+import asyncio
 import string
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -298,6 +300,28 @@ class ConnectorRuntime:
         if quota is not None:
             self.client.event_hooks["request"].append(self._spend_quota)
             self.client.event_hooks["response"].append(self._quota_refused)
+        self._not_before = 0.0  # monotonic time before which `pace` holds the next request
+        if connector.pace is not None:
+            self.client.event_hooks["request"].append(self._pace)
+            self.client.event_hooks["response"].append(self._paced)
+
+    # -- pacing
+
+    async def _paced(self, response: httpx.Response) -> None:
+        """A response saying the provider's budget is spent holds the next request."""
+        delay = self.connector.pace(response) if self.connector.pace is not None else None
+        if delay:
+            self._not_before = max(self._not_before, time.monotonic() + delay)
+
+    async def _pace(self, _request: httpx.Request) -> None:
+        delay = self._not_before - time.monotonic()
+        if delay <= 0:
+            return
+        if self.on_wait is not None:
+            maybe = self.on_wait("the provider's rate window is used up", delay)
+            if maybe is not None:
+                await maybe
+        await asyncio.sleep(delay)
 
     # -- quota
 

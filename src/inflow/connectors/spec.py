@@ -435,6 +435,9 @@ class Connector:
     errors: Mapping[int, Action] = field(default_factory=dict)
     classify: Classifier | None = None
     reset_after: ResetHook | None = None
+    # Reads every response's budget headers: the seconds the next request must wait before it is
+    # sent (RingCentral: `X-Rate-Limit-Remaining: 0` → its `X-Rate-Limit-Window`), or None.
+    pace: ResetHook | None = None
     # How far back from now the API serves data, and the longest range one read may span
     # (Clarity: the last 1-3 days): a fetch outside them is refused with the reason.
     history: timedelta | None = None

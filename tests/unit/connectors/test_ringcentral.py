@@ -18,6 +18,7 @@ from inflow.connectors.ringcentral import (
     normalize,
     penalty,
     sign_in,
+    spent,
     verify,
 )
 from inflow.connectors.spec import (
@@ -178,6 +179,15 @@ def test_server_errors_and_successes_keep_the_default_table():
 def test_a_429_without_retry_after_waits_the_groups_window():
     assert penalty(response(429, {}, **{"X-Rate-Limit-Window": "60"})) == 60.0
     assert penalty(response(429, {})) == 60.0
+
+
+def test_remaining_zero_holds_the_next_request_for_the_window():
+    used_up = {"X-Rate-Limit-Remaining": "0", "X-Rate-Limit-Window": "60"}
+
+    assert spent(response(200, {}, **used_up)) == 60.0
+    assert spent(response(200, {}, **{**used_up, "X-Rate-Limit-Remaining": "3"})) is None
+    assert spent(response(429, {}, **used_up)) is None  # Retry-After governs a 429
+    assert spent(response(200, {})) is None  # no budget headers (another rate limit)
 
 
 # ---------------------------------------------------------------- auth
