@@ -52,6 +52,7 @@ API = "https://platform.ringcentral.com"
 ACCOUNT = "/restapi/v1.0/account/~"
 CALL_LOG = ACCOUNT + "/call-log"
 DAY = timedelta(days=1)
+WEEK = timedelta(days=7)  # reduce windows start at midnight: each day is read whole
 ADMIN = (
     "the company call log needs the user permission FullCompanyCallLog: have an administrator "
     "generate the JWT (or authorise the app), then reconnect"
@@ -294,7 +295,7 @@ CALLS = Stream(
         cursor="startTime",
         start_param="dateFrom",
         end_param="dateTo",
-        window=DAY,
+        window=WEEK,  # a week per read (as tap-ringcentral): Heavy allows 10 a minute
         lookback=timedelta(days=2),
         initial=timedelta(days=90),
     ),
