@@ -557,6 +557,12 @@ def report(results: dict[str, list[Run]]) -> str:
             f"\nInflow (SQLite) ÷ fastest peer ({fastest.tool}) = "
             f"**{inflow.rate / fastest.rate:.1f}x** (target ≥ 5x)"
         )
+    if inflow and fastest and len(results[fastest.tool]) > 1:
+        pairs = zip(results["inflow-sqlite"], results[fastest.tool], strict=True)
+        lines.append(
+            f"Inflow (SQLite) ÷ {fastest.tool}, each round: "
+            + ", ".join(f"{i.rate / f.rate:.2f}" for i, f in pairs)
+        )
     if len(next(iter(results.values()))) > 1:
         lines.append(
             "\nrounds' rates: "
