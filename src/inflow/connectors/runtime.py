@@ -38,6 +38,7 @@ from inflow.connectors.spec import (
     OAuth2ClientCredentials,
     OAuth2JwtBearer,
     Quota,
+    SliceReducer,
     Stream,
     Window,
 )
@@ -245,6 +246,10 @@ class _Context:
 
     def skip(self, reason: str) -> None:
         self.runtime.skip(reason)
+
+
+def _reduced(reduce: SliceReducer, items: list[Mapping[str, Any]], ctx: _Context) -> Chunk:
+    return Chunk(list(reduce(items, ctx)), None, len(items))
 
 
 class ConnectorRuntime:
@@ -577,6 +582,10 @@ class ConnectorRuntime:
             parent_stream = self.stream(stream.parent)
             parents = [item async for page in self.items(parent_stream) for item in page]
         planned: Sequence[Window | None] = self.plan(stream, state, window, now) or [None]
+        # A window's reduce runs on a thread while the next window's pages arrive (the provider
+        # builds them meanwhile); its chunk and checkpoint still come out in window order.
+        reducing: asyncio.Future[Chunk] | None = None
+        after: list[Chunk] = []
         for win in planned:
             max_cursor: datetime | None = None
             collected: list[Mapping[str, Any]] = []
@@ -606,9 +615,24 @@ class ConnectorRuntime:
                     if per_page and max_cursor is not None:
                         checkpoint = {"cursor": format_bound(max_cursor, "iso")}
                     yield Chunk(records, checkpoint, len(page))
-            if stream.reduce is not None:
-                ctx = self.context(window=win, parent=None)
-                yield Chunk(list(stream.reduce(collected, ctx)), None, len(collected))
+            # The window was read to its end: the next read starts there (minus lookback).
+            done: list[Chunk] = []
             if win is not None and inc is not None:
-                # The window was read to its end: the next read starts there (minus lookback).
-                yield Chunk([], {"cursor": format_bound(min(win.end, now), "iso")})
+                done.append(Chunk([], {"cursor": format_bound(min(win.end, now), "iso")}))
+            if stream.reduce is None:
+                for chunk in done:
+                    yield chunk
+                continue
+            if reducing is not None:
+                yield await reducing
+                for chunk in after:
+                    yield chunk
+            ctx = self.context(window=win, parent=None)
+            reducing = asyncio.ensure_future(
+                asyncio.to_thread(_reduced, stream.reduce, collected, ctx)
+            )
+            after = done
+        if reducing is not None:
+            yield await reducing
+            for chunk in after:
+                yield chunk
