@@ -188,9 +188,15 @@ def load_config(
         connector = connector or get_connector(source.type)
         if connector is None:
             raise ConfigError(f"no connector is installed for type {source.type!r}")
-        raw = {**source.config, **(deps.vault.decrypt(source.secrets) if source.secrets else {})}
+        config = decrypted_config(source, connector, deps.vault)
         session.expunge(source)
-    return source, connector, connector.config.model_validate(raw)
+    return source, connector, config
+
+
+def decrypted_config(source: DataSource, connector: Connector, vault: Vault) -> ConnectorConfig:
+    """The full config of a stored source, its secrets decrypted (only to call the provider)."""
+    secrets = vault.decrypt(source.secrets) if source.secrets else {}
+    return connector.config.model_validate({**source.config, **secrets})
 
 
 def open_runtime(

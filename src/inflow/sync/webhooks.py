@@ -28,7 +28,7 @@ from inflow.logging import get_logger
 from inflow.storage import repo
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, WebhookEvent
-from inflow.sync.engine import EngineDeps, fetch_points
+from inflow.sync.engine import EngineDeps, decrypted_config, fetch_points
 
 log = get_logger(__name__)
 KEEP = timedelta(days=7)  # event ids are remembered this long (far past any provider's retries)
@@ -55,8 +55,6 @@ def receive(
     """Verify and store one delivery (the caller commits); ``WebhookSignatureError`` when the
     signature is wrong or an event is replayed or stale, ``NotFoundError`` when the source does
     not exist or takes no webhooks."""
-    from inflow.api.services.sources import load_config  # the one place configs are decrypted
-
     now = now or datetime.now(UTC)
     source = session.get(DataSource, source_id)
     connector = get_connector(source.type) if source is not None else None
@@ -65,7 +63,7 @@ def receive(
     webhook = connector.webhook
     if webhook is None:
         raise NotFoundError(f"{connector.title} sources take no webhooks")
-    verified = webhook.verify(request, load_config(source, vault))
+    verified = webhook.verify(request, decrypted_config(source, connector, vault))
     if isinstance(verified, WebhookReply):
         return Received(reply=verified)
     out = Received()

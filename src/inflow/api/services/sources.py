@@ -16,6 +16,7 @@ from inflow.connectors.spec import Connector, ConnectorConfig
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, Role, Space, User, utcnow
+from inflow.sync.engine import decrypted_config
 from inflow.sync.scheduler import most_runs, next_time
 
 
@@ -100,9 +101,7 @@ def split(connector: Connector, model: ConnectorConfig) -> tuple[dict[str, Any],
 
 def load_config(source: DataSource, vault: Vault) -> ConnectorConfig:
     """The full, decrypted config of ``source`` (only ever built to call a provider)."""
-    connector = require_connector(source.type)
-    secrets = vault.decrypt(source.secrets) if source.secrets else {}
-    return connector.config.model_validate({**source.config, **secrets})
+    return decrypted_config(source, require_connector(source.type), vault)
 
 
 def shown_type(slug: str) -> str:
