@@ -11,6 +11,7 @@ a connector's ``Quota`` calls where every process sees them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import string
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -250,6 +251,43 @@ class _Context:
 
 def _reduced(reduce: SliceReducer, items: list[Mapping[str, Any]], ctx: _Context) -> Chunk:
     return Chunk(list(reduce(items, ctx)), None, len(items))
+
+
+Page = tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]  # (parent item, items)
+_PAGES_AHEAD = 2  # pages a window read ahead may hold before its turn comes
+
+
+class _ReadAhead:
+    """A window's pages, read by a task of their own into a bounded queue.
+
+    Its requests run while earlier windows are processed (the provider builds the next pages
+    meanwhile); the pages, or the error that ended the read, come out in order.
+    """
+
+    def __init__(self, pages: AsyncIterator[Page]) -> None:
+        self._queue: asyncio.Queue[tuple[Page | None, Exception | None]] = asyncio.Queue(
+            _PAGES_AHEAD
+        )
+        self.task = asyncio.ensure_future(self._fill(pages))
+
+    async def _fill(self, pages: AsyncIterator[Page]) -> None:
+        try:
+            async with contextlib.aclosing(pages):  # type: ignore[type-var]
+                async for page in pages:
+                    await self._queue.put((page, None))
+        except Exception as exc:  # raised where the window's pages are taken, in turn
+            await self._queue.put((None, exc))
+        else:
+            await self._queue.put((None, None))
+
+    async def __aiter__(self) -> AsyncIterator[Page]:
+        while True:
+            page, error = await self._queue.get()
+            if error is not None:
+                raise error
+            if page is None:
+                return
+            yield page
 
 
 class ConnectorRuntime:
@@ -548,6 +586,14 @@ class ConnectorRuntime:
                 return
             step = next_step
 
+    async def _pages(
+        self, stream: Stream, window: Window | None, parents: Sequence[Mapping[str, Any] | None]
+    ) -> AsyncIterator[Page]:
+        """A window's pages for every parent item, each with its parent."""
+        for parent in parents:
+            async for page in self.items(stream, window=window, parent=parent):
+                yield parent, page
+
     def plan(
         self, stream: Stream, state: Mapping[str, Any] | None, window: Window | None, now: datetime
     ) -> list[Window] | None:
@@ -582,21 +628,29 @@ class ConnectorRuntime:
             parent_stream = self.stream(stream.parent)
             parents = [item async for page in self.items(parent_stream) for item in page]
         planned: Sequence[Window | None] = self.plan(stream, state, window, now) or [None]
-        # A window's reduce runs on a thread while the next window's pages arrive (the provider
-        # builds them meanwhile); its chunk and checkpoint still come out in window order.
+        # With ``RateLimit.concurrent`` > 1 the next windows are read while this one is
+        # processed; a window's reduce runs on a thread while the next window's pages arrive.
+        # Chunks and checkpoints still come out in window order.
+        concurrent = self.connector.rate_limit.concurrent
+        ahead = concurrent if concurrent > 1 and len(planned) > 1 else 0
+        feeds: dict[int, _ReadAhead] = {}
         reducing: asyncio.Future[Chunk] | None = None
         after: list[Chunk] = []
-        for win in planned:
-            max_cursor: datetime | None = None
-            collected: list[Mapping[str, Any]] = []
-            inc = stream.incremental
-            per_page = inc is not None and inc.sorted and not stream.parent and win is not None
-            for parent in parents:
-                ctx = self.context(window=win, parent=parent)
-                async for page in self.items(stream, window=win, parent=parent):
+        try:
+            for index, win in enumerate(planned):
+                for later in range(index, min(index + ahead, len(planned))):
+                    if later not in feeds:
+                        feeds[later] = _ReadAhead(self._pages(stream, planned[later], parents))
+                pages = feeds.pop(index, None) or self._pages(stream, win, parents)
+                max_cursor: datetime | None = None
+                collected: list[Mapping[str, Any]] = []
+                inc = stream.incremental
+                per_page = inc is not None and inc.sorted and not stream.parent and win is not None
+                async for parent, page in pages:
                     if stream.reduce is not None:
                         collected.extend(page)
                         continue
+                    ctx = self.context(window=win, parent=parent)
                     records: list[Record] = []
                     parse = stream.parse
                     if parse is not None:
@@ -615,23 +669,30 @@ class ConnectorRuntime:
                     if per_page and max_cursor is not None:
                         checkpoint = {"cursor": format_bound(max_cursor, "iso")}
                     yield Chunk(records, checkpoint, len(page))
-            # The window was read to its end: the next read starts there (minus lookback).
-            done: list[Chunk] = []
-            if win is not None and inc is not None:
-                done.append(Chunk([], {"cursor": format_bound(min(win.end, now), "iso")}))
-            if stream.reduce is None:
-                for chunk in done:
-                    yield chunk
-                continue
-            if reducing is not None:
-                yield await reducing
-                for chunk in after:
-                    yield chunk
-            ctx = self.context(window=win, parent=None)
-            reducing = asyncio.ensure_future(
-                asyncio.to_thread(_reduced, stream.reduce, collected, ctx)
+                # The window was read to its end: the next read starts there (minus lookback).
+                done: list[Chunk] = []
+                if win is not None and inc is not None:
+                    done.append(Chunk([], {"cursor": format_bound(min(win.end, now), "iso")}))
+                if stream.reduce is None:
+                    for chunk in done:
+                        yield chunk
+                    continue
+                if reducing is not None:
+                    yield await reducing
+                    for chunk in after:
+                        yield chunk
+                ctx = self.context(window=win, parent=None)
+                reducing = asyncio.ensure_future(
+                    asyncio.to_thread(_reduced, stream.reduce, collected, ctx)
+                )
+                after = done
+        finally:  # a read that stops early (an error, a closed generator) ends the reads ahead
+            for feed in feeds.values():
+                feed.task.cancel()
+            running = [feed.task for feed in feeds.values()]
+            await asyncio.gather(
+                *running, *([reducing] if reducing else []), return_exceptions=True
             )
-            after = done
         if reducing is not None:
             yield await reducing
             for chunk in after:

@@ -182,13 +182,19 @@ AuthChoice = Callable[[Any], AuthSpec]
 
 @dataclass(frozen=True)
 class RateLimit:
-    """The provider's documented budget per credential, as ``limits`` strings."""
+    """The provider's documented budget per credential, as ``limits`` strings.
+
+    ``concurrent``: the requests one read may have in flight at once. Past 1, a windowed
+    stream's next windows are read while the current one is processed (Twilio limits
+    concurrency, not rate); chunks and checkpoints still come out in window order.
+    """
 
     windows: tuple[str, ...] = ()
+    concurrent: int = 1
 
     @classmethod
-    def of(cls, *windows: str) -> RateLimit:
-        return cls(tuple(windows))
+    def of(cls, *windows: str, concurrent: int = 1) -> RateLimit:
+        return cls(tuple(windows), concurrent)
 
 
 @dataclass(frozen=True)

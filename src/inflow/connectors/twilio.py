@@ -31,6 +31,7 @@ from inflow.connectors.spec import (
     Incremental,
     Kind,
     NextUrl,
+    RateLimit,
     Resolution,
     Stream,
     Webhook,
@@ -321,6 +322,9 @@ CONNECTOR = Connector(
     auth=sign_in,
     checks=(check,),
     streams=(CALLS,),
+    # Twilio limits requests in flight per account (about 100, unverified), not requests per
+    # minute: two days are read at once, so the next day's pages are built while one is reduced.
+    rate_limit=RateLimit(concurrent=2),
     classify=classify,
     webhook=Webhook(
         verify=verify,
