@@ -646,29 +646,37 @@ class ConnectorRuntime:
                 collected: list[Mapping[str, Any]] = []
                 inc = stream.incremental
                 per_page = inc is not None and inc.sorted and not stream.parent and win is not None
-                async for parent, page in pages:
-                    if stream.reduce is not None:
-                        collected.extend(page)
-                        continue
-                    ctx = self.context(window=win, parent=parent)
-                    records: list[Record] = []
-                    parse = stream.parse
-                    if parse is not None:
-                        for item in page:
-                            try:
-                                records.extend(parse(item, ctx))
-                            except RecordError as exc:  # one bad item: skipped and counted
-                                ctx.skip(exc.message)
-                    if inc is not None:
-                        # A page repeats few cursor values (many rows a day): parse each once.
-                        for raw in _distinct(page, inc.cursor):
-                            seen = parse_cursor(raw)
-                            if seen is not None and (max_cursor is None or seen > max_cursor):
-                                max_cursor = seen
-                    checkpoint = None
-                    if per_page and max_cursor is not None:
-                        checkpoint = {"cursor": format_bound(max_cursor, "iso")}
-                    yield Chunk(records, checkpoint, len(page))
+                try:
+                    async for parent, page in pages:
+                        if stream.reduce is not None:
+                            collected.extend(page)
+                            continue
+                        ctx = self.context(window=win, parent=parent)
+                        records: list[Record] = []
+                        parse = stream.parse
+                        if parse is not None:
+                            for item in page:
+                                try:
+                                    records.extend(parse(item, ctx))
+                                except RecordError as exc:  # one bad item: skipped and counted
+                                    ctx.skip(exc.message)
+                        if inc is not None:
+                            # A page repeats few cursor values (many rows a day): parse each once.
+                            for raw in _distinct(page, inc.cursor):
+                                seen = parse_cursor(raw)
+                                if seen is not None and (max_cursor is None or seen > max_cursor):
+                                    max_cursor = seen
+                        checkpoint = None
+                        if per_page and max_cursor is not None:
+                            checkpoint = {"cursor": format_bound(max_cursor, "iso")}
+                        yield Chunk(records, checkpoint, len(page))
+                except Exception:
+                    if reducing is not None:  # the window before was read whole: keep it
+                        yield await reducing
+                        for chunk in after:
+                            yield chunk
+                        reducing = None
+                    raise
                 # The window was read to its end: the next read starts there (minus lookback).
                 done: list[Chunk] = []
                 if win is not None and inc is not None:

@@ -1,7 +1,7 @@
 """Windows read ahead (``RateLimit.concurrent``): the next windows' requests are in flight while
 one is processed, never more than the limit; chunks and checkpoints come out in window order,
-whatever order the responses arrive in; an error ends the read after the windows before it, and
-a read stopped early leaves no request running."""
+whatever order the responses arrive in; an error ends the read after every window before it
+(a reduced one included), and a read stopped early leaves no request running."""
 
 from __future__ import annotations
 
@@ -163,8 +163,10 @@ def test_an_error_ends_the_read_after_the_windows_before_it() -> None:
 
     asyncio.run(go())
 
-    # days 0-2 stored with their checkpoints; day 3 is read but waits for day 4's pages
-    assert cursors(chunks) == iso(1, 2, 3)
+    # days 0-3 come out with their checkpoints (day 3's reduce was waiting for day 4's pages)
+    assert cursors(chunks) == iso(1, 2, 3, 4)
+    points = [r for c in chunks for r in c.records if isinstance(r, DataPoint)]
+    assert [p.value for p in points] == [1.0, 2.0, 3.0, 4.0]
 
 
 def test_a_read_stopped_early_leaves_no_request_running() -> None:
