@@ -3,7 +3,8 @@
 ``ConnectorRuntime`` is opened per source (``async with``). It renders placeholders, builds the
 auth flow, and drives pagination, incremental windows, parent streams and a stream's
 ``parse``/``reduce`` into ``Chunk``s of records with the checkpoint each one reaches (a window
-whose query holds more than a capped endpoint serves is read in halves). It never
+whose query holds more than a capped endpoint serves is read in halves; with
+``RateLimit.concurrent`` > 1 the next windows are read while one is processed). It never
 touches storage: the sync engine decides what to keep (and passes a ``QuotaGate`` that counts
 a connector's ``Quota`` calls where every process sees them).
 """
