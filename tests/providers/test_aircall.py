@@ -13,8 +13,9 @@ import base64
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -25,6 +26,8 @@ from inflow.connectors import registry
 from inflow.connectors.aircall import CONNECTOR
 from inflow.connectors.spec import RateLimit
 from inflow.sandbox.aircall import API_ID, API_TOKEN, STRIDE
+from tests.providers import calling
+from tests.providers.calling import Table, assert_same, stored
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, poll_run, start_sync
 
 SLUG = "aircall"
@@ -32,7 +35,6 @@ DAY_S = 86_400
 BASIC = base64.b64encode(f"{API_ID}:{API_TOKEN}".encode()).decode()
 AUTH = {"Authorization": f"Basic {BASIC}"}
 UNLIMITED = {"rateLimit": 10**9}
-Table = dict[tuple[str, str, str], float]
 
 
 class Aircall:
@@ -146,50 +148,26 @@ def sync(client: Any, headers: dict[str, str], source_id: str) -> dict[str, Any]
     return run
 
 
-def expected(calls: list[dict[str, Any]], first: date, last: date) -> Table:
+def expected(calls: list[dict[str, Any]], first: date, last: date, zone: tzinfo = UTC) -> Table:
     """The daily metrics of `first`..`last` computed from raw calls, by Aircall's definitions:
     ended calls only; answered: an `answered_at`; missed: inbound without one; talk time from
     `answered_at` to `ended_at`."""
-    rows: dict[tuple[str, str], list[float]] = {}
-    for n in range((last - first).days + 1):
-        for key in ("", "direction=inbound", "direction=outbound"):
-            rows[((first + timedelta(days=n)).isoformat(), key)] = [0, 0, 0, 0]
-    for call in {c["id"]: c for c in calls}.values():
-        if call["status"] != "done":
-            continue
-        day = datetime.fromtimestamp(call["started_at"], UTC).date().isoformat()
-        answered = call["answered_at"] is not None
-        for key in ("", f"direction={call['direction']}"):
-            row = rows.get((day, key))
-            if row is None:
-                continue
-            row[0] += 1
-            row[1] += answered
-            row[2] += call["direction"] == "inbound" and not answered
-            row[3] += call["ended_at"] - call["answered_at"] if answered else 0
-    out: Table = {}
-    for (day, key), (total, answered, missed, talk) in rows.items():
-        out[("total_calls", day, key)] = total
-        out[("answered_calls", day, key)] = answered
-        out[("missed_calls", day, key)] = missed
-        out[("answer_rate", day, key)] = answered / total if total else 0.0
-        out[("talk_duration", day, key)] = talk
-        out[("average_talk_duration", day, key)] = talk / answered if answered else 0.0
-    return out
-
-
-def stored(factory: Any, source_id: str, first: date, last: date) -> Table:
-    return {
-        (metric, start[:10], key): value
-        for metric, start, key, value in points_of(factory, source_id)
-        if first.isoformat() <= start[:10] <= last.isoformat()
-    }
-
-
-def assert_same(got: Table, want: Table) -> None:
-    assert got.keys() == want.keys()
-    wrong = {k: (got[k], v) for k, v in want.items() if got[k] != pytest.approx(v)}
-    assert not wrong, dict(list(wrong.items())[:10])
+    ended = [c for c in {c["id"]: c for c in calls}.values() if c["status"] == "done"]
+    return calling.daily(
+        (
+            (
+                datetime.fromtimestamp(c["started_at"], UTC),
+                c["direction"] == "inbound",
+                c["answered_at"] is not None,
+                c["direction"] == "inbound" and c["answered_at"] is None,
+                float(c["ended_at"] - c["answered_at"]) if c["answered_at"] is not None else 0.0,
+            )
+            for c in ended
+        ),
+        first,
+        last,
+        zone,
+    )
 
 
 def run_test(client: Any, headers: dict[str, str], source_id: str) -> dict[str, Any]:
@@ -259,15 +237,15 @@ def test_100k_calls_over_90_days_within_the_budget_then_nothing_new(
     calls = sum(v for (m, _d, k), v in want.items() if m == "total_calls" and k == "")
     assert 95_000 <= calls <= 101_000  # 90 days of about 100,000, today's still to come
     assert requests >= calls // 50  # 50 a page: the most Aircall gives
-    assert_same(stored(factory, source["id"], first, last), want)
+    assert_same(stored(factory, source["id"], first=first, last=last), want)
     assert first_run["counts"]["created"] == 90 * 18 + 18  # 91 days, 6 metrics, 3 dimension sets
 
-    before = stored(factory, source["id"], first, last)
+    before = stored(factory, source["id"], first=first, last=last)
     sent = ac.stats()["byEndpoint"]["GET /v1/calls"]
     second_run = sync(client, headers, source["id"])
 
     assert second_run["counts"]["created"] == 0, second_run
-    assert stored(factory, source["id"], first, last) == before  # only today may move
+    assert stored(factory, source["id"], first=first, last=last) == before  # only today may move
     again = ac.stats()["byEndpoint"]["GET /v1/calls"] - sent
     assert again < 100  # the lookback: the last two days and today, not 90 days
 
@@ -290,7 +268,23 @@ def test_late_changes_are_corrected_by_the_next_sync(client, factory, ac, unlimi
     assert {datetime.fromtimestamp(c["started_at"], UTC).date() for c in changed} == {last}
     assert expected(old, last, last) != expected(new, last, last)
     assert run["counts"]["updated"] > 0
-    assert_same(stored(factory, source["id"], first, last), expected(new, first, last))
+    assert_same(stored(factory, source["id"], first=first, last=last), expected(new, first, last))
+
+
+def test_days_follow_the_sources_time_zone(client, factory, ac, unlimited):
+    _, headers = person(factory)
+    zone = ZoneInfo("Asia/Kolkata")  # UTC+05:30: a day starts at 18:30 UTC the day before
+    source = new_source(client, headers, {**ac.config(), "timezone": "Asia/Kolkata"})
+    ac.configure(calls=6_000, days=10, **UNLIMITED)
+
+    sync(client, headers, source["id"])
+
+    local_today = datetime.now(zone).date()
+    first, last = local_today - timedelta(days=8), local_today - timedelta(days=1)
+    raw = ac.days(first - timedelta(days=1), last + timedelta(days=1))
+    want = expected(raw, first, last, zone)
+    assert_same(stored(factory, source["id"], zone, first, last), want)
+    assert sum(v for (m, _, k), v in want.items() if m == "total_calls" and not k) > 3_000
 
 
 def test_a_day_over_the_10000_call_cap_is_read_completely(client, factory, ac, unlimited):
@@ -307,7 +301,7 @@ def test_a_day_over_the_10000_call_cap_is_read_completely(client, factory, ac, u
     assert len(raw) == 25_000
     want = expected(raw, peak, peak)
     assert want[("total_calls", peak.isoformat(), "")] == 25_000
-    assert_same(stored(factory, source["id"], peak, peak), want)
+    assert_same(stored(factory, source["id"], first=peak, last=peak), want)
 
 
 def test_429s_are_waited_out_until_the_reset(client, factory, ac, monkeypatch):
@@ -328,7 +322,8 @@ def test_429s_are_waited_out_until_the_reset(client, factory, ac, monkeypatch):
     assert stats["byStatus"]["429"] >= 1  # Inflow was told no budget: Aircall said when
     ac.configure(**UNLIMITED)
     assert_same(
-        stored(factory, source["id"], first, last), expected(ac.days(first, last), first, last)
+        stored(factory, source["id"], first=first, last=last),
+        expected(ac.days(first, last), first, last),
     )
 
 
@@ -368,7 +363,7 @@ def test_a_call_event_with_the_token_reads_its_day_again(client, app, factory, a
     )
     key = ("answered_calls", yesterday.isoformat(), "")
     assert after[key] == before[key] + 1
-    assert_same(stored(factory, source["id"], yesterday, yesterday), after)
+    assert_same(stored(factory, source["id"], first=yesterday, last=yesterday), after)
 
 
 @pytest.mark.parametrize("forgery", ["wrong token", "token in a header", "replayed", "stale"])

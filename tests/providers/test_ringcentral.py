@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -33,7 +34,9 @@ from inflow.sandbox.ringcentral import (
     USER_CLIENT_SECRET,
     VERIFICATION_TOKEN,
 )
-from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
+from tests.providers import calling
+from tests.providers.calling import Table, assert_same, stored
+from tests.sync.helpers import SANDBOX_HOST, health, person, sync_and_wait
 
 SLUG = "ringcentral"
 URL = f"{SANDBOX_HOST}/{SLUG}"
@@ -42,7 +45,6 @@ TOKEN = "POST /restapi/oauth/token"
 HEAVY_READS = "GET /restapi/v1.0/account/{account_id}/call-log"
 CALLBACK = f"http://testserver/api/oauth/{SLUG}/callback"
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-DIMS = ("", "direction=inbound", "direction=outbound")
 # RingCentral's results, as this test reads them (compared exactly, as listed by the API).
 ANSWERED = ("Accepted", "Call connected")
 MISSED = (
@@ -59,8 +61,6 @@ MISSED = (
     "Callback requested",
     "Answered Not Accepted",
 )
-
-Table = dict[tuple[str, str, str], float]
 
 
 class Clock:
@@ -204,48 +204,24 @@ def day_of(row: dict[str, Any]) -> str:
     return started.astimezone(UTC).date().isoformat()
 
 
-def expected(rows: list[dict[str, Any]], first: date, last: date) -> Table:
+def expected(rows: list[dict[str, Any]], first: date, last: date, zone: tzinfo = UTC) -> Table:
     """The daily metrics of ``first``..``last`` from raw voice records: answered = `Accepted`
     or `Call connected`; missed = an inbound call with a missed result; talk = the duration of
     answered calls."""
-    sums: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         assert row["type"] == "Voice"
         assert not row.get("deleted")
-        inbound = row["direction"] == "Inbound"
-        answered = row["result"] in ANSWERED
-        for key in ("", "direction=inbound" if inbound else "direction=outbound"):
-            acc = sums.setdefault((day_of(row), key), [0.0, 0.0, 0.0, 0.0])
-            acc[0] += 1
-            acc[1] += answered
-            acc[2] += inbound and row["result"] in MISSED
-            acc[3] += row["duration"] if answered else 0
-    out: Table = {}
-    day = first
-    while day <= last:
-        for key in DIMS:
-            total, answered, missed, talk = sums.get((day.isoformat(), key), [0.0] * 4)
-            values = {
-                "total_calls": total,
-                "answered_calls": answered,
-                "missed_calls": missed,
-                "answer_rate": answered / total if total else 0.0,
-                "talk_duration": talk,
-                "average_talk_duration": talk / answered if answered else 0.0,
-            }
-            out.update({(m, day.isoformat(), key): v for m, v in values.items()})
-        day += timedelta(days=1)
-    return out
-
-
-def stored(factory: Any, source_id: str) -> Table:
-    return {(m, start[:10], key): v for m, start, key, v in points_of(factory, source_id)}
-
-
-def assert_same(got: Table, want: Table) -> None:
-    assert got.keys() == want.keys()
-    wrong = {k: (got[k], v) for k, v in want.items() if got[k] != pytest.approx(v, rel=1e-9)}
-    assert not wrong, dict(list(wrong.items())[:10])
+    calls = (
+        (
+            datetime.fromisoformat(row["startTime"].replace("Z", "+00:00")),
+            row["direction"] == "Inbound",
+            row["result"] in ANSWERED,
+            row["direction"] == "Inbound" and row["result"] in MISSED,
+            float(row["duration"]),
+        )
+        for row in rows
+    )
+    return calling.daily(calls, first, last, zone)
 
 
 def utc_today(clock: Clock) -> date:
@@ -419,6 +395,23 @@ def fetch_days(
         ): p["value"]
         for p in response.json()["dataPoints"]
     }
+
+
+def test_days_follow_the_sources_time_zone(client, factory, rc, clock, compressed):
+    _, headers = person(factory)
+    zone = ZoneInfo("Australia/Sydney")  # UTC+11 in November: a day starts at 13:00 UTC
+    rc.configure(volume={"calls": 5_000, "days": 10, "rateWindowS": 1})
+    source = new_source(client, headers, {**rc.config(), "timezone": "Australia/Sydney"})
+
+    run = sync_and_wait(client, headers, source["id"])
+
+    assert run["status"] == "succeeded", run
+    today = datetime.fromtimestamp(clock.at, zone).date()
+    first = today - timedelta(days=8)
+    rows = rc.log(first - timedelta(days=1))
+    want = expected(rows, first, today, zone)
+    assert_same(stored(factory, source["id"], zone, first, today), want)
+    assert sum(v for (m, _, k), v in want.items() if m == "total_calls" and not k) > 3_000
 
 
 def test_remaining_zero_holds_the_next_request_for_the_window(

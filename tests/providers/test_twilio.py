@@ -13,9 +13,11 @@ import hashlib
 import hmac
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as dt_time
 from email.utils import parsedate_to_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -31,15 +33,14 @@ from inflow.sandbox.twilio import (
     STANDARD_KEY_SECRET,
     STANDARD_KEY_SID,
 )
+from tests.providers import calling
+from tests.providers.calling import Table, assert_same, stored
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
 SLUG = "twilio"
 URL = f"{SANDBOX_HOST}/{SLUG}"
 CALLS = f"/{SLUG}/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
 ENDED = ("completed", "busy", "no-answer", "canceled", "failed")
-DIMS = ("", "direction=inbound", "direction=outbound")
-
-Table = dict[tuple[str, str, str], float]
 
 
 class Clock:
@@ -121,48 +122,21 @@ def run_test(client: Any, headers: dict[str, str], source_id: str) -> dict[str, 
 # ---------------------------------------------------------------- the oracle
 
 
-def expected(rows: list[dict[str, Any]], first: date, last: date) -> Table:
+def expected(rows: list[dict[str, Any]], first: date, last: date, zone: tzinfo = UTC) -> Table:
     """The daily metrics of ``first``..``last`` from raw calls, by Twilio's definitions:
     parent calls that ended; answered = completed; missed = an inbound call not completed."""
-    sums: dict[tuple[str, str], list[float]] = {}
-    for row in rows:
-        if row["parent_call_sid"] is not None or row["status"] not in ENDED:
-            continue
-        day = parsedate_to_datetime(row["start_time"]).astimezone(UTC).date().isoformat()
-        inbound = row["direction"] == "inbound"
-        answered = row["status"] == "completed"
-        for key in ("", "direction=inbound" if inbound else "direction=outbound"):
-            acc = sums.setdefault((day, key), [0.0, 0.0, 0.0, 0.0])
-            acc[0] += 1
-            acc[1] += answered
-            acc[2] += inbound and not answered
-            acc[3] += int(row["duration"]) if answered else 0
-    out: Table = {}
-    day = first
-    while day <= last:
-        for key in DIMS:
-            total, answered, missed, talk = sums.get((day.isoformat(), key), [0.0] * 4)
-            values = {
-                "total_calls": total,
-                "answered_calls": answered,
-                "missed_calls": missed,
-                "answer_rate": answered / total if total else 0.0,
-                "talk_duration": talk,
-                "average_talk_duration": talk / answered if answered else 0.0,
-            }
-            out.update({(m, day.isoformat(), key): v for m, v in values.items()})
-        day += timedelta(days=1)
-    return out
-
-
-def stored(factory: Any, source_id: str) -> Table:
-    return {(m, start[:10], key): v for m, start, key, v in points_of(factory, source_id)}
-
-
-def assert_same(got: Table, want: Table) -> None:
-    assert got.keys() == want.keys()
-    wrong = {k: (got[k], v) for k, v in want.items() if got[k] != pytest.approx(v, rel=1e-9)}
-    assert not wrong, dict(list(wrong.items())[:10])
+    calls = (
+        (
+            parsedate_to_datetime(row["start_time"]),
+            row["direction"] == "inbound",
+            row["status"] == "completed",
+            row["direction"] == "inbound" and row["status"] != "completed",
+            float(row["duration"]) if row["status"] == "completed" else 0.0,
+        )
+        for row in rows
+        if row["parent_call_sid"] is None and row["status"] in ENDED
+    )
+    return calling.daily(calls, first, last, zone)
 
 
 def utc_today(clock: Clock) -> date:
@@ -367,6 +341,60 @@ def test_two_days_are_read_at_once(client, factory, tw):
     got = stored(factory, source["id"])
     want = expected(tw.log(), today - timedelta(days=7), today)
     assert_same({k: v for k, v in got.items() if k in want}, want)
+
+
+def test_days_follow_the_sources_time_zone_and_it_stays_fixed(client, factory, tw, clock):
+    _, headers = person(factory)
+    zone = ZoneInfo("America/New_York")  # 1 November, within these 30 days: clocks go back
+    tw.configure(volume={"calls": 6_000, "days": 30})
+    config = {**tw.config(), "timezone": "America/New_York"}
+    source = new_source(client, headers, config)
+
+    run = sync_and_wait(client, headers, source["id"])
+
+    assert run["status"] == "succeeded", run
+    today = datetime.fromtimestamp(clock.at, zone).date()
+    got = stored(factory, source["id"], zone)
+    want = expected(tw.log(), today - timedelta(days=28), today, zone)
+    assert_same({k: v for k, v in got.items() if k in want}, want)
+    starts = {datetime.fromisoformat(p[1]) for p in points_of(factory, source["id"])}
+    assert {s.astimezone(zone).time() for s in starts} == {dt_time(0)}  # New York midnights
+    assert {s.hour for s in starts} == {4, 5}  # in UTC: 04:00 in summer, 05:00 in winter
+
+    moved = client.patch(
+        f"/api/data-sources/{source['id']}",
+        headers=headers,
+        json={"config": {"timezone": "Europe/Berlin"}},
+    )
+    assert moved.status_code == 422, moved.text
+    assert [e["field"] for e in moved.json()["errors"]] == ["config.timezone"]
+    renamed = client.patch(
+        f"/api/data-sources/{source['id']}",
+        headers=headers,
+        json={"name": "Twilio NY", "config": {"timezone": "America/New_York"}},
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["config"]["timezone"] == "America/New_York"
+
+
+def test_a_time_zone_is_checked_when_the_source_is_saved(client, factory, tw):
+    _, headers = person(factory)
+    body = {"name": "Twilio", "type": "calling", "config": {**tw.config(), "timezone": "Mars/Base"}}
+
+    response = client.post("/api/data-sources", headers=headers, json=body)
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "config.timezone"
+    assert "IANA" in error["message"]
+    fresh = new_source(client, headers, tw.config())  # before any data it may change
+    changed = client.patch(
+        f"/api/data-sources/{fresh['id']}",
+        headers=headers,
+        json={"config": {"timezone": "Asia/Tokyo"}},
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["config"]["timezone"] == "Asia/Tokyo"
 
 
 def test_429s_are_waited_out_and_the_sync_completes(client, factory, tw):

@@ -54,6 +54,8 @@ class AircallConfig(ConnectorConfig):
         title="Webhook token",
         description="The `token` of the Aircall webhook that posts to this source's webhook URL.",
     )
+    timezone: calling.TimeZone = "UTC"
+    fixed_once_data = ("timezone",)
     base_url: HttpUrl = Field(default=HttpUrl(API), title="API root")
 
 
@@ -178,6 +180,7 @@ CALLS = Stream(
         window=WEEK,  # a week per read: fewer requests against 60/min; the cap splits a busy one
         lookback=timedelta(days=2),  # calls end, get answered and voicemails after first seen
         initial=timedelta(days=90),
+        zone="{config.timezone}",  # the days of the source's time zone
     ),
     reduce=calling.daily(normalize),
     # Aircall serves the first 10,000 calls of a query, silently; 9,000 leaves room for calls

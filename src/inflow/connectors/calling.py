@@ -5,8 +5,9 @@ own definition of *answered* and *missed* (written in its metric catalog); `dail
 then computes the same daily metrics for all of them, for every day of a window, split by
 direction: total calls, answered, missed, answer rate, total and average talk time.
 
-A window is read whole days at a time (the runtime aligns a reduce stream's windows to UTC
-midnight), so each day's totals are recomputed from every call of that day: a call whose status
+A window is read whole days at a time (the runtime aligns a reduce stream's windows to midnight
+in the source's `timezone`, UTC unless set), so each day's totals are recomputed from every call
+of that day: a call whose status
 or duration changed after it was first seen is corrected when a later sync's lookback re-reads
 its day, and the day's points are restated through the one upsert.
 
@@ -18,8 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, Field
 
 from inflow.connectors.spec import (
     Connector,
@@ -58,7 +62,10 @@ leg of a call already counted, a fax, a deleted record)."""
 
 def metrics(*, answered: str, missed: str, extra: str = "") -> tuple[MetricDef, ...]:
     """The calling catalog, with the platform's definitions of answered and missed."""
-    directions = "Per day (UTC), in total and by direction (inbound, outbound)."
+    directions = (
+        "Per day in the source's time zone (UTC unless set), in total and by direction "
+        "(inbound, outbound)."
+    )
     note = f" {extra}" if extra else ""
     return (
         MetricDef("total_calls", "Total calls", "count", f"Every call. {directions}{note}"),
@@ -89,18 +96,45 @@ def metrics(*, answered: str, missed: str, extra: str = "") -> tuple[MetricDef, 
     )
 
 
-def _midnight(moment: datetime) -> datetime:
-    moment = moment.astimezone(UTC)
-    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+def _midnight(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    return datetime.combine(moment.astimezone(zone).date(), time(), zone)
 
 
-def days(start: datetime, end: datetime) -> list[datetime]:
-    """The UTC midnights of the days that ``[start, end)`` touches."""
-    first, out = _midnight(start), []
+def days(start: datetime, end: datetime, zone: tzinfo = UTC) -> list[datetime]:
+    """The midnights (in ``zone``) of the days that ``[start, end)`` touches."""
+    first, out = _midnight(start, zone), []
     while first < end:
         out.append(first)
-        first += timedelta(days=1)
+        first += timedelta(days=1)  # wall-clock days: 23 or 25 hours when the clocks change
     return out
+
+
+def _zone_name(zone: tzinfo) -> str:
+    return zone.key if isinstance(zone, ZoneInfo) else "UTC"
+
+
+def time_zone(name: str) -> str:
+    """A config's ``timezone``: an IANA name the calling days follow (a validator)."""
+    if name != "UTC":
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"{name!r} is not a time zone: use an IANA name like Europe/Berlin"
+            ) from exc
+    return name
+
+
+TimeZone = Annotated[
+    str,
+    AfterValidator(time_zone),
+    Field(
+        title="Time zone",
+        description="The IANA time zone whose days the daily metrics follow (default UTC). "
+        "It cannot change once the source holds data points.",
+        examples=["Europe/Berlin"],
+    ),
+]
 
 
 def aggregate(
@@ -110,6 +144,7 @@ def aggregate(
     fact, not a gap), in total and per direction; a call seen twice counts once (its last
     version wins). Today's points are marked incomplete."""
     now = now or datetime.now(UTC)
+    zone = start.tzinfo or UTC  # the runtime's windows start at midnight in the source's zone
     latest: dict[str, Call] = {}
     for call in calls:
         latest[call.id] = call
@@ -118,7 +153,7 @@ def aggregate(
     for call in latest.values():
         if not start <= call.started_at < end:
             continue  # read through a neighbour's window (bounds are inclusive on some APIs)
-        day = _midnight(call.started_at)
+        day = _midnight(call.started_at, zone)
         by_dir = totals.setdefault(day, {})
         keys = ("", call.direction) if call.direction else ("",)
         for key in keys:
@@ -127,9 +162,11 @@ def aggregate(
             row[1] += call.answered
             row[2] += call.missed
             row[3] += call.talk_seconds if call.answered else 0.0
-    for day in days(start, end):
+    zone_name = _zone_name(zone)
+    for day in days(start, end, zone):
         day_end = day + timedelta(days=1)
         complete = day_end <= now
+        first, last = day.astimezone(UTC), day_end.astimezone(UTC)
         by_dir = totals.get(day, {})
         for key in ("", *DIRECTIONS):
             total, answered, missed, talk = by_dir.get(key, (0.0, 0.0, 0.0, 0.0))
@@ -144,7 +181,14 @@ def aggregate(
             )
             for metric, value, weight in values:
                 yield DataPoint(
-                    metric, value, day, day_end, dimensions=dims, complete=complete, weight=weight
+                    metric,
+                    value,
+                    first,
+                    last,
+                    dimensions=dims,
+                    timezone=zone_name,
+                    complete=complete,
+                    weight=weight,
                 )
 
 

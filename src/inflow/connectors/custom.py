@@ -46,7 +46,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Annotated, Any, Literal, NoReturn, Self
 from urllib.parse import urljoin
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import orjson
 from jsonpath_ng.exceptions import JSONPathError
@@ -66,6 +66,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from inflow.connectors import calling
 from inflow.connectors.spec import (
     ApiKey,
     AuthSpec,
@@ -171,7 +172,8 @@ class CustomConfig(ConnectorConfig):
         title="Push secret",
         description="HMAC-SHA256 key your system signs pushes with (16 characters or more).",
     )
-    timezone: str = Field("UTC", title="Time zone", examples=["Europe/Paris"])
+    timezone: calling.TimeZone = "UTC"  # a date or offset-less datetime is read in it
+    fixed_once_data = ("timezone",)
 
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -187,15 +189,6 @@ class CustomConfig(ConnectorConfig):
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("use 16 characters or more")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris)") from exc
         return value
 
     @model_validator(mode="after")

@@ -75,6 +75,8 @@ class RingCentralConfig(ConnectorConfig):
         description="The `verificationToken` of the subscription that posts to this source's "
         "webhook URL; RingCentral sends it as `Verification-Token` with every event.",
     )
+    timezone: calling.TimeZone = "UTC"
+    fixed_once_data = ("timezone",)
     base_url: HttpUrl = Field(default=HttpUrl(API), title="API root")
     auth_url: HttpUrl | None = Field(
         None, title="OAuth server", description="Where /restapi/oauth lives; the API root if empty."
@@ -298,6 +300,7 @@ CALLS = Stream(
         window=WEEK,  # a week per read (as tap-ringcentral): Heavy allows 10 a minute
         lookback=timedelta(days=2),
         initial=timedelta(days=90),
+        zone="{config.timezone}",  # the days of the source's time zone
     ),
     reduce=calling.daily(normalize),
 )

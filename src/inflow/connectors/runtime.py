@@ -17,10 +17,11 @@ import string
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import SecretStr
@@ -35,6 +36,7 @@ from inflow.connectors.spec import (
     CheckStep,
     Connector,
     ConnectorConfig,
+    Incremental,
     NoAuth,
     OAuth2AuthorizationCode,
     OAuth2ClientCredentials,
@@ -168,8 +170,15 @@ def _over_cap(stream: Stream, body: Any, window: Window) -> bool:
     return isinstance(total, int) and total > cap.limit
 
 
-def _midnight(moment: datetime) -> datetime:
-    return datetime.combine(moment.astimezone(UTC).date(), datetime.min.time(), UTC)
+def _midnight(moment: datetime, zone: tzinfo = UTC) -> datetime:
+    """The midnight that starts ``moment``'s day in ``zone``."""
+    return datetime.combine(moment.astimezone(zone).date(), datetime.min.time(), zone)
+
+
+def _utc_dates(window: Window) -> Window:
+    """The whole UTC days that cover a window (how a ``date`` bound can express it)."""
+    start, end = _midnight(window.start), _midnight(window.end)
+    return Window(start, end + timedelta(days=1) if end < window.end else end)
 
 
 def windows(start: datetime, end: datetime, size: timedelta | None) -> list[Window]:
@@ -559,10 +568,11 @@ class ConnectorRuntime:
         }
         inc = stream.incremental
         if inc is not None and window is not None:
+            bounds = _utc_dates(window) if inc.format == "date" else window
             if inc.start_param:
-                params[inc.start_param] = format_bound(window.start, inc.format)
+                params[inc.start_param] = format_bound(bounds.start, inc.format)
             if inc.end_param:
-                end = window.end - timedelta(days=1) if inc.end_inclusive else window.end
+                end = bounds.end - timedelta(days=1) if inc.end_inclusive else bounds.end
                 params[inc.end_param] = format_bound(end, inc.format)
         headers = {k: ctx._render(v) for k, v in stream.headers.items()}
         step = stream.pages.first()
@@ -609,10 +619,21 @@ class ConnectorRuntime:
         if inc.format == "date" or stream.reduce is not None:
             # Whole days, from midnight through the day that holds `end`: a reduce computes
             # each day's totals from every item of its window, so no window may cut a day.
-            start = _midnight(window.start)
-            end = _midnight(window.end)
+            zone = self.zone(inc)
+            start = _midnight(window.start, zone)
+            end = _midnight(window.end, zone)
             window = Window(start, end + timedelta(days=1) if end < window.end else end)
         return windows(window.start, window.end, inc.window)
+
+    def zone(self, inc: Incremental) -> tzinfo:
+        """The time zone whose days a stream's windows follow (UTC unless it names one)."""
+        name = self._render(inc.zone) if inc.zone else "UTC"
+        try:
+            return UTC if name == "UTC" else ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(
+                f"{name!r} is not a time zone (an IANA name, like Europe/Berlin)"
+            ) from exc
 
     async def read(
         self,

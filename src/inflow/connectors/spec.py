@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
@@ -58,12 +58,15 @@ class ConnectorConfig(BaseModel):
     """Base of every connector's config.
 
     JSON keys are camelCase (``baseUrl``); unknown keys are refused so a typo names its field.
-    Fields typed ``SecretStr`` are stored encrypted and never echoed back.
+    Fields typed ``SecretStr`` are stored encrypted and never echoed back. ``fixed_once_data``
+    names fields that cannot change once the source holds data points (the stored points would
+    mean something else: a time zone the days were cut in).
     """
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=True
     )
+    fixed_once_data: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def secret_fields(cls) -> list[str]:
@@ -241,6 +244,9 @@ class Incremental:
             last day of the window instead of the day after.
         sorted: items come in ascending cursor order with an inclusive start bound, so the
             state may be checkpointed after every page (else only at a window's end).
+        zone: the time zone whose days a ``reduce`` sums (an IANA name, or a ``{config.x}``
+            template; empty: UTC): windows start at its midnights. Date bounds are still sent
+            as the UTC dates that cover a window (a local day spans two of them).
     """
 
     cursor: str
@@ -252,6 +258,7 @@ class Incremental:
     initial: timedelta = timedelta(days=30)
     end_inclusive: bool = False
     sorted: bool = False
+    zone: str = ""
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ class TwilioConfig(ConnectorConfig):
         None, title="API Key SID (instead of the Auth Token)", pattern=r"^SK[0-9a-fA-F]{32}$"
     )
     api_key_secret: SecretStr | None = Field(None, title="API Key secret", min_length=1)
+    timezone: calling.TimeZone = "UTC"
+    fixed_once_data = ("timezone",)
     base_url: HttpUrl = Field(
         default=HttpUrl(API),
         title="API root",
@@ -296,6 +298,7 @@ CALLS = Stream(
         window=DAY,
         lookback=timedelta(days=2),
         initial=timedelta(days=90),
+        zone="{config.timezone}",  # the days of the source's time zone
     ),
     reduce=calling.daily(normalize),
 )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from inflow.connectors import calling
 from inflow.connectors.calling import Call
@@ -82,3 +85,42 @@ def test_calls_outside_the_window_are_left_to_their_own_window():
     got = _table(calling.aggregate(calls, DAY, DAY + timedelta(days=1), now=NOW))
 
     assert got[("total_calls", DAY.date().isoformat(), "")].value == 0
+
+
+def test_days_follow_the_windows_zone_through_a_clock_change():
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 3, 28, tzinfo=berlin)  # the night of 29 March has 23 hours
+    end = datetime(2026, 3, 31, tzinfo=berlin)
+    at = [  # (UTC moment, the Berlin day it belongs to)
+        (datetime(2026, 3, 27, 23, 30, tzinfo=UTC), "2026-03-28"),  # 00:30 CET
+        (datetime(2026, 3, 28, 22, 59, tzinfo=UTC), "2026-03-28"),  # 23:59 CET
+        (datetime(2026, 3, 28, 23, 0, tzinfo=UTC), "2026-03-29"),  # 00:00 CET
+        (datetime(2026, 3, 29, 21, 59, tzinfo=UTC), "2026-03-29"),  # 23:59 CEST
+        (datetime(2026, 3, 29, 22, 0, tzinfo=UTC), "2026-03-30"),  # 00:00 CEST
+        (datetime(2026, 3, 27, 22, 59, tzinfo=UTC), None),  # the day before the window
+    ]
+    calls = [
+        Call(f"c{n}", moment, "inbound", answered=True, missed=False, talk_seconds=10)
+        for n, (moment, _) in enumerate(at)
+    ]
+
+    points = list(calling.aggregate(calls, start, end, now=NOW + timedelta(days=30)))
+
+    totals = {
+        p.period_start: (p.value, p.period_end - p.period_start, p.timezone)
+        for p in points
+        if p.metric == "total_calls" and not p.dimensions
+    }
+    assert totals == {
+        datetime(2026, 3, 27, 23, tzinfo=UTC): (2.0, timedelta(hours=24), "Europe/Berlin"),
+        datetime(2026, 3, 28, 23, tzinfo=UTC): (2.0, timedelta(hours=23), "Europe/Berlin"),
+        datetime(2026, 3, 29, 22, tzinfo=UTC): (1.0, timedelta(hours=24), "Europe/Berlin"),
+    }
+    assert all(p.period_start.tzinfo is UTC for p in points)  # stored as UTC instants
+
+
+def test_a_time_zone_is_an_iana_name():
+    assert calling.time_zone("America/New_York") == "America/New_York"
+    for wrong in ("Mars/Olympus", "../../etc/passwd", "", "+02:00"):
+        with pytest.raises(ValueError, match="not a time zone"):
+            calling.time_zone(wrong)

@@ -15,6 +15,7 @@ from inflow.connectors import get_connector, registry
 from inflow.connectors.spec import Connector, ConnectorConfig
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.crypto import Vault
+from inflow.storage.models import DataPoint as StoredPoint
 from inflow.storage.models import DataSource, Role, Space, User, utcnow
 from inflow.sync.engine import decrypted_config
 from inflow.sync.scheduler import most_runs, next_time
@@ -186,9 +187,36 @@ def update_source(
             if key in secret_names and _is_secret_marker(value):
                 continue  # {"set": true} echoed back from a GET keeps the stored secret
             current[key] = value
-        _store(source, connector, validate_config(connector, current), vault)
+        model = validate_config(connector, current)
+        _refuse_fixed_changes(session, source, model)
+        _store(source, connector, model, vault)
     session.flush()
     return source
+
+
+def _refuse_fixed_changes(session: Session, source: DataSource, model: ConnectorConfig) -> None:
+    """A field the stored points depend on (``fixed_once_data``) keeps its value once there are
+    points: a 422 per changed field (a new source may use the new value)."""
+    fields = type(model).model_fields
+    errors = []
+    for name in model.fixed_once_data:
+        key = fields[name].alias or name
+        before = source.config.get(key, fields[name].default)
+        if before != model.model_dump(mode="json", by_alias=True)[key]:
+            errors.append(
+                FieldError(
+                    f"config.{key}",
+                    f"cannot change once the source holds data points (it is {before!r}): "
+                    "create a new source for another value",
+                )
+            )
+    if (
+        errors
+        and session.execute(
+            select(StoredPoint.id).where(StoredPoint.source_id == source.id).limit(1)
+        ).first()
+    ):
+        raise ValidationFailedError("invalid config", errors)
 
 
 def list_sources(session: Session, *, user: User) -> list[DataSource]:

@@ -1,0 +1,70 @@
+"""What the calling provider tests share: the daily table their oracles build from a raw call
+log, the stored points as the same table, and the comparison. Days are the source's time zone's
+(UTC unless a test sets one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+import pytest
+
+from tests.sync.helpers import points_of
+
+DIMS = ("", "direction=inbound", "direction=outbound")
+
+Table = dict[tuple[str, str, str], float]
+Call = tuple[datetime, bool, bool, bool, float]  # started, inbound, answered, missed, talk s
+
+
+def daily(calls: Iterable[Call], first: date, last: date, zone: tzinfo = UTC) -> Table:
+    """The six daily metrics of ``first``..``last`` (days in ``zone``), in total and by
+    direction, from calls each platform's oracle has already judged answered or missed."""
+    sums: dict[tuple[str, str], list[float]] = {}
+    for started, inbound, answered, missed, talk in calls:
+        day = started.astimezone(zone).date().isoformat()
+        for key in ("", "direction=inbound" if inbound else "direction=outbound"):
+            acc = sums.setdefault((day, key), [0.0, 0.0, 0.0, 0.0])
+            acc[0] += 1
+            acc[1] += answered
+            acc[2] += missed
+            acc[3] += talk if answered else 0
+    out: Table = {}
+    day = first
+    while day <= last:
+        for key in DIMS:
+            total, answered, missed, talk = sums.get((day.isoformat(), key), [0.0] * 4)
+            values = {
+                "total_calls": total,
+                "answered_calls": answered,
+                "missed_calls": missed,
+                "answer_rate": answered / total if total else 0.0,
+                "talk_duration": talk,
+                "average_talk_duration": talk / answered if answered else 0.0,
+            }
+            out.update({(m, day.isoformat(), key): v for m, v in values.items()})
+        day += timedelta(days=1)
+    return out
+
+
+def stored(
+    factory: Any,
+    source_id: str,
+    zone: tzinfo = UTC,
+    first: date | None = None,
+    last: date | None = None,
+) -> Table:
+    """A source's stored points as a daily table (each point's day in ``zone``)."""
+    out: Table = {}
+    for metric, start, key, value in points_of(factory, source_id):
+        day = datetime.fromisoformat(start).astimezone(zone).date()
+        if (first is None or first <= day) and (last is None or day <= last):
+            out[(metric, day.isoformat(), key)] = value
+    return out
+
+
+def assert_same(got: Table, want: Table) -> None:
+    assert got.keys() == want.keys()
+    wrong = {k: (got[k], v) for k, v in want.items() if got[k] != pytest.approx(v, rel=1e-9)}
+    assert not wrong, dict(list(wrong.items())[:10])
