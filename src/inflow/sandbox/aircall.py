@@ -25,10 +25,8 @@ import base64
 import binascii
 import hmac
 import itertools
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from weakref import WeakKeyDictionary
@@ -39,7 +37,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from starlette.responses import Response
 
-from inflow.sandbox.data import mix64, stable_hash
+from inflow.sandbox.data import CallDay, call_day, mix64
 from inflow.sandbox.emulator import (
     Emulator,
     JSONObject,
@@ -167,38 +165,11 @@ CompanyDep = Annotated[Company, Depends(company)]
 # ---------------------------------------------------------------- data
 
 
-@dataclass(frozen=True)
-class Day:
-    """One day's calls: `count` of them, the j-th at `offset(j)` seconds after midnight."""
-
-    number: int  # days since 1970-01-01
-    count: int
-    salt: int
-
-    @property
-    def start(self) -> int:
-        return self.number * DAY_S
-
-    def offset(self, j: int) -> int:
-        # (j + u) * 86400 / count with u in [0, 1): increasing in j, so a day is sorted.
-        return (j * DAY_S + mix64(self.salt + j) % DAY_S) // self.count
-
-    def first_at(self, t: float) -> int:
-        """The rank of the first call started at or after second `t`."""
-        return bisect_left(range(self.count), t - self.start, key=self.offset)
-
-    def after(self, t: float) -> int:
-        """The rank of the first call started after second `t`."""
-        return bisect_right(range(self.count), t - self.start, key=self.offset)
+Day = CallDay
 
 
-@lru_cache(maxsize=4096)
 def day_of(seed: int, number: int, per_day: float, peak: int) -> Day:
-    """Weekdays busier than weekends, some noise; `peak` (>0) replaces the day's count."""
-    weekend = (number + 3) % 7 >= 5  # 1970-01-01 was a Thursday
-    noise = 0.85 + 0.3 * (stable_hash(seed, "day", number) % 1000) / 1000
-    count = peak if peak else int(per_day * (0.55 if weekend else 1.18) * noise)
-    return Day(number, max(0, min(count, STRIDE - 1)), stable_hash(seed, "calls", number))
+    return call_day(seed, number, per_day, peak=peak, most=STRIDE - 1)
 
 
 @dataclass(frozen=True)

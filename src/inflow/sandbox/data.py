@@ -11,6 +11,7 @@ seed always gives the same records.
 | `LazyRecords(count, build)` | a `Sequence` whose item `i` is built on access |
 | `encode_position` / `decode_position` | a stateless page token: a position bound to its query |
 | `DailySeries(seed, keys)` | per day and key a (primary, secondary ≤ primary) pair, e.g. visits and signups |
+| `call_day(seed, number, per_day)` | a day of a call log: how many calls, each one's time (sorted) |
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import hashlib
 import math
 import sys
 from array import array
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -98,6 +100,48 @@ class LazyRecords(Sequence[T]):
         if not -self._count <= index < self._count:
             raise IndexError(index)
         return self._build(index % self._count)
+
+
+@dataclass(frozen=True)
+class CallDay:
+    """One day of a call log: `count` calls, the j-th `offset(j)` units after midnight (UTC).
+
+    ``units`` is the clock a provider speaks: 86,400 seconds (Aircall) or 86,400,000 ms
+    (RingCentral) a day. Offsets increase with j, so a day's calls are sorted by start time.
+    """
+
+    number: int  # days since 1970-01-01
+    count: int
+    salt: int
+    units: int = 86_400
+
+    @property
+    def start(self) -> int:
+        return self.number * self.units
+
+    def offset(self, j: int) -> int:
+        # (j + u) * units / count with u in [0, 1): increasing in j.
+        return (j * self.units + mix64(self.salt + j) % self.units) // self.count
+
+    def first_at(self, t: float) -> int:
+        """The rank of the first call started at or after `t` (in units)."""
+        return bisect_left(range(self.count), t - self.start, key=self.offset)
+
+    def after(self, t: float) -> int:
+        """The rank of the first call started after `t` (in units)."""
+        return bisect_right(range(self.count), t - self.start, key=self.offset)
+
+
+@lru_cache(maxsize=4096)
+def call_day(
+    seed: int, number: int, per_day: float, *, peak: int = 0, most: int, units: int = 86_400
+) -> CallDay:
+    """Weekdays busier than weekends, some noise; `peak` (>0) replaces the day's count, which
+    never exceeds `most` (the ids' room per day)."""
+    weekend = (number + 3) % 7 >= 5  # 1970-01-01 was a Thursday
+    noise = 0.85 + 0.3 * (stable_hash(seed, "day", number) % 1000) / 1000
+    count = peak if peak else int(per_day * (0.55 if weekend else 1.18) * noise)
+    return CallDay(number, max(0, min(count, most)), stable_hash(seed, "calls", number), units)
 
 
 @lru_cache(maxsize=64)

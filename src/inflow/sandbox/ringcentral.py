@@ -55,7 +55,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 from starlette.responses import Response
 
-from inflow.sandbox.data import mix64, stable_hash
+from inflow.sandbox.data import CallDay, call_day, mix64, stable_hash
 from inflow.sandbox.emulator import (
     Emulator,
     JSONObject,
@@ -375,30 +375,11 @@ def record_number(text: str) -> int | None:
     return (n * ID_INVERSE) & ((1 << 64) - 1)
 
 
-@dataclass(frozen=True)
-class Day:
-    """One day's records: `count` of them, the j-th `offset(j)` ms after midnight."""
-
-    number: int  # days since 1970-01-01
-    count: int
-    salt: int
-
-    @property
-    def start_ms(self) -> int:
-        return self.number * DAY_MS
-
-    def offset(self, j: int) -> int:
-        # (j + u) * DAY_MS / count with u in [0, 1): increasing in j, so a day is sorted.
-        return (j * DAY_MS + mix64(self.salt + j) % DAY_MS) // self.count
+Day = CallDay
 
 
-@lru_cache(maxsize=4096)
 def day_of(seed: int, number: int, per_day: float) -> Day:
-    """Weekdays busier than weekends, some noise."""
-    weekend = (number + 3) % 7 >= 5  # 1970-01-01 was a Thursday
-    noise = 0.85 + 0.3 * (stable_hash(seed, "day", number) % 1000) / 1000
-    count = int(per_day * (0.55 if weekend else 1.18) * noise)
-    return Day(number, max(0, min(count, STRIDE - 1)), stable_hash(seed, "calls", number))
+    return call_day(seed, number, per_day, most=STRIDE - 1, units=DAY_MS)
 
 
 @dataclass(frozen=True)
@@ -421,7 +402,7 @@ def draw(day: Day, j: int, revision: int, recent: bool) -> Draw:
     fax, inbound = h % 50 == 0, (h >> 8) % 100 < 62
     ring = 4 + (h >> 24) % 25
     original = _outcome(h, fax, inbound, ring)
-    ends = day.start_ms + day.offset(j) + (original[2] + APPEARS_AFTER_S) * 1000
+    ends = day.start + day.offset(j) + (original[2] + APPEARS_AFTER_S) * 1000
     result, reason, duration = original
     deleted = False
     if revision and recent:
@@ -490,12 +471,12 @@ class Log:
     def ranks(self, day: Day, query: Query, lo_ms: int, hi_ms: int) -> list[int]:
         """The ranks (ascending) of `day`'s listed records that match, started in [lo, hi]."""
         matching = _day_ranks(day, query, self.revision, day.number >= self.today - 1)
-        if lo_ms <= day.start_ms and hi_ms >= day.start_ms + DAY_MS <= self.now_ms - SETTLE_MS:
+        if lo_ms <= day.start and hi_ms >= day.start + DAY_MS <= self.now_ms - SETTLE_MS:
             return matching  # a whole day whose calls all ended and are listed
-        lo, hi = lo_ms - day.start_ms, min(hi_ms, self.now_ms) - day.start_ms
+        lo, hi = lo_ms - day.start, min(hi_ms, self.now_ms) - day.start
         first = bisect_left(matching, lo, key=day.offset)
         listed = bisect_right(
-            matching, min(hi, self.now_ms - SETTLE_MS - day.start_ms), first, key=day.offset
+            matching, min(hi, self.now_ms - SETTLE_MS - day.start), first, key=day.offset
         )
         tail = matching[listed : bisect_right(matching, hi, listed, key=day.offset)]
         # Calls of the last minutes are listed once they ended (20 s later): checked one by one.
@@ -512,7 +493,7 @@ class Log:
         duration = int(change.get("duration", d.duration))
         reason = d.reason if "result" not in change else _reason_of(result)
         h, rid = d.h, record_id(number)
-        start_ms = day.start_ms + day.offset(j)
+        start_ms = day.start + day.offset(j)
         ext_id, ext_number = EXTENSIONS[(h >> 44) % len(EXTENSIONS)]
         line = LINES[(h >> 50) % len(LINES)]
         outside = f"+1415555{(h >> 52) % 10_000:04d}"
@@ -834,7 +815,7 @@ async def send_webhook(request: Request, body: WebhookIn) -> Response:
         change["duration"] = body.duration
     call = log.record(day, j, base_url(request, SLUG), detailed=False)
     duration = int(change.get("duration", log.draw(day, j).duration))
-    ended = day.start_ms + day.offset(j) + duration * 1000
+    ended = day.start + day.offset(j) + duration * 1000
     payload = event_payload(call, number, iso_ms(min(ended, log.now_ms)), now, body)
     headers = {"Content-Type": "application/json; charset=UTF-8", "User-Agent": USER_AGENT}
     if body.verification_token is not None:
@@ -847,7 +828,7 @@ def _last_ended(log: Log) -> int | None:
     for number in range(log.today, log.first - 1, -1):
         day = log.day(number)
         query = Query(frozenset({"Voice"}), frozenset({"Inbound", "Outbound"}), False)
-        ranks = log.ranks(day, query, day.start_ms, day.start_ms + DAY_MS)
+        ranks = log.ranks(day, query, day.start, day.start + DAY_MS)
         if ranks:
             return number * STRIDE + ranks[-1]
     return None
