@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -121,13 +121,17 @@ def warm_up(base_url: str, api_key: str) -> None:
     asyncio.run(get())
 
 
-def child_sync(p: dict[str, Any]) -> dict[str, Any]:
-    from sqlalchemy import func, select
-
+def one_sync(
+    p: dict[str, Any], *, warm: Callable[[], None], start: Callable[[], None], tag: str
+) -> tuple[Any, Any, Any]:
+    """One real sync of the prepared source ``p["source_id"]`` (``enqueue_run`` + ``run_sync``
+    into ``p["db_url"]``): ``warm`` runs before the clock, ``start`` starts it. Returns (the
+    run's result, the session factory, the engine to dispose); a cProfile dump per sync goes to
+    ``p["profile"]`` when set (slower than bare: not for figures)."""
     from inflow.http.client import HttpOptions
     from inflow.storage.crypto import Vault
     from inflow.storage.db import create_db_engine, make_session_factory, session_scope
-    from inflow.storage.models import DataPoint, DataSource
+    from inflow.storage.models import DataSource
     from inflow.sync.engine import EngineDeps, enqueue_run, run_sync
 
     engine = create_db_engine(p["db_url"])
@@ -138,23 +142,40 @@ def child_sync(p: dict[str, Any]) -> dict[str, Any]:
         options=HttpOptions(allow_private_urls=True),
     )
     source_id = uuid.UUID(p["source_id"])
-    warm_up(p["base_url"], p["api_key"])
-    rss_start = start_measurement()
-    started = time.perf_counter()
+    warm()
+    start()
     with session_scope(factory) as session:
         source = session.get(DataSource, source_id)
         assert source is not None  # noqa: S101 (created by the parent)
         run_id = enqueue_run(session, source=source, trigger="manual").id
-    if p.get("profile"):  # where the time goes: a cProfile dump per sync (slower than bare)
+    if p.get("profile"):
         import cProfile
 
         with cProfile.Profile() as profile:
             result = asyncio.run(run_sync(deps, run_id))
-        profile.dump_stats(Path(p["profile"]) / f"sync-{uuid.uuid4().hex[:8]}.prof")
+        profile.dump_stats(Path(p["profile"]) / f"{tag}-{uuid.uuid4().hex[:8]}.prof")
     else:
         result = asyncio.run(run_sync(deps, run_id))
-    seconds = time.perf_counter() - started
-    rss = rss_fields(rss_start)
+    return result, factory, engine
+
+
+def child_sync(p: dict[str, Any]) -> dict[str, Any]:
+    from sqlalchemy import func, select
+
+    from inflow.storage.models import DataPoint
+
+    clock: dict[str, float] = {}
+
+    def start() -> None:
+        clock["rss"] = start_measurement()
+        clock["at"] = time.perf_counter()
+
+    result, factory, engine = one_sync(
+        p, warm=lambda: warm_up(p["base_url"], p["api_key"]), start=start, tag="sync"
+    )
+    seconds = time.perf_counter() - clock["at"]
+    rss = rss_fields(clock["rss"])
+    source_id = uuid.UUID(p["source_id"])
     with factory() as session:
         stored = session.execute(
             select(func.count()).select_from(DataPoint).where(DataPoint.source_id == source_id)

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers.marks import mark
-from bench.sync_throughput import Databases, sandbox, versions
+from bench.sync_throughput import Databases, one_sync, sandbox, versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -247,38 +247,15 @@ def child_inflow(p: dict[str, Any]) -> dict[str, Any]:
     """A real sync of the prepared ``calling`` source; then its stored points, counted."""
     from sqlalchemy import func, select
 
-    from inflow.http.client import HttpOptions
-    from inflow.storage.crypto import Vault
-    from inflow.storage.db import create_db_engine, make_session_factory, session_scope
-    from inflow.storage.models import DataPoint, DataSource
-    from inflow.sync.engine import EngineDeps, enqueue_run, run_sync
+    from inflow.storage.models import DataPoint
 
-    engine = create_db_engine(p["db_url"])
-    factory = make_session_factory(engine)
-    deps = EngineDeps(
-        factory=factory,
-        vault=Vault([p["vault_key"].encode()]),
-        options=HttpOptions(allow_private_urls=True),
+    result, factory, engine = one_sync(
+        p, warm=lambda: warm_up(p), start=lambda: mark("start"), tag="inflow"
     )
-    source_id = uuid.UUID(p["source_id"])
-    warm_up(p)
-    mark("start")
-    with session_scope(factory) as session:
-        source = session.get(DataSource, source_id)
-        assert source is not None  # noqa: S101 (created by the parent)
-        run_id = enqueue_run(session, source=source, trigger="manual").id
-    if p.get("profile"):  # where the time goes (slower than bare: not for figures)
-        import cProfile
-
-        with cProfile.Profile() as profile:
-            result = asyncio.run(run_sync(deps, run_id))
-        profile.dump_stats(Path(p["profile"]) / f"inflow-{uuid.uuid4().hex[:8]}.prof")
-    else:
-        result = asyncio.run(run_sync(deps, run_id))
     mark("end")
     if result.status != "succeeded":
         raise SystemExit(f"sync {result.status}: {result.error}")
-    mine = DataPoint.source_id == source_id
+    mine = DataPoint.source_id == uuid.UUID(p["source_id"])
     with factory() as session:
         points = session.execute(select(func.count()).where(mine)).scalar_one()
         total = session.execute(
