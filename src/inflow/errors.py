@@ -20,6 +20,7 @@ InflowError
 ├── NotFoundError               missing, or not the caller's to see          → 404
 ├── ConflictError               duplicate or concurrent change               → 409
 ├── RateLimitExceededError      an Inflow route's own limit                  → 429
+├── ServiceUnavailableError     a store Inflow needs (Redis) is unreachable  → 503 + Retry-After
 └── VaultError                  stored credentials cannot be decrypted       → 500, operator action
 SyncCancelled (not a failure): a control-flow signal.
 ```
@@ -169,6 +170,15 @@ class RateLimitExceededError(InflowError):
     fault: Fault = "user"
 
     def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(InflowError):
+    """A store Inflow cannot work without (the rate-limit store, Redis) does not answer: the
+    operator must bring it back; the request or run may be tried again in ``retry_after`` s."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 

@@ -24,6 +24,7 @@ STATUS: list[tuple[type[e.InflowError], int]] = [
     (e.BadRequestError, 400),
     (e.PayloadTooLargeError, 413),
     (e.RateLimitExceededError, 429),
+    (e.ServiceUnavailableError, 503),
     (e.CredentialsError, 400),
     (e.AccessDeniedError, 400),
     (e.ConfigError, 400),
@@ -66,7 +67,7 @@ async def _inflow_error(_request: Request, exc: Exception) -> JSONResponse:
     errors = None
     if isinstance(exc, e.ValidationFailedError):
         errors = [{"field": f.field, "message": f.message} for f in exc.errors]
-    if isinstance(exc, e.RateLimitExceededError):
+    if isinstance(exc, (e.RateLimitExceededError, e.ServiceUnavailableError)):
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, e.AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"

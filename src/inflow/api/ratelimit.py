@@ -2,6 +2,8 @@
 
 Memory storage by default (one process); Redis when ``INFLOW_REDIS_URL`` is set, so every API
 process shares one count. Over the limit → ``RateLimitExceededError`` carrying ``Retry-After``.
+Redis unreachable → ``ServiceUnavailableError`` (503): never fail open, the limits guard login
+against guessing. The one exception is the health check, which reports the outage itself.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from inflow.errors import RateLimitExceededError
+from inflow.errors import RateLimitExceededError, ServiceUnavailableError
+from inflow.http.ratelimit import REDIS_OPTIONS, store_errors
+
+# The keys ``deps.rate_limit`` counts GET /api/health under: let through while the store is
+# down, so that health can answer ``redis: "unreachable"`` (it costs a SELECT 1 and a ping).
+HEALTH_KEYS = ("route", "GET", "/api/health")
 
 
 class Limiter:
@@ -21,16 +28,29 @@ class Limiter:
 
     def __init__(self, redis_url: str | None = None, namespace: str = "inflow") -> None:
         uri = redis_url if redis_url else "memory://"
-        options = {"key_prefix": namespace} if redis_url else {}
+        options = {"key_prefix": namespace, **REDIS_OPTIONS} if redis_url else {}
+        self.redis_url = redis_url
         self.storage = storage_from_string(uri, **options)
         self._limiter = MovingWindowRateLimiter(self.storage)
 
+    @property
+    def shared(self) -> bool:
+        """Whether the counts live in Redis (shared by every process) rather than in memory."""
+        return bool(self.redis_url)
+
     def hit(self, limit: str, *keys: str) -> None:
-        """Count one hit; raise ``RateLimitExceededError`` when the limit is already used up."""
+        """Count one hit; raise ``RateLimitExceededError`` when the limit is already used up,
+        ``ServiceUnavailableError`` when Redis does not answer."""
         item = parse(limit)
-        if self._limiter.hit(item, *keys):
-            return
-        reset_at, _remaining = self._limiter.get_window_stats(item, *keys)
+        try:
+            with store_errors(self.redis_url):
+                if self._limiter.hit(item, *keys):
+                    return
+                reset_at, _remaining = self._limiter.get_window_stats(item, *keys)
+        except ServiceUnavailableError:
+            if keys[: len(HEALTH_KEYS)] == HEALTH_KEYS:
+                return
+            raise
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise RateLimitExceededError(
             f"too many requests: limit is {limit}; retry in {retry_after} s",
@@ -38,7 +58,13 @@ class Limiter:
         )
 
     def clear(self, limit: str, *keys: str) -> None:
-        self._limiter.clear(parse(limit), *keys)
+        with store_errors(self.redis_url):
+            self._limiter.clear(parse(limit), *keys)
+
+    def reachable(self) -> bool:
+        """Whether the store answers a ping (memory always does)."""
+        return bool(self.storage.check())
 
     def reset(self) -> None:
-        self.storage.reset()
+        with store_errors(self.redis_url):
+            self.storage.reset()

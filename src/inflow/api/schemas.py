@@ -72,6 +72,7 @@ class TokenPublic(Schema):
 class HealthPublic(Schema):
     status: str
     database: str
+    redis: str  # ok | unreachable | not configured (no INFLOW_REDIS_URL)
     version: str
 
 

@@ -3,22 +3,55 @@
 Windows are ``limits`` strings (``"25/second"``, ``"60/minute"``, ``"10/day"``); the storage is
 in memory, or Redis when configured so that every worker shares one budget. A wait longer than
 ``max_wait_s`` (a daily quota, say) is not slept through: ``RateLimitedError`` says until when.
+A Redis that does not answer is ``ServiceUnavailableError`` (the run fails saying so; the next
+run tries again), never a raw redis exception: ``store_errors`` converts, for the API's limiter
+too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from inflow.errors import RateLimitedError
+from inflow.errors import RateLimitedError, ServiceUnavailableError
+from inflow.http.redact import redact_url
+from inflow.logging import get_logger
+
+log = get_logger(__name__)
 
 WaitHook = Callable[[str, float], Awaitable[None] | None]
+
+# Options of the Redis storage: failures come out as ``limits.errors.StorageError`` whatever the
+# driver, and a host that does not answer costs seconds, not the OS's minutes-long connect timeout.
+REDIS_OPTIONS: dict[str, float | str | bool] = {
+    "wrap_exceptions": True,
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+}
+STORE_DOWN = "the rate-limit store (Redis) is unreachable; try again in a few seconds"
+
+
+@contextmanager
+def store_errors(redis_url: str | None) -> Iterator[None]:
+    """Turn a failing rate-limit store into ``ServiceUnavailableError``. The message names no
+    address (it may reach anonymous callers); the log has the URL, its password masked."""
+    try:
+        yield
+    except StorageError as exc:
+        log.warning(
+            "rate-limit store unreachable",
+            url=redact_url(redis_url or ""),
+            error=f"{type(exc.storage_error).__name__}: {exc.storage_error}",
+        )
+        raise ServiceUnavailableError(STORE_DOWN) from exc
 
 
 class OutboundLimiter:
@@ -30,21 +63,24 @@ class OutboundLimiter:
                 redis_url if redis_url.startswith("async+") else "async+" + redis_url,
                 implementation="redispy",
                 key_prefix=namespace,
+                **REDIS_OPTIONS,
             )
             if redis_url
             else storage_from_string("async+memory://")
         )
         assert isinstance(storage, Storage)  # noqa: S101 - the async+ scheme guarantees it
+        self.redis_url = redis_url
         self.storage = storage
         self._limiter = MovingWindowRateLimiter(self.storage)
 
     async def delay_for(self, items: Sequence[RateLimitItem], key: str) -> float:
         """Seconds until ``key`` may send again under every window (0 when it may now)."""
         delay = 0.0
-        for item in items:
-            if not await self._limiter.test(item, key):
-                stats = await self._limiter.get_window_stats(item, key)
-                delay = max(delay, stats.reset_time - time.time(), 0.01)
+        with store_errors(self.redis_url):
+            for item in items:
+                if not await self._limiter.test(item, key):
+                    stats = await self._limiter.get_window_stats(item, key)
+                    delay = max(delay, stats.reset_time - time.time(), 0.01)
         return delay
 
     async def acquire(
@@ -61,7 +97,9 @@ class OutboundLimiter:
         while True:
             delay = await self.delay_for(items, key)
             if delay <= 0:
-                if all([await self._limiter.hit(item, key) for item in items]):
+                with store_errors(self.redis_url):
+                    hits = [await self._limiter.hit(item, key) for item in items]
+                if all(hits):
                     return waited
                 continue  # another worker took the slot between test and hit
             if delay > max_wait_s:
@@ -79,11 +117,13 @@ class OutboundLimiter:
 
     async def remaining(self, limit: str, key: str) -> tuple[int, float]:
         """(slots left, epoch seconds when the window resets) for one window."""
-        stats = await self._limiter.get_window_stats(parse(limit), key)
+        with store_errors(self.redis_url):
+            stats = await self._limiter.get_window_stats(parse(limit), key)
         return stats.remaining, stats.reset_time
 
     async def reset(self) -> None:
-        await self.storage.reset()
+        with store_errors(self.redis_url):
+            await self.storage.reset()
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any (the memory storage holds none)."""

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from limits import parse
 
-from inflow.errors import RateLimitedError
+from inflow.errors import RateLimitedError, ServiceUnavailableError
 from inflow.http.ratelimit import OutboundLimiter
 from tests.conftest import REDIS_URL, unavailable
 
@@ -142,3 +143,21 @@ async def test_outbound_limiter_redis_keys_and_namespaces_are_separate(redis_db:
     finally:
         await one.aclose()
         await other.aclose()
+
+
+async def test_outbound_limiter_redis_unreachable_is_an_inflow_error() -> None:
+    limiter = OutboundLimiter("redis://:s3cret@127.0.0.1:1/0")  # nothing listens on port 1
+    try:
+        calls = {
+            "acquire": lambda: limiter.acquire(["3/day"], key()),
+            "delay_for": lambda: limiter.delay_for([parse("3/day")], key()),
+            "remaining": lambda: limiter.remaining("3/day", key()),
+        }
+        for name, call in calls.items():
+            with pytest.raises(ServiceUnavailableError) as caught:
+                await call()
+            assert "rate-limit store (Redis) is unreachable" in caught.value.message, name
+            assert "s3cret" not in caught.value.message
+            assert caught.value.fault == "system"
+    finally:
+        await limiter.aclose()
