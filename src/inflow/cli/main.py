@@ -321,6 +321,22 @@ def audit_verify() -> None:
 
 
 @app.command()
+def purge() -> None:
+    """Delete expired login sessions and API tokens and finished OAuth flows now (the
+    scheduler does it hourly)."""
+    from inflow.storage.housekeeping import purge_expired
+    from inflow.storage.models import utcnow
+
+    rt = _runtime()
+    with session_scope(rt.factory) as session:
+        counts = purge_expired(session, utcnow())
+    console.print(
+        f"purged {counts['session']} expired login session(s), {counts['api']} expired API "
+        f"token(s) and {counts['oauth_state']} finished OAuth flow(s)"
+    )
+
+
+@app.command()
 def connectors() -> None:
     """List connectors with their config fields and metrics."""
     from inflow.connectors import registry

@@ -27,6 +27,8 @@ from inflow.connectors.runtime import render
 from inflow.connectors.spec import Connector
 from inflow.errors import ConfigError, ConflictError
 from inflow.logging import get_logger
+from inflow.storage.db import session_scope
+from inflow.storage.housekeeping import purge_expired
 from inflow.storage.models import DataSource, utcnow
 from inflow.storage.quota import calls_used
 from inflow.sync.engine import enqueue_run
@@ -36,6 +38,7 @@ _EVERY = re.compile(r"^every\s+(\d+)\s*(m|min|h|d)$")
 _ALIASES = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1)}
 _UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL = timedelta(minutes=5)
+PURGE_EVERY = timedelta(hours=1)
 
 
 def parse_schedule(text: str) -> timedelta:
@@ -152,10 +155,12 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
 async def run_scheduler(
     factory: sessionmaker[Session], submit: Callable[[uuid.UUID], object], *, tick_s: float = 30.0
 ) -> None:
-    """Every ``tick_s``: enqueue due runs and hand them to ``submit`` (the worker)."""
+    """Every ``tick_s``: enqueue due runs and hand them to ``submit`` (the worker); about once
+    an hour, purge expired tokens and OAuth states too."""
+    last_purge: datetime | None = None
     while True:
         try:
-            run_ids = await asyncio.to_thread(_tick, factory)
+            run_ids, last_purge = await asyncio.to_thread(_tick, factory, last_purge)
             for run_id in run_ids:
                 submit(run_id)
         except Exception:  # the loop must outlive one bad tick; the error is logged
@@ -163,8 +168,26 @@ async def run_scheduler(
         await asyncio.sleep(tick_s)
 
 
-def _tick(factory: sessionmaker[Session]) -> list[uuid.UUID]:
+def _tick(
+    factory: sessionmaker[Session], last_purge: datetime | None, *, now: datetime | None = None
+) -> tuple[list[uuid.UUID], datetime | None]:
+    """Enqueue due runs, then purge if the last purge is an hour old; (runs, last purge)."""
+    now = now or utcnow()
     with factory() as session:
-        runs = due_runs(session)
+        runs = due_runs(session, now=now)
         session.commit()
-    return runs
+    if last_purge is None or now - last_purge >= PURGE_EVERY:
+        _purge(factory, now)
+        last_purge = now  # a failed purge is retried next hour, not every tick
+    return runs, last_purge
+
+
+def _purge(factory: sessionmaker[Session], now: datetime) -> None:
+    try:
+        with session_scope(factory) as session:
+            counts = purge_expired(session, now)
+    except Exception:  # housekeeping never stops scheduling; the error is logged
+        log.exception("housekeeping failed: expired rows not purged")
+        return
+    if any(counts.values()):
+        log.info("expired rows purged", **counts)
