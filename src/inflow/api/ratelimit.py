@@ -15,12 +15,8 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from inflow.errors import RateLimitExceededError, ServiceUnavailableError
+from inflow.errors import RateLimitExceededError
 from inflow.http.ratelimit import REDIS_OPTIONS, store_errors
-
-# The keys ``deps.rate_limit`` counts GET /api/health under: let through while the store is
-# down, so that health can answer ``redis: "unreachable"`` (it costs a SELECT 1 and a ping).
-HEALTH_KEYS = ("route", "GET", "/api/health")
 
 
 class Limiter:
@@ -42,15 +38,10 @@ class Limiter:
         """Count one hit; raise ``RateLimitExceededError`` when the limit is already used up,
         ``ServiceUnavailableError`` when Redis does not answer."""
         item = parse(limit)
-        try:
-            with store_errors(self.redis_url):
-                if self._limiter.hit(item, *keys):
-                    return
-                reset_at, _remaining = self._limiter.get_window_stats(item, *keys)
-        except ServiceUnavailableError:
-            if keys[: len(HEALTH_KEYS)] == HEALTH_KEYS:
+        with store_errors(self.redis_url):
+            if self._limiter.hit(item, *keys):
                 return
-            raise
+            reset_at, _remaining = self._limiter.get_window_stats(item, *keys)
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise RateLimitExceededError(
             f"too many requests: limit is {limit}; retry in {retry_after} s",
