@@ -33,9 +33,7 @@ def test_purge_deletes_expired_sessions_and_keeps_api_tokens(workspace):
 
     assert result.returncode == 0, result.stderr
     printed = " ".join(result.stdout.split())  # rich may wrap the line
-    assert printed == (
-        "purged 1 expired login session(s), 0 expired API token(s) and 0 finished OAuth flow(s)"
-    )
+    assert printed == ("purged 1 expired login session(s) and 0 finished OAuth flow(s)")
     with factory() as session:
         assert session.execute(select(ApiToken.kind)).scalars().all() == ["api"]
     engine.dispose()

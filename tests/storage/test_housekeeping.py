@@ -1,5 +1,5 @@
-"""Housekeeping on SQLite and PostgreSQL: expired tokens and finished OAuth flows are deleted,
-live and never-expiring ones stay, and authentication answers exactly as before."""
+"""Housekeeping on SQLite and PostgreSQL: expired login sessions and finished OAuth flows are
+deleted, live sessions and every API token stay, and authentication answers exactly as before."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from inflow.storage.models import ApiToken, OAuthState, User, utcnow
 from tests.factories import login, user_headers
 from tests.sync.helpers import EXAMPLE_OAUTH, create_source
 
-NOTHING = {"session": 0, "api": 0, "oauth_state": 0}
+NOTHING = {"session": 0, "oauth_state": 0}
 
 
 def issue(factory, user: User, *, kind: str, ttl_s: int | None) -> uuid.UUID:
@@ -50,7 +50,7 @@ def start_flow(client, headers, source_id: str) -> str:
     return state
 
 
-def test_purge_deletes_expired_tokens_and_keeps_live_and_unexpiring_ones(client, factory):
+def test_purge_deletes_expired_sessions_and_keeps_live_ones_and_api_tokens(client, factory):
     user, _ = user_headers(client, factory)  # a login: a session token for 12 hours
     (login_session,) = token_ids(factory)
     short_session = issue(factory, user, kind="session", ttl_s=60)
@@ -59,15 +59,14 @@ def test_purge_deletes_expired_tokens_and_keeps_live_and_unexpiring_ones(client,
     forever_api = issue(factory, user, kind="api", ttl_s=None)
     ten_minutes_on = utcnow() + timedelta(minutes=10)
 
-    assert purge(factory, ten_minutes_on) == {"session": 1, "api": 1, "oauth_state": 0}
+    assert purge(factory, ten_minutes_on) == {"session": 1, "oauth_state": 0}
 
-    assert token_ids(factory) == {login_session, long_api, forever_api}
-    assert short_session not in token_ids(factory)
-    assert short_api not in token_ids(factory)
+    assert token_ids(factory) == {login_session, short_api, long_api, forever_api}
+    assert short_session not in token_ids(factory)  # an expired API token stays: its user's
     assert purge(factory, ten_minutes_on) == NOTHING  # nothing left to do
     years_on = utcnow() + timedelta(days=3650)
-    assert purge(factory, years_on) == {"session": 1, "api": 1, "oauth_state": 0}
-    assert token_ids(factory) == {forever_api}  # no expiry: never touched
+    assert purge(factory, years_on) == {"session": 1, "oauth_state": 0}
+    assert token_ids(factory) == {short_api, long_api, forever_api}  # API tokens: never purged
 
 
 def test_a_token_goes_at_the_instant_authentication_refuses_it(client, factory):
@@ -77,7 +76,7 @@ def test_a_token_goes_at_the_instant_authentication_refuses_it(client, factory):
 
     # deps refuses ``expires_at <= now``; the purge takes exactly those rows
     assert purge(factory, expires_at - timedelta(microseconds=1)) == NOTHING
-    assert purge(factory, expires_at) == {"session": 1, "api": 0, "oauth_state": 0}
+    assert purge(factory, expires_at) == {"session": 1, "oauth_state": 0}
 
 
 def test_an_expired_token_is_the_same_401_after_the_purge_and_login_still_works(client, factory):
@@ -89,7 +88,7 @@ def test_an_expired_token_is_the_same_401_after_the_purge_and_login_still_works(
     client.cookies.set("inflow_session", cookie)  # the web UI's way: one answer of its own
     cookie_before = client.get("/api/me")
 
-    assert purge(factory, utcnow()) == {"session": 1, "api": 0, "oauth_state": 0}
+    assert purge(factory, utcnow()) == {"session": 1, "oauth_state": 0}
 
     bearer_after = client.get("/api/me", headers=headers)
     cookie_after = client.get("/api/me")
@@ -120,9 +119,9 @@ def test_oauth_states_go_an_hour_after_they_expire_or_are_used(client, factory):
     hour = timedelta(hours=1)
 
     assert purge(factory, used_at + hour - timedelta(microseconds=1)) == NOTHING
-    assert purge(factory, used_at + hour) == {"session": 0, "api": 0, "oauth_state": 1}
+    assert purge(factory, used_at + hour) == {"session": 0, "oauth_state": 1}
     assert purge(factory, expires_at + hour - timedelta(microseconds=1)) == NOTHING
-    assert purge(factory, expires_at + hour) == {"session": 0, "api": 0, "oauth_state": 1}
+    assert purge(factory, expires_at + hour) == {"session": 0, "oauth_state": 1}
 
     late = client.get(
         "/api/oauth/example_oauth/callback", params={"state": pending}, follow_redirects=False

@@ -322,8 +322,8 @@ def audit_verify() -> None:
 
 @app.command()
 def purge() -> None:
-    """Delete expired login sessions and API tokens and finished OAuth flows now (the
-    scheduler does it hourly)."""
+    """Delete expired login sessions and finished OAuth flows now (the scheduler does it
+    hourly; API tokens stay until their user deletes them)."""
     from inflow.storage.housekeeping import purge_expired
     from inflow.storage.models import utcnow
 
@@ -331,8 +331,8 @@ def purge() -> None:
     with session_scope(rt.factory) as session:
         counts = purge_expired(session, utcnow())
     console.print(
-        f"purged {counts['session']} expired login session(s), {counts['api']} expired API "
-        f"token(s) and {counts['oauth_state']} finished OAuth flow(s)"
+        f"purged {counts['session']} expired login session(s) and {counts['oauth_state']} "
+        "finished OAuth flow(s)"
     )
 
 

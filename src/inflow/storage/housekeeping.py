@@ -1,7 +1,7 @@
 """Housekeeping: rows that can no longer be used are deleted, so tables stop growing forever.
 
-Login session tokens (one per login), API tokens past their expiry and finished OAuth
-authorization-code flows are all kept by nobody once they stop working. The scheduler calls
+Login session tokens (one per login) and finished OAuth authorization-code flows are kept by
+nobody once they stop working. The scheduler calls
 ``purge_expired`` about once an hour (``inflow.sync.scheduler``); ``inflow purge`` does it now.
 """
 
@@ -20,25 +20,25 @@ OAUTH_STATE_KEPT = timedelta(hours=1)
 
 
 def purge_expired(session: Session, now: datetime) -> dict[str, int]:
-    """Delete expired tokens and finished OAuth states; the number deleted of each kind.
+    """Delete expired login sessions and finished OAuth states; the number deleted of each.
 
-    Tokens (session and API alike) go as soon as ``expires_at <= now``, with no grace period:
+    Session tokens go as soon as ``expires_at <= now``, with no grace period:
     authentication answers an expired token and an unknown one with the same 401 and the same
     message (``inflow.api.deps``: the row is refused when missing or expired, one branch), so
-    deleting the row changes no answer. Tokens without an expiry are never touched. OAuth states
+    deleting the row changes no answer. API tokens stay, expired or not: a user made them, lists
+    them with their expiry and deletes them (an expired one is refused all the same). OAuth states
     go an hour after they expired or were used. Bulk ``DELETE ... WHERE`` statements, no rows
     loaded; the caller commits.
 
-    The counts are keyed ``session``, ``api`` (the tokens' ``kind``) and ``oauth_state``: no key
-    says "token", because the log redactor masks any key containing that word.
+    The counts are keyed ``session`` and ``oauth_state``: no key says "token", because the log
+    redactor masks any key containing that word.
     """
     connection = session.connection()
     counts: dict[str, int] = {}
-    for kind in ("session", "api"):
-        expired = delete(ApiToken).where(
-            ApiToken.kind == kind, ApiToken.expires_at.is_not(None), ApiToken.expires_at <= now
-        )
-        counts[kind] = connection.execute(expired).rowcount
+    expired = delete(ApiToken).where(
+        ApiToken.kind == "session", ApiToken.expires_at.is_not(None), ApiToken.expires_at <= now
+    )
+    counts["session"] = connection.execute(expired).rowcount
     before = now - OAUTH_STATE_KEPT
     finished = delete(OAuthState).where(
         or_(OAuthState.expires_at <= before, OAuthState.used_at <= before)
