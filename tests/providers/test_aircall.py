@@ -28,6 +28,7 @@ from inflow.connectors.spec import RateLimit
 from inflow.sandbox.aircall import API_ID, API_TOKEN, STRIDE
 from tests.providers import calling
 from tests.providers.calling import Table, assert_same, stored
+from tests.providers.emulator import Emulator
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, poll_run, start_sync
 
 SLUG = "aircall"
@@ -37,25 +38,17 @@ AUTH = {"Authorization": f"Basic {BASIC}"}
 UNLIMITED = {"rateLimit": 10**9}
 
 
-class Aircall:
+class Aircall(Emulator):
     """The emulator: control routes and its raw call log."""
 
+    slug = SLUG
+
     def __init__(self, http: TestClient, app: FastAPI) -> None:
-        self.http, self.app = http, app
+        super().__init__(http)
+        self.app = app
 
-    def _ok(self, response: httpx.Response) -> Any:
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def configure(self, **volume: int) -> Any:
-        return self._ok(self.http.post(f"/_sandbox/{SLUG}/config", json={"volume": volume}))
-
-    def stats(self) -> Any:
-        return self._ok(self.http.get(f"/_sandbox/{SLUG}/stats"))
-
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = self._ok(self.http.get("/_sandbox/credentials"))[SLUG]["config"]
-        return config
+    def configure(self, **volume: Any) -> Any:
+        return super().configure(volume=volume)
 
     def webhook(self, **body: Any) -> Any:
         return self._ok(self.http.post(f"/{SLUG}/_sandbox/webhook", json=body))

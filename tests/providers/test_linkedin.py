@@ -30,6 +30,7 @@ from inflow.sandbox.linkedin import (
     STATIC_TOKEN,
 )
 from inflow.storage.models import DataPoint, DataSource
+from tests.providers.emulator import Emulator
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
 SLUG = "linkedin"
@@ -64,21 +65,10 @@ def sandbox(clock: Clock) -> FastAPI:
     return create_sandbox(clock=clock)
 
 
-class LinkedIn:
+class LinkedIn(Emulator):
     """The emulator itself: control routes, consent page and raw API calls."""
 
-    def __init__(self, http: TestClient) -> None:
-        self.http = http
-
-    def _ok(self, response: httpx.Response) -> Any:
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def configure(self, **body: Any):
-        return self._ok(self.http.post(f"/_sandbox/{SLUG}/config", json=body))
-
-    def stats(self):
-        return self._ok(self.http.get(f"/_sandbox/{SLUG}/stats"))
+    slug = SLUG
 
     def expected(self, start: date, end: date):
         params = {"start": start.isoformat(), "end": end.isoformat()}
@@ -86,9 +76,6 @@ class LinkedIn:
 
     def revoke_all(self) -> None:
         self._ok(self.http.post(f"/_sandbox/{SLUG}/oauth/revoke-all"))
-
-    def config(self):
-        return self._ok(self.http.get("/_sandbox/credentials"))[SLUG]["config"]
 
     def consent(self, authorize_url: str) -> str:
         assert authorize_url.startswith(f"{URL}/oauth/v2/authorization?"), authorize_url

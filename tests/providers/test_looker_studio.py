@@ -25,6 +25,7 @@ from inflow.http.auth import MemoryTokenStore, TokenSet
 from inflow.http.client import HttpOptions
 from inflow.sandbox.looker_studio import CLIENT_ID, CLIENT_SECRET
 from inflow.storage.models import Asset, DataSource
+from tests.providers.emulator import Emulator
 from tests.sync.helpers import SANDBOX_HOST, assets_of, health, person, sync_and_wait
 
 SLUG = "looker_studio"
@@ -38,30 +39,16 @@ TOKEN = "POST /o/oauth2/token"
 # ---------------------------------------------------------------- fixtures
 
 
-class Google:
+class Google(Emulator):
     """The emulator's control routes and its consent page."""
 
-    def __init__(self, http: TestClient) -> None:
-        self.http = http
-
-    def _ok(self, response: httpx.Response) -> Any:
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def configure(self, **body: Any) -> Any:
-        return self._ok(self.http.post(f"/_sandbox/{SLUG}/config", json=body))
-
-    def stats(self) -> Any:
-        return self._ok(self.http.get(f"/_sandbox/{SLUG}/stats"))
+    slug = SLUG
 
     def expected(self) -> Any:
         return self._ok(self.http.get(f"/_sandbox/{SLUG}/expected", params={"include": "reports"}))
 
     def revoke_all(self) -> None:
         self._ok(self.http.post(f"/_sandbox/{SLUG}/oauth/revoke-all"))
-
-    def config(self) -> Any:
-        return self._ok(self.http.get("/_sandbox/credentials"))[SLUG]["config"]
 
     def consent(self, authorize_url: str) -> str:
         """Google's consent screen: agrees at once, back to the callback with a code."""

@@ -36,6 +36,7 @@ from inflow.sandbox.ringcentral import (
 )
 from tests.providers import calling
 from tests.providers.calling import Table, assert_same, stored
+from tests.providers.emulator import Emulator
 from tests.sync.helpers import SANDBOX_HOST, health, person, sync_and_wait
 
 SLUG = "ringcentral"
@@ -93,29 +94,14 @@ def compressed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry(), SLUG, fast)
 
 
-class RingCentral:
+class RingCentral(Emulator):
     """The emulator: control routes, consent page and its raw call log."""
 
-    def __init__(self, http: TestClient) -> None:
-        self.http = http
-
-    def _ok(self, response: httpx.Response) -> Any:
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def configure(self, **body: Any) -> Any:
-        return self._ok(self.http.post(f"/_sandbox/{SLUG}/config", json=body))
-
-    def stats(self) -> Any:
-        return self._ok(self.http.get(f"/_sandbox/{SLUG}/stats"))
+    slug = SLUG
 
     def usage(self) -> dict[str, Any]:
         groups: dict[str, Any] = self._ok(self.http.get(f"/{SLUG}/_sandbox/usage"))["groups"]
         return groups
-
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = self._ok(self.http.get("/_sandbox/credentials"))[SLUG]["config"]
-        return config
 
     def webhook(self, **body: Any) -> Any:
         return self._ok(self.http.post(f"/{SLUG}/_sandbox/webhook", json=body))

@@ -35,6 +35,7 @@ from inflow.sandbox.twilio import (
 )
 from tests.providers import calling
 from tests.providers.calling import Table, assert_same, stored
+from tests.providers.emulator import Emulator
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
 SLUG = "twilio"
@@ -64,25 +65,10 @@ def sandbox(clock: Clock) -> FastAPI:
     return create_sandbox(clock=clock)
 
 
-class Twilio:
+class Twilio(Emulator):
     """The emulator: control routes and its raw call log."""
 
-    def __init__(self, http: TestClient) -> None:
-        self.http = http
-
-    def _ok(self, response: httpx.Response) -> Any:
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def configure(self, **body: Any) -> Any:
-        return self._ok(self.http.post(f"/_sandbox/{SLUG}/config", json=body))
-
-    def stats(self) -> Any:
-        return self._ok(self.http.get(f"/_sandbox/{SLUG}/stats"))
-
-    def config(self) -> dict[str, Any]:
-        config: dict[str, Any] = self._ok(self.http.get("/_sandbox/credentials"))[SLUG]["config"]
-        return config
+    slug = SLUG
 
     def webhook(self, **body: Any) -> Any:
         return self._ok(self.http.post(f"/{SLUG}/_sandbox/webhook", json=body))
