@@ -435,20 +435,21 @@ class Databases:
         self.pg_created.clear()
 
 
-def prepare_source(db_url: str, vault_key: str, credentials: dict[str, Any], start: date) -> str:
-    """A user and an ``example`` source whose ``metrics`` cursor makes the sync start at
-    ``start`` (the stream reads from cursor - lookback); returns the source id."""
+def new_source(
+    db_url: str,
+    vault_key: str,
+    type_: str,
+    config: dict[str, Any],
+    state: dict[str, dict[str, Any]] | None = None,
+) -> str:
+    """A fresh user and a ``type_`` source of theirs (with its streams' ``state``, if given),
+    created through the API's own service; returns the source id."""
     from inflow.api.services import accounts
     from inflow.api.services.sources import create_source
-    from inflow.connectors.example import CONNECTOR
     from inflow.storage import repo
     from inflow.storage.crypto import Vault
     from inflow.storage.db import create_db_engine, make_session_factory, session_scope
 
-    metrics = next(s for s in CONNECTOR.streams if s.name == "metrics")
-    assert metrics.incremental is not None  # noqa: S101 (the example stream is incremental)
-    lookback = metrics.incremental.lookback
-    cursor = datetime(start.year, start.month, start.day, tzinfo=UTC) + lookback
     engine = create_db_engine(db_url)
     factory = make_session_factory(engine)
     with session_scope(factory) as session:
@@ -459,19 +460,28 @@ def prepare_source(db_url: str, vault_key: str, credentials: dict[str, Any], sta
             session,
             owner=user,
             name="bench",
-            type_="example",
-            config=credentials,
+            type_=type_,
+            config=config,
             vault=Vault([vault_key.encode()]),
         )
-        repo.save_state(
-            session,
-            source_id=source.id,
-            stream="metrics",
-            state={"cursor": cursor.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        )
+        for stream, stream_state in (state or {}).items():
+            repo.save_state(session, source_id=source.id, stream=stream, state=stream_state)
         source_id = str(source.id)
     engine.dispose()
     return source_id
+
+
+def prepare_source(db_url: str, vault_key: str, credentials: dict[str, Any], start: date) -> str:
+    """A user and an ``example`` source whose ``metrics`` cursor makes the sync start at
+    ``start`` (the stream reads from cursor - lookback); returns the source id."""
+    from inflow.connectors.example import CONNECTOR
+
+    metrics = next(s for s in CONNECTOR.streams if s.name == "metrics")
+    assert metrics.incremental is not None  # noqa: S101 (the example stream is incremental)
+    lookback = metrics.incremental.lookback
+    cursor = datetime(start.year, start.month, start.day, tzinfo=UTC) + lookback
+    state = {"metrics": {"cursor": cursor.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    return new_source(db_url, vault_key, "example", credentials, state)
 
 
 # ---------------------------------------------------------------- the run

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers.marks import mark
-from bench.sync_throughput import Databases, one_sync, sandbox, versions
+from bench.sync_throughput import Databases, new_source, one_sync, sandbox, versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -284,28 +284,7 @@ def run_child(
 
 def prepare_inflow(db_url: str, vault_key: str, config: dict[str, Any]) -> str:
     """A user and a ``calling`` source on the fake (its first sync reads the initial span)."""
-    from inflow.api.services import accounts
-    from inflow.api.services.sources import create_source
-    from inflow.storage.crypto import Vault
-    from inflow.storage.db import create_db_engine, make_session_factory, session_scope
-
-    engine = create_db_engine(db_url)
-    factory = make_session_factory(engine)
-    with session_scope(factory) as session:
-        user = accounts.create_user(
-            session, email=f"bench-{uuid.uuid4().hex[:8]}@example.com", password=uuid.uuid4().hex
-        )
-        source = create_source(
-            session,
-            owner=user,
-            name="bench",
-            type_="calling",
-            config=config,
-            vault=Vault([vault_key.encode()]),
-        )
-        source_id = str(source.id)
-    engine.dispose()
-    return source_id
+    return new_source(db_url, vault_key, "calling", config)
 
 
 # ---------------------------------------------------------------- the peers
