@@ -4,37 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import redis
-from sqlalchemy import Engine
 
-from inflow.api.app import create_app
 from inflow.api.services import accounts
-from inflow.settings import Settings
 from inflow.storage.db import session_scope
 from tests.conftest import REDIS_URL, TestClient, unavailable
 from tests.factories import PASSWORD, login, make_user
 
 LIMIT = "3/minute"
-MakeClient = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client(engine: Engine, tmp_path: Path) -> Iterator[MakeClient]:
-    """Builds a client for an app on the test database with the given settings overrides."""
-    with ExitStack() as stack:
-
-        def build(**overrides: Any) -> TestClient:
-            settings = Settings(data_dir=tmp_path / "data", log_format="console", **overrides)
-            app = create_app(settings, engine=engine, migrate=False)
-            return stack.enter_context(TestClient(app))
-
-        yield build
 
 
 def assert_429(response) -> None:

@@ -4,44 +4,23 @@ saying so. Port 1 on loopback refuses at once: no test waits for a timeout."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from pathlib import Path
-from typing import Any
-
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow import __version__
-from inflow.api.app import create_app
 from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.sandbox import create_app as create_sandbox
 from inflow.settings import Settings
 from inflow.storage.crypto import KeyRing, Vault
 from inflow.sync.engine import EngineDeps
-from tests.conftest import REDIS_URL, TestClient, unavailable
+from tests.conftest import REDIS_URL, unavailable
 from tests.factories import PASSWORD, make_user
 from tests.sync.helpers import get_run, make_source, run_direct
 
 DEAD_REDIS = "redis://:s3cret@127.0.0.1:1/0"
-MakeClient = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client(engine: Engine, tmp_path: Path) -> Iterator[MakeClient]:
-    """Builds a client for an app on the test database with the given settings overrides."""
-    with ExitStack() as stack:
-
-        def build(**overrides: Any) -> TestClient:
-            settings = Settings(data_dir=tmp_path / "data", log_format="console", **overrides)
-            app = create_app(settings, engine=engine, migrate=False)
-            return stack.enter_context(TestClient(app))
-
-        yield build
 
 
 def assert_store_down(response: httpx.Response) -> None:
