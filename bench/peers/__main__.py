@@ -382,6 +382,24 @@ def tap_setup(fake: Fake, tmp: Path) -> tuple[Path, Path]:
     return config, path
 
 
+def run_messages(
+    tool: str,
+    argv: Sequence[str],
+    tmp: Path,
+    out: Path,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Run:
+    """Run a peer whose messages (Singer or Airbyte, one JSON line each) go to ``out``; its
+    own count is the ``calls`` RECORD messages there (the file is removed after)."""
+    run, _ = run_process(tool, argv, tmp, cwd=cwd, env=env, stdout=out)
+    rows, distinct = singer_count(out, "calls")
+    run.own = f"{rows:,} RECORD messages ({distinct:,} distinct)"
+    out.unlink()
+    return run
+
+
 def run_tap(fake: Fake, tmp: Path, config: Path, catalog: Path) -> Run:
     python = PEERS["tap-twilio"].python
     out = tmp / "tap" / "messages.jsonl"
@@ -394,11 +412,7 @@ def run_tap(fake: Fake, tmp: Path, config: Path, catalog: Path) -> Run:
         "--catalog",
         str(catalog),
     ]
-    run, _ = run_process("tap-twilio", argv, tmp, env=env, stdout=out)
-    rows, distinct = singer_count(out, "calls")
-    run.own = f"{rows:,} RECORD messages ({distinct:,} distinct)"
-    out.unlink()
-    return run
+    return run_messages("tap-twilio", argv, tmp, out, env=env)
 
 
 def airbyte_setup(fake: Fake, tmp: Path) -> tuple[Path, Path]:
@@ -463,11 +477,7 @@ def run_airbyte(fake: Fake, tmp: Path, config: Path, catalog: Path) -> Run:
         "--catalog",
         str(catalog),
     ]
-    run, _ = run_process("airbyte", argv, tmp, cwd=folder, stdout=out)
-    rows, distinct = singer_count(out, "calls")
-    run.own = f"{rows:,} RECORD messages ({distinct:,} distinct)"
-    out.unlink()
-    return run
+    return run_messages("airbyte", argv, tmp, out, cwd=folder)
 
 
 # ---------------------------------------------------------------- the run
