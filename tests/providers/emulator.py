@@ -5,6 +5,7 @@ test subclasses it with the emulator's own routes (consent pages, raw logs, webh
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi.testclient import TestClient
@@ -33,3 +34,15 @@ class Emulator:
             "config"
         ]
         return config
+
+
+def location(response: httpx.Response) -> str:
+    """Where a redirect (an emulator's consent page) sends the browser."""
+    assert response.status_code == 302, response.text
+    return response.headers["location"]
+
+
+def relative(url: str) -> str:
+    """An emulator URL as the in-process client requests it (path and query)."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path

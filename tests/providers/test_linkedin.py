@@ -30,7 +30,7 @@ from inflow.sandbox.linkedin import (
     STATIC_TOKEN,
 )
 from inflow.storage.models import DataPoint, DataSource
-from tests.providers.emulator import Emulator
+from tests.providers.emulator import Emulator, location, relative
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
 SLUG = "linkedin"
@@ -94,16 +94,6 @@ class LinkedIn(Emulator):
 def li(sandbox: FastAPI) -> Iterator[LinkedIn]:
     with TestClient(sandbox, base_url=SANDBOX_HOST) as http:
         yield LinkedIn(http)
-
-
-def location(response: httpx.Response) -> str:
-    assert response.status_code == 302, response.text
-    return response.headers["location"]
-
-
-def relative(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def new_source(client, headers, config: dict[str, Any]):

@@ -25,7 +25,7 @@ from inflow.http.auth import MemoryTokenStore, TokenSet
 from inflow.http.client import HttpOptions
 from inflow.sandbox.looker_studio import CLIENT_ID, CLIENT_SECRET
 from inflow.storage.models import Asset, DataSource
-from tests.providers.emulator import Emulator
+from tests.providers.emulator import Emulator, location, relative
 from tests.sync.helpers import SANDBOX_HOST, assets_of, health, person, sync_and_wait
 
 SLUG = "looker_studio"
@@ -60,16 +60,6 @@ class Google(Emulator):
 def google(sandbox: FastAPI) -> Iterator[Google]:
     with TestClient(sandbox, base_url=SANDBOX_HOST) as http:
         yield Google(http)
-
-
-def location(response: httpx.Response) -> str:
-    assert response.status_code == 302, response.text
-    return response.headers["location"]
-
-
-def relative(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from inflow.sandbox.ringcentral import (
 )
 from tests.providers import calling
 from tests.providers.calling import Table, assert_same, stored
-from tests.providers.emulator import Emulator
+from tests.providers.emulator import Emulator, location, relative
 from tests.sync.helpers import SANDBOX_HOST, health, person, sync_and_wait
 
 SLUG = "ringcentral"
@@ -140,16 +140,6 @@ class RingCentral(Emulator):
 def rc(sandbox: FastAPI) -> Iterator[RingCentral]:
     with TestClient(sandbox, base_url=SANDBOX_HOST) as http:
         yield RingCentral(http)
-
-
-def location(response: httpx.Response) -> str:
-    assert response.status_code == 302, response.text
-    return response.headers["location"]
-
-
-def relative(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 def new_source(client: Any, headers: dict[str, str], config: dict[str, Any]) -> dict[str, Any]:
