@@ -1,4 +1,11 @@
-"""Shared fixtures: settings, a real database (SQLite and PostgreSQL), the app and its client.
+"""Shared fixtures: the test clock, settings, a real database (SQLite and PostgreSQL), the app
+and its client.
+
+No test reads the wall clock: each starts at the instant ``INFLOW_TEST_CLOCK`` names (ISO 8601,
+default ``DEFAULT_CLOCK``), and time ticks on from there (time-machine moves ``time.time()``,
+``datetime.now()`` and the like; ``time.monotonic()`` is left alone). CI runs the provider and
+sync suites at other pinned instants too (scripts/check). Python processes a test starts run on
+the same clock (tests/clock/sitecustomize.py).
 
 Every storage/API test that takes ``engine`` (or ``app``/``client``) runs twice: on a fresh
 SQLite file and on PostgreSQL (127.0.0.1:5432 unless ``INFLOW_TEST_POSTGRES_URL`` says
@@ -9,13 +16,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+import time_machine
 
 # argon2 at full cost makes each of the suite's thousands of logins ~0.3 s; the hashing itself
 # is the library's, so the tests lower its cost (subprocesses inherit this too).
@@ -33,6 +43,11 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from fastapi.testclient import TestClient
 
+DEFAULT_CLOCK = "2026-11-18T12:00:00+00:00"  # a Wednesday at noon: no day changes during a test
+TEST_CLOCK = datetime.fromisoformat(os.environ.get("INFLOW_TEST_CLOCK") or DEFAULT_CLOCK)
+if TEST_CLOCK.tzinfo is None:
+    raise ValueError(f"INFLOW_TEST_CLOCK must name its UTC offset: {TEST_CLOCK.isoformat()}")
+CLOCK_FOLDER = Path(__file__).with_name("clock")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
     "INFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -54,6 +69,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if reporter:
             reporter.write_line(f"CI=true: {skipped} skipped test(s) count as a failure", red=True)
         session.exitstatus = 1
+
+
+# ---------------------------------------------------------------- the clock
+
+
+@pytest.fixture(autouse=True)
+def test_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[time_machine.Traveller]:
+    """Every test starts at ``TEST_CLOCK`` and time ticks on; its child processes share it."""
+    wall = time.time()
+    with time_machine.travel(TEST_CLOCK, tick=True) as traveller:
+        monkeypatch.setenv("PYTEST_INFLOW_CLOCK", f"{TEST_CLOCK.timestamp()},{wall}")
+        path = os.environ.get("PYTHONPATH")
+        monkeypatch.setenv(
+            "PYTHONPATH", f"{CLOCK_FOLDER}{os.pathsep}{path}" if path else str(CLOCK_FOLDER)
+        )
+        yield traveller
 
 
 # ---------------------------------------------------------------- databases
