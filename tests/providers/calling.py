@@ -64,6 +64,27 @@ def stored(
     return out
 
 
+def days_of(table: Table) -> list[date]:
+    """The days a table holds, in order."""
+    return sorted({date.fromisoformat(day) for _, day, _ in table})
+
+
+def run_day(run: dict[str, Any], at: str, zone: tzinfo = UTC) -> date:
+    """The day (in ``zone``) a run started (``at="startedAt"``) or finished (``"finishedAt"``):
+    a sync that crosses a midnight may read the new day, and reads the old one in part."""
+    return datetime.fromisoformat(run[at]).astimezone(zone).date()
+
+
+def midnight_after(day: date) -> int:
+    """The UTC midnight that ends ``day``, in epoch seconds."""
+    return int(datetime.combine(day + timedelta(days=1), datetime.min.time(), UTC).timestamp())
+
+
+def within(table: Table, first: date, last: date) -> Table:
+    """The rows of ``first``..``last``."""
+    return {k: v for k, v in table.items() if first <= date.fromisoformat(k[1]) <= last}
+
+
 def assert_same(got: Table, want: Table) -> None:
     assert got.keys() == want.keys()
     wrong = {k: (got[k], v) for k, v in want.items() if got[k] != pytest.approx(v, rel=1e-9)}

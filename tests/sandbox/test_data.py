@@ -74,4 +74,3 @@ async def test_a_million_metric_rows_take_seconds(anyio_backend, capsys):
     rate = f"{rows:,} rows in {elapsed:.2f} s = {rows / elapsed:,.0f} rows/s"
     with capsys.disabled():
         print(f"\n  sandbox metrics: {rate}")  # noqa: T201 (the benchmark figure, on purpose)
-    assert elapsed < 60  # generous: shared CI machines; the printed rate is the real figure
