@@ -340,9 +340,16 @@ def test_two_days_are_read_at_once(client, factory, tw):
     assert_same({k: v for k, v in got.items() if k in want}, want)
 
 
-def test_days_follow_the_sources_time_zone_and_it_stays_fixed(client, factory, tw, clock):
+def test_days_follow_the_sources_time_zone_and_it_stays_fixed(
+    client, factory, tw, clock, test_clock
+):
+    # 20 November 2026, at the time of day the test clock says: 1 November is within the last
+    # 30 days, and New York's clocks went back that day
+    now = datetime.now(UTC)
+    test_clock.move_to(datetime.combine(date(2026, 11, 20), now.timetz()))
+    clock.at = time.time()
     _, headers = person(factory)
-    zone = ZoneInfo("America/New_York")  # 1 November, within these 30 days: clocks go back
+    zone = ZoneInfo("America/New_York")
     tw.configure(volume={"calls": 6_000, "days": 30})
     config = {**tw.config(), "timezone": "America/New_York"}
     source = new_source(client, headers, config)
