@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -375,17 +376,18 @@ async def test_refreshing_tokens_refused_grant_is_a_credentials_error(
 
 
 @pytest.mark.parametrize(
-    ("store", "message"),
+    ("make_store", "message"),
     [
-        pytest.param(MemoryTokenStore(), "connect it first", id="no-tokens"),
+        pytest.param(MemoryTokenStore, "connect it first", id="no-tokens"),
         pytest.param(
-            stored(-10, refresh=None), "no refresh token: reconnect", id="no-refresh-token"
+            lambda: stored(-10, refresh=None), "no refresh token: reconnect", id="no-refresh-token"
         ),
     ],
 )
 async def test_refreshing_tokens_without_what_they_need(
-    store: MemoryTokenStore, message: str
+    make_store: Callable[[], MemoryTokenStore], message: str
 ) -> None:
+    store = make_store()  # made on the test's clock, not when the tests were collected
     endpoint = TokenEndpoint()
     with pytest.raises(CredentialsError, match=message):
         await RefreshingTokens(key(), store, endpoint.request_token()).token()
