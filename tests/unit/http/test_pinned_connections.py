@@ -52,6 +52,7 @@ class Loopback:
         writer.write(OK)
         await writer.drain()
         writer.close()
+        await writer.wait_closed()
 
 
 async def serve(tls: ssl.SSLContext | None = None) -> tuple[Loopback, asyncio.Server]:
@@ -72,6 +73,7 @@ async def plain() -> AsyncIterator[Loopback]:
     loopback, server = await serve()
     async with server:
         yield loopback
+    await server.wait_closed()
 
 
 class Resolver:
@@ -86,8 +88,21 @@ class Resolver:
         return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
 
+OPEN: list[Requester] = []
+
+
 def requester(options: HttpOptions, transport: GuardedTransport | None = None) -> Requester:
-    return Requester(build_client(options, transport=transport), slug="acme", options=options)
+    made = Requester(build_client(options, transport=transport), slug="acme", options=options)
+    OPEN.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Every client a test made is closed (its pooled connection with it) before the next."""
+    yield
+    while OPEN:
+        await OPEN.pop().client.aclose()
 
 
 def options(resolver: Resolver, *, allow_private: bool = False) -> HttpOptions:
@@ -173,6 +188,7 @@ async def test_tls_keeps_the_name_for_sni_and_the_certificate_check(tmp_path):
         client = requester(opts, GuardedTransport(opts, verify=trust))
 
         body = await client.get_json(f"https://api.pinned.test:{loopback.port}/calls")
+        await client.client.aclose()
 
     assert body == {"ok": True}
     assert loopback.server_names == ["api.pinned.test"]  # SNI: the name, not 127.0.0.1
