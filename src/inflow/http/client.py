@@ -10,6 +10,7 @@ request with the secrets taken out. It raises only ``InflowError`` subclasses.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 import ssl
@@ -230,14 +231,21 @@ class PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+@functools.cache
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """httpx's TLS context, made once (loading the CA bundle takes a while) and shared."""
+    return httpx.create_ssl_context(verify=verify)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, its connection pool on a ``PinnedBackend``."""
 
     def __init__(self, options: HttpOptions, *, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(verify=verify, limits=LIMITS)
+        context = verify if isinstance(verify, ssl.SSLContext) else _tls_context(verify)
+        super().__init__(verify=context, limits=LIMITS)
         # The pool httpx builds, with our network backend (httpx takes no backend itself).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),
+            ssl_context=context,
             max_connections=LIMITS.max_connections,
             max_keepalive_connections=LIMITS.max_keepalive_connections,
             keepalive_expiry=LIMITS.keepalive_expiry,
