@@ -35,8 +35,15 @@ class Settings(BaseSettings):
     session_ttl_s: int = 12 * 3600
 
     rate_limit_default: str = "300/minute"
+    # Login: every attempt per address; failures per account from addresses it was never
+    # signed in from; per account and address, a wait doubling from login_backoff_s after
+    # login_free_failures failures (a success resets it). See api/ratelimit.py.
     rate_limit_login_ip: str = "20/minute"
-    rate_limit_login_account: str = "5/minute"
+    rate_limit_login_account: str = "100/hour"
+    login_free_failures: int = 5
+    login_backoff_s: float = 2.0
+    login_backoff_max_s: int = 900
+    login_known_days: int = 30
     trust_forwarded_for: bool = False
     # embedded: syncs run inside the API process; external: `inflow worker` processes run them
     worker: Literal["embedded", "external"] = "embedded"

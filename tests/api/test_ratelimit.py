@@ -155,13 +155,15 @@ def test_login_ignores_forwarded_for_unless_trusted(make_client):
     assert statuses == [401, 401, 401, 429]
 
 
-def test_login_success_clears_account_counter(make_client, factory):
-    client = make_client(rate_limit_login_account=LIMIT)
+def test_login_success_makes_the_address_known_and_starts_it_afresh(make_client, factory):
+    client = make_client(rate_limit_login_account=LIMIT, login_free_failures=3)
     user = make_user(factory)
     assert [attempt(client, user.email, "guess") for _ in range(2)] == [401, 401]
 
     assert attempt(client, user.email, PASSWORD) == 200
 
+    # The account's ceiling (3 failures) no longer applies to this address; its own backoff
+    # does, counted from the success: three free failures, then a wait.
     assert [attempt(client, user.email, "guess") for _ in range(4)] == [401, 401, 401, 429]
 
 

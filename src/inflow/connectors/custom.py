@@ -91,6 +91,7 @@ from inflow.errors import (
     ValidationFailedError,
     WebhookSignatureError,
 )
+from inflow.http.pagination import check_link
 from inflow.http.redact import redact_url
 
 Granularity = Literal["hour", "day", "week", "month"]
@@ -472,6 +473,8 @@ async def read_pages(ctx: Context) -> AsyncIterator[list[Mapping[str, Any]]]:
         url = urljoin(url, link) if isinstance(link, str) and link else ""
         if url in seen:
             return
+        if url:  # a link the API handed back: followed on apiUrl's own origin only
+            check_link(url, str(ctx.config.api_url), provider="custom")
         seen.add(url)
 
 

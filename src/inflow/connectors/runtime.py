@@ -576,12 +576,17 @@ class ConnectorRuntime:
                 params[inc.end_param] = format_bound(end, inc.format)
         headers = {k: ctx._render(v) for k, v in stream.headers.items()}
         step = stream.pages.first()
+        origin: str | None = None  # where the first page was read: the only host links may name
         while True:
             url = step.url or path
             query: dict[str, Any] | None = {**params, **step.params} if step.url is None else {}
             if "?" in url:  # sent as written: httpx drops (or re-encodes) a query given with params
                 url, query = (f"{url}&{urlencode(query)}" if query else url), None
-            response, body = await self.requester.request("GET", url, params=query, headers=headers)
+            within = origin if step.url is not None else None
+            response, body = await self.requester.request(
+                "GET", url, params=query, headers=headers, within=within
+            )
+            origin = origin or str(response.request.url)
             if step.page == 1 and window is not None and _over_cap(stream, body, window):
                 # The API would serve only the first `limit` items: read both halves instead.
                 middle = window.start + (window.end - window.start) / 2

@@ -10,19 +10,24 @@ request with the secrets taken out. It raises only ``InflowError`` subclasses.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import orjson
 
 from inflow import __version__
 from inflow.errors import ConfigError, ProviderError, RateLimitedError, TransientProviderError
+from inflow.http.pagination import check_link
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.http.redact import Redactor, redact_path, redact_url
 from inflow.http.resolution import (
@@ -40,6 +45,16 @@ from inflow.http.retry import RetryPolicy, parse_retry_after, testing_cap
 USER_AGENT = f"inflow/{__version__} (+https://github.com/inflow-hub/inflow)"
 
 
+# A host name → its addresses (the SSRF check and the connection use the same one).
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The host's addresses from the system resolver, each once, in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 @dataclass(frozen=True)
 class HttpOptions:
     """Service-wide HTTP settings (from ``Settings``)."""
@@ -49,6 +64,10 @@ class HttpOptions:
     max_response_bytes: int = 64 * 1024 * 1024
     allow_private_urls: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resolver: Resolver = system_resolver  # the test seam of the SSRF guard
+
+
+LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10)
 
 
 def build_client(
@@ -59,7 +78,11 @@ def build_client(
     headers: Mapping[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` with Inflow's timeouts and user agent."""
+    """An ``httpx.AsyncClient`` with Inflow's timeouts and user agent; without a ``transport``
+    (tests give theirs) every connection goes to an address the SSRF guard checked
+    (``GuardedTransport``), unless an environment proxy makes the connections."""
+    if transport is None and not _env_proxied():
+        transport = GuardedTransport(options)
     timeout = httpx.Timeout(
         connect=options.connect_timeout_s,
         read=options.read_timeout_s,
@@ -73,7 +96,7 @@ def build_client(
         timeout=timeout,
         follow_redirects=False,
         transport=transport,
-        limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        limits=LIMITS,
     )
 
 
@@ -99,10 +122,20 @@ def _forbidden_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     )
 
 
-async def check_url(url: str, *, allow_private: bool) -> None:
+def _private_message(host: str) -> str:
+    return (
+        f"{host} resolves to a private or reserved address; set "
+        "INFLOW_ALLOW_PRIVATE_URLS=true to allow it"
+    )
+
+
+async def check_url(url: str, *, allow_private: bool, resolver: Resolver = system_resolver) -> None:
     """Refuse plain http and private, loopback, link-local and metadata addresses (SSRF).
 
     Everything is allowed with ``allow_private`` (``INFLOW_ALLOW_PRIVATE_URLS``, the demo).
+    This is the early check, with a clear message before any request; the connection itself
+    checks again the addresses it connects to (``PinnedBackend``), so a name that resolves
+    elsewhere the second time (DNS rebinding) gains nothing.
     """
     if allow_private:
         return
@@ -113,15 +146,120 @@ async def check_url(url: str, *, allow_private: bool) -> None:
     if not host or host in _METADATA_HOSTS:
         raise ConfigError(f"{redact_url(url)}: this host is not allowed")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443)
-    except socket.gaierror as exc:
+        addresses = await resolver(host, parts.port or 443)
+    except (OSError, UnicodeError) as exc:
         raise ConfigError(f"{host}: the host name does not resolve") from exc
-    for info in infos:
-        if _forbidden_ip(ipaddress.ip_address(info[4][0])):
-            raise ConfigError(
-                f"{host} resolves to a private or reserved address; set "
-                "INFLOW_ALLOW_PRIVATE_URLS=true to allow it"
-            )
+    if not addresses or any(_forbidden(address) for address in addresses):
+        raise ConfigError(_private_message(host))
+
+
+def _forbidden(address: str) -> bool:
+    try:
+        return _forbidden_ip(ipaddress.ip_address(address))
+    except ValueError:  # not an address at all
+        return True
+
+
+class BlockedAddressError(httpcore.ConnectError):
+    """A connection refused by the SSRF guard: the host resolved to a forbidden address."""
+
+
+class PinnedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves a host once, checks every address, then connects to a checked address.
+
+    httpcore hands the original host name to TLS (SNI and certificate checks) and the request
+    keeps its ``Host`` header: only the TCP connection uses the address, so what was checked is
+    what is reached.
+    """
+
+    def __init__(self, *, allow_private: bool, resolver: Resolver) -> None:
+        self.allow_private = allow_private
+        self.resolver = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def _addresses(self, host: str, port: int, wait_s: float | None) -> Sequence[str]:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            return [host]
+        try:
+            return await asyncio.wait_for(self.resolver(host, port), wait_s)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"{host}: the name did not resolve in time") from exc
+        except (OSError, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"{host}: the host name does not resolve") from exc
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._addresses(host, port, timeout)
+        if not addresses:
+            raise httpcore.ConnectError(f"{host}: the host name does not resolve")
+        if not self.allow_private and any(_forbidden(a) for a in addresses):
+            raise BlockedAddressError(_private_message(host))
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # noqa: S101 - at least one address was tried
+        raise failure
+
+    async def connect_unix_socket(  # httpcore's interface
+        self,
+        path: str,  # noqa: ARG002
+        timeout: float | None = None,  # noqa: ARG002, ASYNC109
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,  # noqa: ARG002
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("provider calls never use a unix socket")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+@functools.cache
+def _tls_context(verify: bool) -> ssl.SSLContext:
+    """httpx's TLS context, made once (loading the CA bundle takes a while) and shared."""
+    return httpx.create_ssl_context(verify=verify)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport, its connection pool on a ``PinnedBackend``."""
+
+    def __init__(self, options: HttpOptions, *, verify: ssl.SSLContext | bool = True) -> None:
+        context = verify if isinstance(verify, ssl.SSLContext) else _tls_context(verify)
+        super().__init__(verify=context, limits=LIMITS)
+        # The pool httpx builds, with our network backend (httpx takes no backend itself).
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=PinnedBackend(
+                allow_private=options.allow_private_urls, resolver=options.resolver
+            ),
+        )
+
+
+def _env_proxied() -> bool:
+    """Whether an ``HTTP(S)_PROXY``/``ALL_PROXY`` is set: httpx then connects to the proxy (which
+    resolves the names) through its default transport."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("https", "http", "all"))
 
 
 # ------------------------------------------------------------------ requests
@@ -180,7 +318,11 @@ class Requester:
     async def _guard(self, url: httpx.URL) -> None:
         origin = f"{url.scheme}://{url.host}:{url.port}"
         if origin not in self._checked_hosts:
-            await check_url(str(url), allow_private=self.options.allow_private_urls)
+            await check_url(
+                str(url),
+                allow_private=self.options.allow_private_urls,
+                resolver=self.options.resolver,
+            )
             self._checked_hosts.add(origin)
 
     async def _read_capped(self, response: httpx.Response) -> bytes:
@@ -241,12 +383,18 @@ class Requester:
         headers: Mapping[str, str] | None = None,
         auth: httpx.Auth | None = None,
         expect_json: bool = True,
+        within: str | None = None,
     ) -> tuple[httpx.Response, Any]:
-        """Send with retries; returns the response and its parsed JSON (or raw bytes)."""
+        """Send with retries; returns the response and its parsed JSON (or raw bytes).
+
+        ``within``: ``url`` is a link the provider handed back, sent only if it resolves to
+        the origin of ``within`` (the URL the source was read from)."""
         policy = self.options.retry
         request = self.client.build_request(
             method, url, params=params, json=json, data=data, headers=headers
         )
+        if within is not None:
+            check_link(str(request.url), within, provider=self.slug, redactor=self.redactor)
         await self._guard(request.url)
         shown = str(request.url)
         waited = 0.0
@@ -318,6 +466,8 @@ class Requester:
             if resolution.action is Action.OK and expect_json:
                 body = orjson.loads(raw) if raw.strip() else None
         except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+            if isinstance(exc.__cause__, BlockedAddressError):  # not worth a retry: refused
+                raise ConfigError(str(exc.__cause__)) from exc
             return None, None, classify_exception(exc)
         return response, body, resolution
 
@@ -347,6 +497,8 @@ class Requester:
 
 
 __all__ = [
+    "BlockedAddressError",
+    "GuardedTransport",
     "HttpOptions",
     "RateLimitedError",
     "Requester",

@@ -13,14 +13,22 @@ API hands out whole next-page links.
 | `Cursor`      | a token in the body sent back as a parameter        | token missing or empty    |
 | `NextUrl`     | a full (or root-relative) URL in the body           | URL missing or null       |
 | `LinkHeader`  | RFC 8288 `Link: <…>; rel="next"`                    | no next link              |
+
+A link a provider hands back is followed only on the origin (scheme, host, port) of the request
+that read the first page (``check_link``): a link to another host is a ``ProviderError`` naming
+the provider and that host, and no request is sent to it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from inflow.errors import ProviderError
+from inflow.http.redact import redact_url
 
 JSONValue = Any  # provider JSON at the edge; narrowed by the code that reads it
 
@@ -201,3 +209,37 @@ class LinkHeader:
 
 
 Pagination = SinglePage | PageNumber | Offset | Cursor | NextUrl | LinkHeader
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of an absolute URL, the port filled in for http and https."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port out of range or not a number: matches no origin
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def check_link(
+    url: str, origin: str, *, provider: str, redactor: Callable[[str], str] = str
+) -> None:
+    """Refuse ``url`` (a provider-given link, resolved as it would be requested) unless it is on
+    the origin of ``origin`` (the URL the source was read from)."""
+    if origin_of(url) == origin_of(origin):
+        return
+    host = urlsplit(redact_url(url)).hostname or "(no host)"
+    own = origin_of(origin)[1] or "(no host)"
+    raise ProviderError(
+        redactor(
+            f"{provider} handed back a next-page link to another host ({host}); "
+            f"Inflow follows links only on {own}, so it was not requested"
+        ),
+        slug=provider,
+        method="GET",
+        url=redactor(redact_url(url)),
+    )

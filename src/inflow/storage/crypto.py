@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from inflow.errors import VaultError
 from inflow.settings import Settings
+from inflow.storage.files import private_dir, private_file
 
 
 def derive_key(material: str) -> bytes:
@@ -41,7 +42,7 @@ def _write_private(path: Path, text: str, *, exclusive: bool = False) -> None:
     With ``exclusive`` an existing ``path`` is left as it is: of processes starting together on
     an empty data dir, the first to link its file wins and the others read that key.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     # A temp file of our own (mkstemp: 0600), so concurrent writers never share one.
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
@@ -70,11 +71,16 @@ class KeyRing:
     def keys(self) -> list[bytes]:
         """The keys, newest first; the key file is created (0600) when there is none."""
         if self.from_env:
+            if self.path.parent.exists():  # the data dir may hold the SQLite file all the same
+                private_dir(self.path.parent)
             keys = [derive_key(k) for k in self._env.split(",") if k.strip()]
             if not keys:
                 raise VaultError("INFLOW_SECRET_KEY is set but empty")
             return keys
-        if not self.path.exists():
+        private_dir(self.path.parent)
+        if self.path.exists():
+            private_file(self.path)  # a key file made 0644 by hand or by an older version
+        else:
             _write_private(self.path, Fernet.generate_key().decode() + "\n", exclusive=True)
         lines = [ln.strip() for ln in self.path.read_text().splitlines() if ln.strip()]
         if not lines:

@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.storage.files import private_sqlite
+
 
 def normalise_url(url: str) -> str:
     """Give plain ``postgresql://`` URLs the psycopg 3 driver we ship."""
@@ -34,14 +36,12 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 
 def create_db_engine(url: str) -> Engine:
-    """Build the engine for ``url``; a SQLite file's folder is created if missing."""
+    """Build the engine for ``url``; a SQLite file is made 0600 (its folder 0700 if missing)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            folder = Path(parsed.database).parent
-            if not folder.exists():
-                folder.mkdir(parents=True, mode=0o700)  # the data dir holds the key file too
+            private_sqlite(Path(parsed.database))  # before the first connect creates it 0644
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.errors import VaultError
 from inflow.storage.crypto import KeyRing, Vault
+from inflow.storage.files import private_dir, private_file
 from inflow.storage.models import Base, DataSource, OAuthState
 
 # Every column that holds vault ciphertext: a value left out here is lost when old keys retire.
@@ -56,7 +57,8 @@ def rotate_keys(
 
 @contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
+    private_file(path)
     with path.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

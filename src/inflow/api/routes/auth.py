@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, Request, Response
 
 from inflow.api.deps import AuditDep, CurrentUser, LimiterDep, SessionDep, SettingsDep, request_ip
+from inflow.api.ratelimit import Limiter, LoginGuard, LoginPolicy
 from inflow.api.schemas import (
     LoginRequest,
     LoginResponse,
@@ -17,8 +18,23 @@ from inflow.api.schemas import (
 )
 from inflow.api.services import accounts
 from inflow.errors import AuthenticationError
+from inflow.settings import Settings
 
 router = APIRouter(tags=["auth"])
+
+
+def login_guard(limiter: Limiter, settings: Settings) -> LoginGuard:
+    return LoginGuard(
+        limiter,
+        LoginPolicy(
+            per_address=settings.rate_limit_login_ip,
+            per_account=settings.rate_limit_login_account,
+            free_failures=settings.login_free_failures,
+            backoff_s=settings.login_backoff_s,
+            backoff_max_s=settings.login_backoff_max_s,
+            known_days=settings.login_known_days,
+        ),
+    )
 
 
 @router.post("/api/auth/login", operation_id="auth-login")
@@ -32,14 +48,16 @@ def login(
 ) -> LoginResponse:
     """Exchange email and password for a bearer token."""
     email = accounts.normalise_email(body.email)
-    limiter.hit(settings.rate_limit_login_ip, "login-ip", request_ip(request))
-    limiter.hit(settings.rate_limit_login_account, "login-account", email)
+    address = request_ip(request)
+    guard = login_guard(limiter, settings)
+    guard.check(email, address)
     try:
         user = accounts.check_login(session, email=email, password=body.password)
     except AuthenticationError:
+        guard.failed(email, address)
         audit("auth.login", "failure", actor=email, commit=True)
         raise
-    limiter.clear(settings.rate_limit_login_account, "login-account", email)
+    guard.succeeded(email, address)
     _, token = accounts.issue_token(
         session, user=user, name="login", kind="session", ttl_s=settings.session_ttl_s
     )
