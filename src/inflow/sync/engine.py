@@ -344,10 +344,11 @@ class _Writer:
     def finish_run(self, streams: Sequence[Stream]) -> None:
         """After every stream was read to its end: assets not seen in this run vanished upstream.
 
-        Only when the assets came from complete listings (``deletes`` streams): an empty
-        listing then means every asset is gone."""
-        if not any(s.deletes for s in streams) or self.partial_listing:
-            return
+        Only when the assets came from complete listings (``deletes`` streams) read whole: an
+        empty listing then means every asset is gone; an item skipped as unreadable means the
+        listing is not complete."""
+        if not any(s.deletes for s in streams) or self.partial_listing or self.recorder.skipped:
+            return  # (a skipped item, or a parent skipped with its children: not complete)
         with self.deps.factory() as session:
             self.counts.deleted += repo.mark_unseen_assets_deleted(
                 session,
