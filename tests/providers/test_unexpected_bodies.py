@@ -11,6 +11,8 @@ what they yield the same way on both backends (the sync suites run both).
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import re
 import shutil
@@ -25,7 +27,9 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, delete
 
 from inflow.connectors import get_connector
+from inflow.connectors.answers import describe
 from inflow.http.ratelimit import OutboundLimiter
+from inflow.sandbox.faults import mutate
 from inflow.sandbox.linkedin import STATIC_TOKEN
 from inflow.storage.db import create_db_engine
 from inflow.storage.models import QuotaUsage
@@ -163,6 +167,8 @@ def test_unexpected_answers_fail_a_step_or_a_run_naming_provider_and_request(
         full = client.get(f"/api/runs/{run['id']}", headers=headers).json()
         skipped = (full.get("timeline") or {}).get("skipped")
         if skipped:
+            # a listing with a skipped item is not complete: nothing is taken for deleted
+            assert run["counts"]["deleted"] == 0, (seed, run)
             for reason in skipped["reasons"]:
                 if "unexpected" in reason:
                     assert named(reason, title), (seed, reason)
@@ -175,3 +181,83 @@ def test_unexpected_answers_fail_a_step_or_a_run_naming_provider_and_request(
     for record in caplog.records:
         assert record.exc_info is None, record.getMessage()  # no traceback logged
         assert "internal error" not in record.getMessage(), record.getMessage()
+
+
+def test_a_null_in_power_bis_workspace_list_is_a_failed_step_naming_it(app, client, factory, emu):
+    """The reported case: Power BI lists a workspace as ``null``; the check tripped over it with
+    a ``TypeError``. Seeds are tried until the sandbox nulls one workspace of the listing (and
+    nothing the check reads before it)."""
+    _, headers = person(factory)
+    type_, config = source_config(emu, "powerbi")
+    body = {"name": "Power BI", "type": type_, "config": config}
+    source = client.post("/api/data-sources", headers=headers, json=body).json()["id"]
+    nulled = re.compile(r"^GET /v1\.0/myorg/groups: value\[(\d+)\] → null$")
+    for seed in range(1, 400):
+        configure(emu, "powerbi", seed=seed, faults={"mutateRate": 1.0, "mutateKinds": ["null"]})
+        before = emu.get("/_sandbox/powerbi/stats").json()["mutated"]
+        result = client.post(f"/api/data-sources/{source}/test", headers=headers).json()
+        stats = emu.get("/_sandbox/powerbi/stats").json()
+        changes = stats["mutations"][-(stats["mutated"] - before) :]
+        found = [m for change in changes if (m := nulled.match(change))]
+        if found and changes[-1] == found[-1].group(0):  # the listing was the last answer read
+            break
+    else:
+        pytest.fail("no seed nulled a workspace of the listing")
+    index = found[-1].group(1)
+    failed = [c for c in result["checks"] if not c["ok"]]
+    assert failed[0]["message"] == (
+        "Power BI answered GET /powerbi/v1.0/myorg/groups with an unexpected body: "
+        f"value[{index}] is null, expected an object"
+    ), result
+    assert result["success"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "said"),
+    [
+        pytest.param(
+            {"value": [{"id": "a"}, {"id": "b"}, {"id": "c"}, None]},
+            TypeError("'NoneType' object is not subscriptable"),
+            "value[3] is null, expected an object",
+            id="null-in-list",
+        ),
+        pytest.param(
+            {"value": [{"id": "a"}, {"name": "b"}]},
+            KeyError("id"),
+            "value[1] has no 'id'",
+            id="missing-field",
+        ),
+        pytest.param(
+            {"calls": [{"at": "2026-01-01"}, {"at": 5}, {"at": "2026-01-02"}]},
+            AttributeError("'int' object has no attribute 'replace'"),
+            "calls[1].at is a number, expected a string",
+            id="wrong-type",
+        ),
+        pytest.param(
+            {"calls": [{"at": "2026-01-01"}, {"at": "soon"}]},
+            ValueError("Invalid isoformat string: 'soon'"),
+            "calls[1].at is 'soon', which the connector cannot read",
+            id="unreadable-string",
+        ),
+        pytest.param(
+            [1, 2],
+            AttributeError("'list' object has no attribute 'get'"),
+            "the body is a list, expected an object",
+            id="body-of-another-type",
+        ),
+    ],
+)
+def test_describe_says_where_the_body_differs(body, error, said):
+    assert describe(body, error).text == said
+
+
+@pytest.mark.parametrize("kind", ["null", "empty_list", "empty_object", "wrong_type", "remove"])
+def test_mutate_changes_one_value_the_seed_chooses(kind):
+    body = {"value": [{"id": "a", "n": 1}, {"id": "b", "n": 2}], "next": None}
+    results = {json.dumps(mutate(copy.deepcopy(body), seed, (kind,))) for seed in range(40)}
+    assert len(results) > 3  # seeds choose different places
+    for seed in range(40):
+        once, again = (mutate(copy.deepcopy(body), seed, (kind,)) for _ in range(2))
+        assert once == again  # and the same seed the same one
+        changed, what = once
+        assert changed != body or what.endswith(("→ 0", '→ "yes"')), what

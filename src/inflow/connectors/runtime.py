@@ -181,6 +181,7 @@ def _distinct(page: Sequence[Mapping[str, Any]], path: str) -> set[Any]:
         return {v if isinstance(v, str | int | float) or v is None else str(v) for v in values}
 
 
+_DESCRIBED = 5  # items skipped in a run with a searched reason (a run shows the first five)
 _CURSOR_ERRORS: tuple[type[Exception], ...] = (StateError, *SHAPE_ERRORS)
 _TOKEN_ERRORS: tuple[type[Exception], ...] = (UnexpectedResponseError, *SHAPE_ERRORS)
 _Out = TypeVar("_Out")
@@ -749,6 +750,14 @@ class ConnectorRuntime:
         """One item ``parse`` could not read: skipped and counted, with the request and why
         (its record stands alone: the others stay right without it)."""
         answer = page.answer if isinstance(page, _Items) else None
+        if self.skipped >= _DESCRIBED and answer is not None:  # no search through the body:
+            # the run shows the first reasons only, and every item may be bad (an API change)
+            title, records = self.connector.title, answer.records or ""
+            self.skip(
+                f"{title} answered {answer.method} {answer.path} with an unexpected item: "
+                f"{records}[{index}] could not be read; the item was skipped"
+            )
+            return
         error = self.unexpected(exc, answer, item=index, items=page)
         self.skip(f"{error.message}; the item was skipped")
 
@@ -756,12 +765,15 @@ class ConnectorRuntime:
         """The cursor values of a page's items. One that is no date is left out (and logged):
         the saved position then moves less far, so nothing is missed by it."""
         answer = page.answer if isinstance(page, _Items) else None
+        logged = False
         for raw in _distinct([i for i in page if isinstance(i, Mapping)], path):
             try:
                 seen = parse_cursor(raw)
             except _CURSOR_ERRORS as exc:
                 cause = exc.__cause__ if isinstance(exc, StateError) and exc.__cause__ else exc
-                self.unexpected(cause, answer)  # logged; the position stays where it was
+                if not logged:  # logged once a page; the position stays where it was
+                    self.unexpected(cause, answer)
+                    logged = True
                 continue
             if seen is not None:
                 yield seen
