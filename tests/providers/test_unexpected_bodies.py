@@ -161,6 +161,8 @@ def test_unexpected_answers_fail_a_step_or_a_run_naming_provider_and_request(
             if error["type"] == "UnexpectedResponseError":
                 assert error["fault"] == "provider", error
                 assert named(error["message"], title), (seed, error)
+                assert f" answered {error['request']} with " in error["message"], error
+                assert error["message"].endswith(error["problem"]), error
             outcomes[f"sync: failed ({error['type']})"] += 1
         else:
             outcomes["sync: succeeded"] += 1

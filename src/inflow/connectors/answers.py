@@ -7,7 +7,9 @@ malformed date). The runtime catches those (``SHAPE_ERRORS``) where it calls a c
 turns them into one ``UnexpectedResponseError`` through ``unexpected()``: the provider, the
 request (method and path, query redacted) and what was unexpected, found by looking at the
 body itself (``value[3] is null, expected an object``). None of this runs unless something
-went wrong: the bodies are only walked to explain a failure.
+went wrong: the bodies are only walked to explain a failure. ``lenient`` keeps a connector's
+response hook that cannot read a response from failing the request; ``unusable_parent`` and
+``absent`` are the runtime's checks of a parent item and of a page's records field.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ from __future__ import annotations
 import re
 import traceback
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from inflow.errors import UnexpectedResponseError
+from inflow.logging import get_logger
+
+if TYPE_CHECKING:
+    import httpx
+
+log = get_logger(__name__)
 
 SHAPE_ERRORS: tuple[type[Exception], ...] = (
     LookupError,
@@ -316,3 +324,60 @@ def unexpected(
     )
     error.__cause__ = exc
     return error
+
+
+_Out = TypeVar("_Out")
+
+
+def lenient(
+    hook: Callable[[httpx.Response], _Out] | None,
+) -> Callable[[httpx.Response], _Out | None] | None:
+    """A connector's response hook (``classify``, ``pace``, ``reset_after``) that cannot read a
+    response has no opinion on it: the generic rules apply (and the log says where it failed)."""
+    if hook is None:
+        return None
+
+    def call(response: httpx.Response) -> _Out | None:
+        try:
+            return hook(response)
+        except SHAPE_ERRORS as exc:
+            log.warning(
+                "a connector could not read a response; generic rules apply",
+                status=response.status_code,
+                error=type(exc).__name__,
+                code=where(exc),
+            )
+            return None
+
+    return call
+
+
+def unusable_parent(item: Any, keys: Sequence[str]) -> Exception | None:
+    """Why a parent item cannot fill its child's ``{parent.x}`` (as the error reading it
+    would be), or None."""
+    if not isinstance(item, Mapping):
+        return TypeError(f"'{type(item).__name__}' object is not subscriptable")
+    for key in keys:
+        value = item.get(key)
+        if key not in item:
+            return KeyError(key)
+        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+            return TypeError(f"'{type(value).__name__}' object is not a key")
+    return None
+
+
+def absent(body: Any, path: str) -> bool:
+    """Whether a dotted path is missing from a body (not merely null)."""
+    node = body
+    for part in path.split("."):
+        if isinstance(node, Mapping):
+            if part not in node:
+                return True
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit():
+            if int(part) >= len(node):
+                return True
+            node = node[int(part)]
+        else:
+            return True
+    return False

@@ -7,6 +7,12 @@ whose query holds more than a capped endpoint serves is read in halves; with
 ``RateLimit.concurrent`` > 1 the next windows are read while one is processed). It never
 touches storage: the sync engine decides what to keep (and passes a ``QuotaGate`` that counts
 a connector's ``Quota`` calls where every process sees them).
+
+Every call into a connector's code is where an answer of an unexpected shape surfaces: the
+runtime turns what it raises into ``UnexpectedResponseError`` naming the provider, the request
+and what was wrong (``answers.py``). An item ``parse`` cannot read is skipped and counted, as
+is a parent item; a ``reduce`` that trips fails its window (a total without the item would be
+wrong); a check that trips is a failed step.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,9 +36,12 @@ from pydantic import SecretStr
 from inflow.connectors.answers import (
     SHAPE_ERRORS,
     Answer,
+    absent,
     describe,
     json_type,
+    lenient,
     unexpected,
+    unusable_parent,
     where,
 )
 from inflow.connectors.records import Record
@@ -184,61 +193,6 @@ def _distinct(page: Sequence[Mapping[str, Any]], path: str) -> set[Any]:
 _DESCRIBED = 5  # items skipped in a run with a searched reason (a run shows the first five)
 _CURSOR_ERRORS: tuple[type[Exception], ...] = (StateError, *SHAPE_ERRORS)
 _TOKEN_ERRORS: tuple[type[Exception], ...] = (UnexpectedResponseError, *SHAPE_ERRORS)
-_Out = TypeVar("_Out")
-
-
-def _lenient(
-    hook: Callable[[httpx.Response], _Out] | None,
-) -> Callable[[httpx.Response], _Out | None] | None:
-    """A connector's response hook (``classify``, ``pace``, ``reset_after``) that cannot read a
-    response has no opinion on it: the generic rules apply (and the log says where it failed)."""
-    if hook is None:
-        return None
-
-    def call(response: httpx.Response) -> _Out | None:
-        try:
-            return hook(response)
-        except SHAPE_ERRORS as exc:
-            log.warning(
-                "a connector could not read a response; generic rules apply",
-                status=response.status_code,
-                error=type(exc).__name__,
-                code=where(exc),
-            )
-            return None
-
-    return call
-
-
-def _unusable_parent(item: Any, keys: Sequence[str]) -> Exception | None:
-    """Why a parent item cannot fill its child's ``{parent.x}`` (as the error reading it
-    would be), or None."""
-    if not isinstance(item, Mapping):
-        return TypeError(f"'{type(item).__name__}' object is not subscriptable")
-    for key in keys:
-        value = item.get(key)
-        if key not in item:
-            return KeyError(key)
-        if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
-            return TypeError(f"'{type(value).__name__}' object is not a key")
-    return None
-
-
-def _absent(body: Any, path: str) -> bool:
-    """Whether a dotted path is missing from a body (not merely null)."""
-    node = body
-    for part in path.split("."):
-        if isinstance(node, Mapping):
-            if part not in node:
-                return True
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit():
-            if int(part) >= len(node):
-                return True
-            node = node[int(part)]
-        else:
-            return True
-    return False
 
 
 def _over_cap(stream: Stream, body: Any, window: Window) -> bool:
@@ -472,7 +426,7 @@ class ConnectorRuntime:
 
     async def _paced(self, response: httpx.Response) -> None:
         """A response saying the provider's budget is spent holds the next request."""
-        pace = _lenient(self.connector.pace)
+        pace = lenient(self.connector.pace)
         delay = pace(response) if pace is not None else None
         if delay:
             self._not_before = max(self._not_before, time.monotonic() + delay)
@@ -540,8 +494,8 @@ class ConnectorRuntime:
             overrides=None if token_endpoint else self.connector.errors,
             classifier=oauth_error_classifier
             if token_endpoint
-            else _lenient(self.connector.classify),
-            reset_hook=None if token_endpoint else _lenient(self.connector.reset_after),
+            else lenient(self.connector.classify),
+            reset_hook=None if token_endpoint else lenient(self.connector.reset_after),
             redactor=self.redactor,
             on_timeline=self.on_timeline,
             on_wait=self.on_wait,
@@ -611,7 +565,7 @@ class ConnectorRuntime:
     def _token_expired(self, response: httpx.Response) -> bool:
         """A refusal the connector classifies as REFRESH_AUTH (Power BI's 403 ``TokenExpired``)
         renews the token and replays the request, as a 401 does."""
-        classify = _lenient(self.connector.classify)
+        classify = lenient(self.connector.classify)
         found = classify(response) if classify is not None else None
         return found is not None and found.action is Action.REFRESH_AUTH
 
@@ -685,12 +639,13 @@ class ConnectorRuntime:
             items=items,
         )
         error.message = self.redactor(error.message)
+        error.problem = self.redactor(error.problem)
         error.args = (error.message,)
         log.warning(
             "unexpected provider answer",
             slug=self.connector.slug,
             request=f"{error.method} {error.url}",
-            problem=self.redactor(error.problem),
+            problem=error.problem,
             error=type(exc).__name__,
             code=where(exc),
         )
@@ -737,7 +692,7 @@ class ConnectorRuntime:
         parents: list[Mapping[str, Any]] = []
         for page in pages:
             for index, item in enumerate(page):
-                problem = _unusable_parent(item, keys)
+                problem = unusable_parent(item, keys)
                 if problem is None:
                     parents.append(item)
                     continue
@@ -919,9 +874,9 @@ class ConnectorRuntime:
         if found is None:
             if path and not isinstance(body, Mapping):
                 problem = f"the body is {json_type(body)}, expected an object with {path!r}"
-            elif stream.omits_empty and _absent(body, path):
+            elif stream.omits_empty and absent(body, path):
                 return items
-            elif _absent(body, path):
+            elif absent(body, path):
                 problem = f"the body has no {path!r} (the list of items)"
             else:
                 problem = f"{path} is null, expected a list"

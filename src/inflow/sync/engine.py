@@ -38,6 +38,7 @@ from inflow.errors import (
     NotFoundError,
     RateLimitedError,
     SyncCancelled,
+    UnexpectedResponseError,
 )
 from inflow.http.client import HttpOptions, TimelineEntry
 from inflow.http.ratelimit import OutboundLimiter
@@ -571,6 +572,15 @@ def _error_record(exc: BaseException) -> dict[str, Any]:
             "fault": exc.fault,
             "message": exc.message,
             "retryAt": retry_at,
+        }
+    if isinstance(exc, UnexpectedResponseError):  # the request and what was wrong, apart too
+        request = f"{exc.method} {exc.url}" if exc.method else None
+        return {
+            "type": type(exc).__name__,
+            "fault": exc.fault,
+            "message": exc.message,
+            **({"request": request} if request else {}),
+            "problem": exc.problem,
         }
     if isinstance(exc, InflowError):
         return {"type": type(exc).__name__, "fault": exc.fault, "message": exc.message}
