@@ -8,7 +8,8 @@ InflowError
 ├── ProviderError               fault=provider; carries slug, method, redacted URL, status
 │   ├── TransientProviderError  5xx, timeouts, connection resets             → retried with backoff
 │   │   └── RateLimitedError    429 / quota; carries retry_after             → wait, then retry
-│   └── RejectedRequestError    other 4xx                                    → fail the stream
+│   ├── RejectedRequestError    other 4xx                                    → fail the stream
+│   └── UnexpectedResponseError a 2xx whose body a connector cannot read     → fail the step/run
 ├── RecordError                 one bad record                               → skip, count, continue
 ├── StateError                  stored cursor unusable                       → fail; offer "reset stream"
 ├── ValidationFailedError       user input that fails validation (field errors)   → 422
@@ -103,6 +104,20 @@ class RateLimitedError(TransientProviderError):
 
 class RejectedRequestError(ProviderError):
     """A 4xx the provider will not accept again: likely our bug."""
+
+
+class UnexpectedResponseError(ProviderError):
+    """The provider answered, but not in the shape the connector reads (a null in a list, a
+    missing field, a number where a string belongs). Not retried: the same answer would come
+    again. ``method``/``url`` name the request (query redacted), ``problem`` what was wrong
+    (``value[3] is null, expected an object``); the message says both, with the provider."""
+
+    def __init__(
+        self, message: str, *, problem: str, provider: str | None = None, **kw: object
+    ) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.problem = problem
+        self.provider = provider
 
 
 class RecordError(InflowError):

@@ -332,7 +332,9 @@ def test_a_pull_sync_stores_what_the_emulator_served(client, factory, emu):
     # the bad items are skipped, counted and explained in the run
     timeline = client.get(f"/api/runs/{run['id']}", headers=headers).json()["timeline"]
     assert timeline["skipped"]["items"] == 9
-    assert timeline["skipped"]["reasons"][0].startswith("item 0: ")
+    # ... naming the provider and the request (the first page's), then the item
+    first = "Custom source answered GET /custom/metrics with an unexpected item: item 0: "
+    assert timeline["skipped"]["reasons"][0].startswith(first)
     assert timeline["requests"] == -(-len(items) // 64)  # every page, by the next links
     # a second sync restates the same values: nothing changes
     again = sync_and_wait(client, headers, source["id"])

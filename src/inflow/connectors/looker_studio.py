@@ -117,7 +117,8 @@ CONNECTOR = Connector(
         Stream(
             "reports",
             SEARCH,
-            records="assets",  # absent when nothing is found: the body is {}
+            records="assets",
+            omits_empty=True,  # absent when nothing is found: the body is {}
             params={"assetTypes": "REPORT"},  # exactly one type per search; trashed ones excluded
             pages=Cursor("nextPageToken", "pageToken", size_param="pageSize", size=1000),
             parse=report,

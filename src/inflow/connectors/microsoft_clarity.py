@@ -178,6 +178,8 @@ def insights(blocks: list[Mapping[str, Any]], ctx: Context) -> Iterator[DataPoin
                 value = _number(raw)
                 if mapped is not None and value is not None:
                     yield point(mapped, value, dims, weight)
+                elif mapped is not None and raw is not None:  # not null, yet no number: say so
+                    ctx.skip(f"{name}: {field} is {str(raw)[:40]!r}, not a number")
 
 
 async def check_token(ctx: Context) -> list[CheckStep]:

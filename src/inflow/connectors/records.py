@@ -2,7 +2,9 @@
 
 ``Asset`` is a report or dashboard (upserted by ``(source, external_id)``); ``DataPoint`` is one
 metric value for one period (upserted by ``(source, metric, granularity, period_start,
-dimensions_key)``).
+dimensions_key)``). Both check the types of what a provider's answer fills in as they are made
+(a ``TypeError`` saying which type came instead): a connector reading an unexpected answer
+fails there, where the runtime names the request, and never in the database.
 """
 
 from __future__ import annotations
@@ -29,6 +31,31 @@ class Asset:
     folder: str | None = None
     updated_at: datetime | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(self.external_id, str, "external_id")
+        _require(self.name, str, "name")
+        for name in ("url", "embed_url", "folder"):
+            value = getattr(self, name)
+            if value is not None:
+                _require(value, str, name)
+        if self.updated_at is not None:
+            _require(self.updated_at, datetime, "updated_at")
+        _require(self.extra, Mapping, "extra")
+
+
+_NUMBERS = frozenset((int, float))
+
+
+_KINDS = {str: "a string", datetime: "a date and time", Mapping: "an object"}
+
+
+def _require(value: Any, kind: type | tuple[type, ...], name: str) -> None:
+    """A ``TypeError`` naming the field and the type that came instead (``name is 'dict',
+    expected a string``)."""
+    if not isinstance(value, kind) or isinstance(value, bool):
+        wanted = _KINDS.get(kind, "a number") if isinstance(kind, type) else "a number"
+        raise TypeError(f"{name} is '{type(value).__name__}', expected {wanted}")
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -66,6 +93,20 @@ class DataPoint:
     timezone: str = "UTC"
     complete: bool = True
     weight: float | None = None
+
+    def __post_init__(self) -> None:
+        # Inline: a sync may make millions of points.
+        value: object = self.value
+        if value.__class__ not in _NUMBERS:
+            _require(value, (int, float), "value")
+        start: object = self.period_start
+        end: object = self.period_end
+        if not (isinstance(start, datetime) and isinstance(end, datetime)):
+            _require(start, datetime, "period_start")
+            _require(end, datetime, "period_end")
+        weight: object = self.weight
+        if weight is not None and weight.__class__ not in _NUMBERS:
+            _require(weight, (int, float), "weight")
 
     @property
     def dimensions_key(self) -> str:

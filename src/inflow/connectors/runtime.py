@@ -7,6 +7,12 @@ whose query holds more than a capped endpoint serves is read in halves; with
 ``RateLimit.concurrent`` > 1 the next windows are read while one is processed). It never
 touches storage: the sync engine decides what to keep (and passes a ``QuotaGate`` that counts
 a connector's ``Quota`` calls where every process sees them).
+
+Every call into a connector's code is where an answer of an unexpected shape surfaces: the
+runtime turns what it raises into ``UnexpectedResponseError`` naming the provider, the request
+and what was wrong (``answers.py``). An item ``parse`` cannot read is skipped and counted, as
+is a parent item; a ``reduce`` that trips fails its window (a total without the item would be
+wrong); a check that trips is a failed step.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import asyncio
 import contextlib
 import string
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from types import TracebackType
@@ -26,6 +33,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import httpx
 from pydantic import SecretStr
 
+from inflow.connectors.answers import (
+    SHAPE_ERRORS,
+    Answer,
+    absent,
+    describe,
+    json_type,
+    lenient,
+    unexpected,
+    unusable_parent,
+    where,
+)
 from inflow.connectors.records import Record
 from inflow.connectors.spec import (
     ApiKey,
@@ -53,6 +71,7 @@ from inflow.errors import (
     RateLimitedError,
     RecordError,
     StateError,
+    UnexpectedResponseError,
 )
 from inflow.http.auth import (
     BearerAuth,
@@ -64,12 +83,22 @@ from inflow.http.auth import (
     RefreshingTokens,
     TokenStore,
 )
-from inflow.http.client import HttpOptions, Requester, TimelineHook, WaitHook, build_client
+from inflow.http.client import (
+    HttpOptions,
+    Requester,
+    TimelineEntry,
+    TimelineHook,
+    WaitHook,
+    build_client,
+)
 from inflow.http.oauth import OAuthClient, oauth_error_classifier
 from inflow.http.pagination import dig
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.http.redact import Redactor, redact_path
 from inflow.http.resolution import Action
+from inflow.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class _Attrs(dict[str, Any]):
@@ -161,6 +190,11 @@ def _distinct(page: Sequence[Mapping[str, Any]], path: str) -> set[Any]:
         return {v if isinstance(v, str | int | float) or v is None else str(v) for v in values}
 
 
+_DESCRIBED = 5  # items skipped in a run with a searched reason (a run shows the first five)
+_CURSOR_ERRORS: tuple[type[Exception], ...] = (StateError, *SHAPE_ERRORS)
+_TOKEN_ERRORS: tuple[type[Exception], ...] = (UnexpectedResponseError, *SHAPE_ERRORS)
+
+
 def _over_cap(stream: Stream, body: Any, window: Window) -> bool:
     """A window's first page says its query holds more than the endpoint serves (`ResultCap`)."""
     cap = stream.cap
@@ -242,6 +276,8 @@ class _Context:
     window: Window | None = None
     parent: Mapping[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = False  # a trial run (finding a window's bad item): skips are not counted
+    answer: Answer | None = None  # the answer being read (a page; a window's first page)
 
     def _render(self, template: str) -> str:
         return render(
@@ -249,18 +285,40 @@ class _Context:
         )
 
     async def get_json(self, path: str, *, params: Mapping[str, Any] | None = None) -> Any:
-        return await self.runtime.requester.get_json(self._render(path), params=params)
+        _, body = await self.runtime.send("GET", self._render(path), params=params)
+        return body
 
     async def post_json(self, path: str, *, json: Any = None) -> Any:
-        _, body = await self.runtime.requester.request("POST", self._render(path), json=json)
+        _, body = await self.runtime.send("POST", self._render(path), json=json)
         return body
 
     def skip(self, reason: str) -> None:
+        if self.quiet:
+            return
+        answer = self.answer
+        if answer is not None:  # the provider and the request, as every unexpected answer says
+            title = self.runtime.connector.title
+            reason = (
+                f"{title} answered {answer.method} {answer.path} with an unexpected item: {reason}"
+            )
         self.runtime.skip(reason)
 
 
 def _reduced(reduce: SliceReducer, items: list[Mapping[str, Any]], ctx: _Context) -> Chunk:
-    return Chunk(list(reduce(items, ctx)), None, len(items))
+    ctx.answer = ctx.runtime._first_pages.pop((reduce, ctx.window), None)
+    try:
+        return Chunk(list(reduce(items, ctx)), None, len(items))
+    except SHAPE_ERRORS as exc:
+        # A total computed without an unreadable item would be stored as a fact, wrong: the
+        # window fails (its earlier windows stay checkpointed), naming the item.
+        raise ctx.runtime.unexpected_item_of_window(reduce, items, ctx, exc) from exc
+
+
+class _Items(list[Mapping[str, Any]]):
+    """A page's items, and the answer they came in (to name the request of a bad item)."""
+
+    answer: Answer | None = None
+    single = False  # the records path held one object, not a list: its "item" is the object
 
 
 Page = tuple[Mapping[str, Any] | None, list[Mapping[str, Any]]]  # (parent item, items)
@@ -326,10 +384,16 @@ class ConnectorRuntime:
         self.limiter = limiter or OutboundLimiter()
         self.token_store = token_store
         self.transport = transport
-        self.on_timeline = on_timeline
+        self._on_timeline = on_timeline
         self.on_wait = on_wait
         self.on_skip = on_skip
         self.skipped = 0  # items a stream could not read (``Context.skip``, ``RecordError``)
+        # What the provider answered last (to say which request a connector could not read).
+        self._answers: deque[Answer] = deque(maxlen=8)
+        self._last_request: Answer | None = None
+        self._first_pages: dict[
+            tuple[Any, Window | None], Answer
+        ] = {}  # a reduce window's first page
         self.redactor = Redactor(secrets_of(config))
         quota = connector.quota
         if quota is not None:  # every try of a call is spent: retry a failed one at most so often
@@ -362,7 +426,8 @@ class ConnectorRuntime:
 
     async def _paced(self, response: httpx.Response) -> None:
         """A response saying the provider's budget is spent holds the next request."""
-        delay = self.connector.pace(response) if self.connector.pace is not None else None
+        pace = lenient(self.connector.pace)
+        delay = pace(response) if pace is not None else None
         if delay:
             self._not_before = max(self._not_before, time.monotonic() + delay)
 
@@ -427,8 +492,10 @@ class ConnectorRuntime:
             rate_key=f"{self.connector.slug}:{self.key}",
             rate_limits=() if token_endpoint else self.connector.rate_limit.windows,
             overrides=None if token_endpoint else self.connector.errors,
-            classifier=oauth_error_classifier if token_endpoint else self.connector.classify,
-            reset_hook=None if token_endpoint else self.connector.reset_after,
+            classifier=oauth_error_classifier
+            if token_endpoint
+            else lenient(self.connector.classify),
+            reset_hook=None if token_endpoint else lenient(self.connector.reset_after),
             redactor=self.redactor,
             on_timeline=self.on_timeline,
             on_wait=self.on_wait,
@@ -452,7 +519,19 @@ class ConnectorRuntime:
         # Token calls use their own client: no provider auth, no provider rate limit.
         token_client = build_client(self.options, transport=self.transport)
         self._token_client = token_client
-        return self.oauth_client().token_request(self._requester(token_client, token_endpoint=True))
+        request = self.oauth_client().token_request(
+            self._requester(token_client, token_endpoint=True)
+        )
+
+        async def named(form: dict[str, str]) -> Any:
+            """A token answer that is no token names the provider and the token request."""
+            try:
+                return await request(form)
+            except _TOKEN_ERRORS as exc:
+                problem = exc.problem if isinstance(exc, UnexpectedResponseError) else None
+                raise self.unexpected(exc, self._last_request, problem=problem) from exc
+
+        return named
 
     def _auth(self, spec: AuthSpec) -> httpx.Auth | None:
         key = f"{self.connector.slug}:{self.key}"
@@ -486,7 +565,7 @@ class ConnectorRuntime:
     def _token_expired(self, response: httpx.Response) -> bool:
         """A refusal the connector classifies as REFRESH_AUTH (Power BI's 403 ``TokenExpired``)
         renews the token and replays the request, as a 401 does."""
-        classify = self.connector.classify
+        classify = lenient(self.connector.classify)
         found = classify(response) if classify is not None else None
         return found is not None and found.action is Action.REFRESH_AUTH
 
@@ -504,6 +583,156 @@ class ConnectorRuntime:
         if token_client is not None:
             await token_client.aclose()
 
+    # -- answers a connector could not read
+
+    def on_timeline(self, entry: TimelineEntry) -> None:
+        """Every request, token requests included: the last one is what a failure names
+        when nothing closer is known."""
+        self._last_request = Answer(entry.method, entry.path)
+        if self._on_timeline is not None:
+            self._on_timeline(entry)
+
+    def answered(
+        self, method: str, response: httpx.Response, body: Any, records: str = ""
+    ) -> Answer:
+        """Remember an answer (the few last ones), to name it if a connector trips over it."""
+        path = self.redactor(redact_path(str(response.request.url)))
+        answer = Answer(method, path, body, records)
+        self._answers.append(answer)
+        return answer
+
+    async def send(self, method: str, url: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
+        """A request for a connector's own function (``ctx.get_json``): its answer is kept."""
+        try:
+            response, body = await self.requester.request(method, url, **kwargs)
+        except SHAPE_ERRORS as exc:  # e.g. a token endpoint's answer the auth flow cannot read
+            raise self.unexpected(exc, self._last_request) from exc
+        self.answered(method, response, body)
+        return response, body
+
+    def unexpected(
+        self,
+        exc: BaseException,
+        answer: Answer | None = None,
+        *,
+        item: int | None = None,
+        items: Sequence[Any] | None = None,
+        problem: str | None = None,
+    ) -> UnexpectedResponseError:
+        """``exc`` (raised reading a provider's answer) as the error a user reads: the provider,
+        the request, what was unexpected. Without ``answer``: the recent answer the failure
+        is best explained by (a check function reads several)."""
+        if isinstance(exc, UnexpectedResponseError) and exc.provider is not None:
+            return exc  # named already
+        if answer is None and problem is None:
+            answer, problem = self._explain(exc)
+        if isinstance(items, _Items) and items.single and problem is None:
+            prefix = answer.records if answer else ""
+            problem, item, items = describe(items[0], exc, prefix=prefix).text, None, None
+        error = unexpected(
+            self.connector.title,
+            self.connector.slug,
+            answer,
+            exc,
+            problem=problem,
+            item=item,
+            items=items,
+        )
+        error.message = self.redactor(error.message)
+        error.problem = self.redactor(error.problem)
+        error.args = (error.message,)
+        log.warning(
+            "unexpected provider answer",
+            slug=self.connector.slug,
+            request=f"{error.method} {error.url}",
+            problem=error.problem,
+            error=type(exc).__name__,
+            code=where(exc),
+        )
+        return error
+
+    def _explain(self, exc: BaseException) -> tuple[Answer | None, str | None]:
+        """The newest recent answer that explains ``exc``, and how."""
+        for answer in reversed(self._answers):
+            found = describe(answer.body, exc)
+            if found.sure:
+                return answer, found.text
+        last = self._answers[-1] if self._answers else self._last_request
+        return last, None
+
+    def unexpected_item_of_window(
+        self,
+        reduce: SliceReducer,
+        items: list[Mapping[str, Any]],
+        ctx: _Context,
+        exc: BaseException,
+    ) -> UnexpectedResponseError:
+        """A ``reduce`` failed: the item that fails alone names the problem (tried one by one,
+        only now that the window failed), with the request of the window's first page."""
+        answer = ctx.answer
+        trial = replace(ctx, quiet=True)
+        for index, item in enumerate(items):
+            try:
+                for _ in reduce([item], trial):
+                    pass
+            except SHAPE_ERRORS:
+                return self.unexpected(exc, answer, item=index, items=items)
+            except Exception:  # noqa: S112 - any other failure: not the item we look for
+                continue
+        problem = describe(items, exc, prefix=answer.records if answer else "").text
+        return self.unexpected(exc, answer, problem=problem)
+
+    def _parents(
+        self, stream: Stream, pages: Sequence[list[Mapping[str, Any]]]
+    ) -> list[Mapping[str, Any]]:
+        """The parent items ``stream`` is read for. One it cannot be read for (not an object,
+        no usable value for a ``{parent.x}`` of its path) is skipped and counted, and the
+        others are read: its children stay as stored (no deletions follow a run that skipped)."""
+        keys = [n.split(".", 1)[1] for n in placeholders(stream.path) if n.startswith("parent.")]
+        parents: list[Mapping[str, Any]] = []
+        for page in pages:
+            for index, item in enumerate(page):
+                problem = unusable_parent(item, keys)
+                if problem is None:
+                    parents.append(item)
+                    continue
+                answer = page.answer if isinstance(page, _Items) else None
+                error = self.unexpected(problem, answer, item=index, items=page)
+                self.skip(f"{error.message}; what it holds was not read")
+        return parents
+
+    def _skip_item(self, exc: BaseException, page: Sequence[Any], index: int) -> None:
+        """One item ``parse`` could not read: skipped and counted, with the request and why
+        (its record stands alone: the others stay right without it)."""
+        answer = page.answer if isinstance(page, _Items) else None
+        if self.skipped >= _DESCRIBED and answer is not None:  # no search through the body:
+            # the run shows the first reasons only, and every item may be bad (an API change)
+            title, records = self.connector.title, answer.records or ""
+            self.skip(
+                f"{title} answered {answer.method} {answer.path} with an unexpected item: "
+                f"{records}[{index}] could not be read; the item was skipped"
+            )
+            return
+        error = self.unexpected(exc, answer, item=index, items=page)
+        self.skip(f"{error.message}; the item was skipped")
+
+    def _cursors(self, page: Sequence[Any], path: str) -> Iterator[datetime]:
+        """The cursor values of a page's items. One that is no date is left out (and logged):
+        the saved position then moves less far, so nothing is missed by it."""
+        answer = page.answer if isinstance(page, _Items) else None
+        logged = False
+        for raw in _distinct([i for i in page if isinstance(i, Mapping)], path):
+            try:
+                seen = parse_cursor(raw)
+            except _CURSOR_ERRORS as exc:
+                cause = exc.__cause__ if isinstance(exc, StateError) and exc.__cause__ else exc
+                if not logged:  # logged once a page; the position stays where it was
+                    self.unexpected(cause, answer)
+                    logged = True
+                continue
+            if seen is not None:
+                yield seen
+
     def skip(self, reason: str) -> None:
         """Count an item that could not be read, and tell the run why (redacted)."""
         self.skipped += 1
@@ -518,15 +747,19 @@ class ConnectorRuntime:
     # -- checks
 
     async def check(self) -> list[CheckStep]:
-        """Run the connector's connection test; a failing step ends it."""
+        """Run the connector's connection test; a failing step ends it (an answer the connector
+        cannot read is a failed step naming the provider, the request and what was wrong)."""
         steps: list[CheckStep] = []
         for check in self.connector.checks:
             try:
-                if isinstance(check, Check):
-                    await self.requester.get_json(self._render(check.path), params=check.params)
-                    steps.append(CheckStep(check.name, True, check.ok_message))
-                else:
-                    steps.extend(await check(self.context()))
+                try:
+                    if isinstance(check, Check):
+                        await self.send("GET", self._render(check.path), params=check.params)
+                        steps.append(CheckStep(check.name, True, check.ok_message))
+                    else:
+                        steps.extend(await check(self.context()))
+                except SHAPE_ERRORS as exc:
+                    raise self.unexpected(exc) from exc
             except InflowError as exc:
                 steps.append(
                     CheckStep(
@@ -559,8 +792,13 @@ class ConnectorRuntime:
         """The raw items of a stream, page by page (for one window and one parent item)."""
         ctx = self.context(window=window, parent=parent)
         if stream.reader is not None:  # the connector reads the pages (a user-described API)
-            async for page in stream.reader(ctx):
-                yield page
+            try:
+                async for page in stream.reader(ctx):
+                    if stream.reduce is not None and self._answers:  # its first page's request
+                        self._first_pages.setdefault((stream.reduce, window), self._answers[-1])
+                    yield page
+            except SHAPE_ERRORS as exc:
+                raise self.unexpected(exc) from exc
             return
         path = stream.target(ctx) if stream.target is not None else ctx._render(stream.path)
         params: dict[str, Any] = {
@@ -583,24 +821,79 @@ class ConnectorRuntime:
             if "?" in url:  # sent as written: httpx drops (or re-encodes) a query given with params
                 url, query = (f"{url}&{urlencode(query)}" if query else url), None
             within = origin if step.url is not None else None
-            response, body = await self.requester.request(
-                "GET", url, params=query, headers=headers, within=within
-            )
+            response, body = await self.send_page(url, params=query, headers=headers, within=within)
             origin = origin or str(response.request.url)
-            if step.page == 1 and window is not None and _over_cap(stream, body, window):
+            answer = self.answered("GET", response, body, stream.records)
+            if step.page == 1 and stream.reduce is not None:
+                self._first_pages.setdefault((stream.reduce, window), answer)
+            with self.reading(answer):
+                over = step.page == 1 and window is not None and _over_cap(stream, body, window)
+            if over:
                 # The API would serve only the first `limit` items: read both halves instead.
+                assert window is not None  # noqa: S101 - `over` needs a window
                 middle = window.start + (window.end - window.start) / 2
                 for half in (Window(window.start, middle), Window(middle, window.end)):
                     async for page in self.items(stream, window=half, parent=parent):
                         yield page
                 return
-            found = dig(body, stream.records)
-            items = found if isinstance(found, list) else ([] if found is None else [found])
+            items = self._records(stream, response, answer)
             yield items
-            next_step = stream.pages.next(step, body, len(items), response.headers)
+            with self.reading(answer):
+                next_step = stream.pages.next(step, body, len(items), response.headers)
             if next_step is None:
                 return
             step = next_step
+
+    async def send_page(self, url: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
+        """One page's request (its answer is kept by the caller, with where its items are)."""
+        try:
+            return await self.requester.request("GET", url, **kwargs)
+        except SHAPE_ERRORS as exc:  # e.g. a token endpoint's answer the auth flow cannot read
+            raise self.unexpected(exc, self._last_request) from exc
+
+    @contextlib.contextmanager
+    def reading(self, answer: Answer) -> Iterator[None]:
+        """Code reading ``answer`` (a paginator, a total): what it trips over is named."""
+        try:
+            yield
+        except SHAPE_ERRORS as exc:
+            raise self.unexpected(exc, answer) from exc
+
+    def _records(self, stream: Stream, response: httpx.Response, answer: Answer) -> _Items:
+        """A page's items, found at the stream's ``records`` path.
+
+        A body without that path is unexpected (an empty listing read as complete would mark
+        every asset deleted), unless the provider leaves it out when there are none
+        (``Stream.omits_empty``: Google's APIs); an empty body (an ignored 404) has none.
+        """
+        body, path = answer.body, stream.records
+        items = _Items()
+        items.answer = answer
+        if body is None:
+            if response.content.strip() == b"null":
+                raise self.unexpected(ValueError(), answer, problem="the body is null")
+            return items
+        found = dig(body, path) if path else body
+        if found is None:
+            if path and not isinstance(body, Mapping):
+                problem = f"the body is {json_type(body)}, expected an object with {path!r}"
+            elif stream.omits_empty and absent(body, path):
+                return items
+            elif absent(body, path):
+                problem = f"the body has no {path!r} (the list of items)"
+            else:
+                problem = f"{path} is null, expected a list"
+            raise self.unexpected(ValueError(), answer, problem=problem)
+        if isinstance(found, list):
+            items.extend(found)
+        elif isinstance(found, Mapping):
+            items.append(found)
+            items.single = True
+        else:
+            wanted = "a list" if path else "an object or a list"
+            problem = f"{path or 'the body'} is {json_type(found)}, expected {wanted}"
+            raise self.unexpected(ValueError(), answer, problem=problem)
+        return items
 
     async def _pages(
         self, stream: Stream, window: Window | None, parents: Sequence[Mapping[str, Any] | None]
@@ -653,7 +946,8 @@ class ConnectorRuntime:
         parents: Sequence[Mapping[str, Any] | None] = [None]
         if stream.parent:
             parent_stream = self.stream(stream.parent)
-            parents = [item async for page in self.items(parent_stream) for item in page]
+            parent_pages = [page async for page in self.items(parent_stream)]
+            parents = self._parents(stream, parent_pages)
         planned: Sequence[Window | None] = self.plan(stream, state, window, now) or [None]
         # With ``RateLimit.concurrent`` > 1 the next windows are read while this one is
         # processed; a window's reduce runs on a thread while the next window's pages arrive.
@@ -679,19 +973,21 @@ class ConnectorRuntime:
                             collected.extend(page)
                             continue
                         ctx = self.context(window=win, parent=parent)
+                        ctx.answer = page.answer if isinstance(page, _Items) else None
                         records: list[Record] = []
                         parse = stream.parse
                         if parse is not None:
-                            for item in page:
+                            for at, item in enumerate(page):
                                 try:
                                     records.extend(parse(item, ctx))
                                 except RecordError as exc:  # one bad item: skipped and counted
                                     ctx.skip(exc.message)
+                                except SHAPE_ERRORS as exc:  # the same, the runtime says why
+                                    self._skip_item(exc, page, at)
                         if inc is not None:
                             # A page repeats few cursor values (many rows a day): parse each once.
-                            for raw in _distinct(page, inc.cursor):
-                                seen = parse_cursor(raw)
-                                if seen is not None and (max_cursor is None or seen > max_cursor):
+                            for seen in self._cursors(page, inc.cursor):
+                                if max_cursor is None or seen > max_cursor:
                                     max_cursor = seen
                         checkpoint = None
                         if per_page and max_cursor is not None:

@@ -335,6 +335,9 @@ class Stream:
     # Rest.li ``timeIntervals=(timeRange:(…))`` from the window, URL-encoded URNs).
     target: Callable[[Context], str] | None = None
     cap: ResultCap | None = None
+    # The provider leaves the ``records`` field out when there are no items (Google's APIs
+    # answer ``{}``); elsewhere a body without it is an unexpected answer, not an empty page.
+    omits_empty: bool = False
     # Reads the pages itself, for an endpoint the user describes (a custom source's URL, next
     # link and records path are config): it requests through ``ctx.get_json``, yields nothing
     # when there is nothing to read, and the items go to ``parse``/``reduce`` as usual.

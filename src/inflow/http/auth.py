@@ -23,9 +23,19 @@ from typing import Any, Protocol
 
 import httpx
 
-from inflow.errors import CredentialsError
+from inflow.errors import CredentialsError, UnexpectedResponseError
 
 LEEWAY_S = 60.0
+
+
+def _number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 @dataclass
@@ -42,9 +52,22 @@ class TokenSet:
 
     @classmethod
     def from_response(cls, body: dict[str, Any], *, now: float | None = None) -> TokenSet:
-        if not isinstance(body.get("access_token"), str):
-            raise CredentialsError("the token endpoint answered without an access_token")
+        if not isinstance(body.get("access_token"), str) or not body["access_token"]:
+            raise UnexpectedResponseError(  # a 200 without a token: not a refusal
+                "the token endpoint answered without an access_token",
+                problem="access_token is missing or not a string",
+            )
         expires_in = body.get("expires_in")
+        if expires_in is not None and not _number(expires_in):
+            raise UnexpectedResponseError(
+                "the token endpoint answered an expires_in that is not a number",
+                problem=f"expires_in is {expires_in!r:.40}, expected a number of seconds",
+            )
+        if not isinstance(body.get("refresh_token"), str | None):
+            raise UnexpectedResponseError(
+                "the token endpoint answered a refresh_token that is not a string",
+                problem="refresh_token is not a string",
+            )
         now = now or time.time()
         known = {"access_token", "token_type", "refresh_token", "expires_in", "scope"}
         return cls(

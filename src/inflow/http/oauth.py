@@ -18,7 +18,7 @@ import orjson
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from inflow.errors import CredentialsError
+from inflow.errors import UnexpectedResponseError
 from inflow.http.auth import TokenRequest, TokenSet
 from inflow.http.client import Requester
 from inflow.http.resolution import Action, Kind, Resolution
@@ -51,6 +51,16 @@ def oauth_error_classifier(response: httpx.Response) -> Resolution | None:
     return None
 
 
+_JSON_TYPES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+}
+
+
 @dataclass(frozen=True)
 class OAuthClient:
     """A provider's token endpoint and this installation's OAuth client."""
@@ -75,9 +85,11 @@ class OAuthClient:
                 if self.client_secret is not None:
                     data["client_secret"] = self.client_secret
             _, body = await requester.request("POST", self.token_url, data=data, headers=headers)
-            if not isinstance(body, dict):
-                raise CredentialsError(
-                    "the token endpoint answered with something that is not JSON"
+            if not isinstance(body, dict):  # a 200 that is no token: the provider's oddity
+                kind = _JSON_TYPES.get(type(body), "not JSON")
+                raise UnexpectedResponseError(
+                    f"the token endpoint answered with something that is not a token ({kind})",
+                    problem=f"the body is {kind}, expected an object with an access_token",
                 )
             return TokenSet.from_response(body)
 

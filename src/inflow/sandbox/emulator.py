@@ -26,10 +26,26 @@ JSONValue: TypeAlias = (
 JSONObject: TypeAlias = Mapping[str, JSONValue]
 
 FaultKind = Literal[
-    "rate_limit", "server_error", "unavailable", "truncate", "drop", "expired_token", "slow"
+    "rate_limit",
+    "server_error",
+    "unavailable",
+    "truncate",
+    "drop",
+    "expired_token",
+    "slow",
+    "mutate",
 ]
 ALL_FAULTS: frozenset[FaultKind] = frozenset(
-    ("rate_limit", "server_error", "unavailable", "truncate", "drop", "expired_token", "slow")
+    (
+        "rate_limit",
+        "server_error",
+        "unavailable",
+        "truncate",
+        "drop",
+        "expired_token",
+        "slow",
+        "mutate",
+    )
 )
 
 Credentials = Callable[[str], JSONObject]

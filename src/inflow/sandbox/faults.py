@@ -2,8 +2,9 @@
 
 A fault comes from the `X-Sandbox-Fault` header (that one request) or from the emulator's config
 (`errorRate`, `status429Rate`, `status429Burst`, `truncateRate`, `dropRate`, `latencyMs`,
-`tokenTtlS`), drawn from the emulator's seeded RNG so a run is repeatable. The header takes an
-optional number: `slow=300` sleeps 300 ms (default 2,000), `rate_limit=5` says `Retry-After: 5`.
+`tokenTtlS`, `mutateRate` with `mutateKinds`), drawn from the emulator's seeded RNG so a run is
+repeatable. The header takes an optional number: `slow=300` sleeps 300 ms (default 2,000),
+`rate_limit=5` says `Retry-After: 5`, `mutate=7` mutates with seed 7.
 
 | kind | effect |
 |---|---|
@@ -13,6 +14,12 @@ optional number: `slow=300` sleeps 300 ms (default 2,000), `rate_limit=5` says `
 | `drop` | the response starts, half the body is sent, then the connection dies |
 | `expired_token` | the request's OAuth token is treated as expired |
 | `slow` | the response is delayed |
+| `mutate` | a 200 whose JSON body has one value replaced (null, `[]`, `{}`, a wrong type) or removed |
+
+`mutate` answers stay valid JSON of the provider's envelope, only not what a client expects:
+the value is chosen by a seed (the header's number, or one drawn per request from the emulator's
+seed, method and URL, so concurrent requests get the same changes in any order), first a field
+of the body's structure (`value[].id`: every item's `id` is one choice), then one occurrence.
 
 `volume.ratePerSecond` (when an emulator has it) is a real limit, not a fault: requests past
 it in one wall-clock second get a 429 until the next second.
@@ -21,13 +28,16 @@ it in one wall-clock second get a 429 until the next second.
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
+import orjson
 from fastapi import Request
 
 from inflow.sandbox.emulator import ALL_FAULTS, FaultKind
-from inflow.sandbox.state import EmulatorState
+from inflow.sandbox.state import MUTATE_KINDS, EmulatorState, MutateKind
 
 FAULT_HEADER = "x-sandbox-fault"
 SLOW_DEFAULT_MS = 2000
@@ -35,7 +45,7 @@ NO_FAULTS_KEY = "x-sandbox-faults"
 NO_FAULTS: dict[str, object] = {NO_FAULTS_KEY: False}
 """`openapi_extra` of a route that faults never touch (an OAuth authorize page)."""
 
-Mangle = Literal["truncate", "drop"]
+Mangle = Literal["truncate", "drop", "mutate"]
 
 
 class UnknownFaultError(ValueError):
@@ -51,6 +61,7 @@ class Decision:
     delay_s: float = 0.0
     mangle: Mangle | None = None
     header_fault: FaultKind | None = None
+    mutate_seed: int | None = None
 
 
 def parse_fault_header(value: str, state: EmulatorState) -> tuple[FaultKind, float | None]:
@@ -103,9 +114,88 @@ def _from_header(state: EmulatorState, header: str) -> Decision:
         return Decision(status=500 if kind == "server_error" else 503, header_fault=kind)
     if kind in ("truncate", "drop"):
         return Decision(mangle=cast(Mangle, kind), header_fault=kind)
+    if kind == "mutate":
+        seed = int(arg) if arg is not None else state.seed
+        return Decision(mangle="mutate", header_fault=kind, mutate_seed=seed)
     if kind == "slow":
         return Decision(delay_s=(arg if arg is not None else SLOW_DEFAULT_MS) / 1000)
     return Decision(header_fault=kind)
+
+
+def mutation_seed(state: EmulatorState, method: str, target: str) -> int | None:
+    """The seed of this answer's mutation under the emulator's `mutateRate`, or None: drawn
+    from the emulator's seed, the method and the URL (not from the shared RNG, so the
+    changes do not depend on the order concurrent requests arrive in)."""
+    rate = state.faults.mutate_rate
+    if not rate:
+        return None
+    rng = random.Random(f"{state.seed}|{method}|{target}")
+    return rng.getrandbits(32) if rng.random() < rate else None
+
+
+_Place = tuple[Any, str | int | None, str]  # (container, key or index, where); the body: None
+
+
+def _places(body: Any) -> dict[str, list[_Place]]:
+    """Every value of a body, grouped by its field (`value[].id`), in document order."""
+    out: dict[str, list[_Place]] = {"": [(None, None, "the body")]}
+    stack: list[tuple[Any, str, str]] = [(body, "", "")]
+    while stack:
+        node, shape, where = stack.pop()
+        if isinstance(node, dict):
+            children: list[tuple[str | int, str, str]] = [
+                (k, f"{shape}.{k}" if shape else str(k), f"{where}.{k}" if where else str(k))
+                for k in node
+            ]
+        elif isinstance(node, list):
+            children = [(i, f"{shape}[]", f"{where}[{i}]") for i in range(len(node))]
+        else:
+            continue
+        for key, child_shape, child_where in children:
+            out.setdefault(child_shape, []).append((node, key, child_where))
+            stack.append((node[key], child_shape, child_where))
+    return out
+
+
+def _wrong_type(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "yes"
+    if isinstance(value, int | float):
+        return "many"
+    if isinstance(value, str):
+        return 12345
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return 1
+    return 0
+
+
+_REPLACEMENTS: dict[MutateKind, Any] = {"null": None, "empty_list": [], "empty_object": {}}
+
+
+def mutate(body: Any, seed: int, kinds: Sequence[MutateKind] = MUTATE_KINDS) -> tuple[Any, str]:
+    """`body` with one value replaced or removed (in place), chosen by `seed`; and what
+    changed (`value[3].id → null`)."""
+    rng = random.Random(seed)
+    places = _places(body)
+    shape = rng.choice(sorted(places))
+    container, key, where = rng.choice(places[shape])
+    kind = rng.choice(list(kinds) or list(MUTATE_KINDS))
+    current = body if container is None else container[key]
+    if kind == "remove" and container is None:
+        kind = "null"
+    if kind == "remove":
+        del container[key]
+        return body, f"{where} removed"
+    new = _wrong_type(current) if kind == "wrong_type" else _REPLACEMENTS[kind]
+    if new == current and type(new) is type(current):
+        new = _wrong_type(current)
+    shown = orjson.dumps(new).decode()
+    if container is None:
+        return new, f"the body → {shown}"
+    container[key] = new
+    return body, f"{where} → {shown}"
 
 
 def _over_limit(state: EmulatorState, limit: int, now: float) -> bool:

@@ -419,6 +419,8 @@ EMULATOR = Emulator(
     credentials=credentials,
     expected=expected,
     default_volume={"dashboards": 120, "folders": 12, "revision": 0, "deletions": 0},
-    faults=frozenset(("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow")),
+    faults=frozenset(
+        ("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow", "mutate")
+    ),
     error_body=error_body,
 )

@@ -376,6 +376,6 @@ EMULATOR = Emulator(
     credentials=credentials,
     expected=expected,
     default_volume={"sessionsPerDay": 2400, "pages": 12, "dailyQuota": 10, "docSpelling": 0},
-    faults=frozenset(("server_error", "unavailable", "slow", "truncate", "drop")),
+    faults=frozenset(("server_error", "unavailable", "slow", "truncate", "drop", "mutate")),
     error_body=lambda _status, _message: {},
 )

@@ -2,7 +2,8 @@
 
 For a request under `/{slug}/...` it counts the arrival, decides the fault (`faults.decide`),
 sleeps, answers an injected 429/500/503 itself, or runs the handler and then adds the
-emulator's rate-limit headers, records the status, and truncates or drops the body when asked.
+emulator's rate-limit headers, records the status, and truncates, drops or mutates the body
+when asked (a mutation only touches a 2xx JSON body).
 `/_sandbox/*` and unknown prefixes pass straight through.
 """
 
@@ -13,7 +14,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
+import orjson
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +29,8 @@ from inflow.sandbox.faults import (
     UnknownFaultError,
     count_in_window,
     decide,
+    mutate,
+    mutation_seed,
 )
 from inflow.sandbox.state import EmulatorState, Sandbox
 
@@ -95,6 +100,14 @@ class SandboxMiddleware:
             await response(scope, receive, reply.send)
             return
         reply.mangle = decision.mangle
+        if decision.mangle is None and faults:
+            query = scope.get("query_string", b"").decode("latin-1")
+            target = unquote(f"{scope['method']} {path}?{query}")
+            seed = mutation_seed(state, scope["method"], target)
+            if seed is not None:
+                reply.mangle, decision = "mutate", Decision(mutate_seed=seed)
+        reply.mutate_seed = decision.mutate_seed
+        reply.label = f"{scope['method']} {template}"
         await self.app(scope, receive, reply.send)
 
     def _match(self, slug: str, method: str, path: str) -> _Endpoint | None:
@@ -125,6 +138,8 @@ class _Reply:
     def __init__(self, state: EmulatorState, sandbox: Sandbox, client: str, send: Send) -> None:
         self.state, self.sandbox, self.client, self._send = state, sandbox, client, send
         self.mangle: str | None = None
+        self.mutate_seed: int | None = None
+        self.label = ""
         self.start: Message | None = None
         self.body = b""
 
@@ -154,6 +169,8 @@ class _Reply:
         self.state.stats.record_response(self.client, status, retry_s, now)
         if self.mangle is not None and status >= 300:
             self.mangle = None  # only successful bodies are cut
+        if self.mangle == "mutate" and "json" not in headers.get("content-type", ""):
+            self.mangle = None  # only JSON is mutated
         if self.mangle is None:
             await self._send(message)
         else:
@@ -162,6 +179,9 @@ class _Reply:
     async def _send_mangled(self) -> None:
         assert self.start is not None  # noqa: S101 (the start message always comes first)
         headers = MutableHeaders(scope=self.start)
+        if self.mangle == "mutate":
+            await self._send_mutated(headers)
+            return
         if self.mangle == "truncate":
             cut = self.body[: len(self.body) // 2]
             headers["content-length"] = str(len(cut))
@@ -173,6 +193,21 @@ class _Reply:
         half = self.body[: len(self.body) // 2]
         await self._send({"type": "http.response.body", "body": half, "more_body": True})
         raise DroppedConnectionError("sandbox fault: connection dropped mid-response")
+
+    async def _send_mutated(self, headers: MutableHeaders) -> None:
+        assert self.start is not None  # noqa: S101 (the start message always comes first)
+        body = self.body
+        try:
+            data = orjson.loads(body) if body.strip() else None
+        except orjson.JSONDecodeError:
+            data = None
+        if data is not None:
+            changed, what = mutate(data, self.mutate_seed or 0, self.state.faults.mutate_kinds)
+            body = orjson.dumps(changed)
+            self.state.stats.record_mutation(f"{self.label}: {what}")
+        headers["content-length"] = str(len(body))
+        await self._send(self.start)
+        await self._send({"type": "http.response.body", "body": body})
 
 
 def _fault_response(state: EmulatorState, decision: Decision, now: float) -> OrjsonResponse:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,6 +19,16 @@ from inflow.sandbox.stats import Stats
 from inflow.sandbox.tokens import TokenStore
 
 Clock = Callable[[], float]
+
+
+MutateKind = Literal["null", "empty_list", "empty_object", "wrong_type", "remove"]
+MUTATE_KINDS: tuple[MutateKind, ...] = (
+    "null",
+    "empty_list",
+    "empty_object",
+    "wrong_type",
+    "remove",
+)
 
 
 class Faults(BaseModel):
@@ -33,6 +44,9 @@ class Faults(BaseModel):
     drop_rate: float = Field(0.0, ge=0, le=1)
     token_ttl_s: float | None = Field(None, gt=0)
     status429_burst: int = Field(0, ge=0)
+    # A JSON answer changed in one place (`faults.mutate`): how often, and the changes allowed.
+    mutate_rate: float = Field(0.0, ge=0, le=1)
+    mutate_kinds: tuple[MutateKind, ...] = MUTATE_KINDS
 
 
 # Which fault kind a config field injects: a field is refused when the emulator lacks the kind.
@@ -44,6 +58,7 @@ FIELD_KINDS: dict[str, FaultKind] = {
     "drop_rate": "drop",
     "token_ttl_s": "expired_token",
     "status429_burst": "rate_limit",
+    "mutate_rate": "mutate",
 }
 
 

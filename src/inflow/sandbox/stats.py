@@ -26,6 +26,8 @@ class Stats:
         self.throttled = 0
         self.retry_after_violations = 0
         self._retry_not_before: dict[str, float] = {}
+        self.mutated = 0  # answers changed by the `mutate` fault
+        self.mutations: list[str] = []  # the last few: "GET /path: value[3] → null"
 
     def record_arrival(self, client: str, endpoint: str, now: float) -> None:
         """Count a request as it arrives, before any fault or handler runs."""
@@ -45,6 +47,11 @@ class Stats:
             self.throttled += 1
             self._retry_not_before[client] = now + (retry_after_s or 0.0)
 
+    def record_mutation(self, what: str) -> None:
+        """Count an answer the `mutate` fault changed (the last 20 are kept)."""
+        self.mutated += 1
+        self.mutations = [*self.mutations[-19:], what]
+
     def public(self) -> JSONObject:
         """The stats as JSON."""
         return {
@@ -55,4 +62,6 @@ class Stats:
             "maxPerSecond": max(self.by_second.values(), default=0),
             "throttled": self.throttled,
             "retryAfterViolations": self.retry_after_violations,
+            "mutated": self.mutated,
+            "mutations": list(self.mutations),
         }

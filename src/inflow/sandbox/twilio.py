@@ -836,7 +836,9 @@ EMULATOR = Emulator(
         "serverMs": 0,
         "ratePerSecond": 0,
     },
-    faults=frozenset(("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow")),
+    faults=frozenset(
+        ("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow", "mutate")
+    ),
     error_body=error_body,
     rate_limit_headers=None,  # Twilio sends no X-RateLimit-* headers
 )

@@ -38,6 +38,7 @@ from inflow.errors import (
     NotFoundError,
     RateLimitedError,
     SyncCancelled,
+    UnexpectedResponseError,
 )
 from inflow.http.client import HttpOptions, TimelineEntry
 from inflow.http.ratelimit import OutboundLimiter
@@ -344,10 +345,11 @@ class _Writer:
     def finish_run(self, streams: Sequence[Stream]) -> None:
         """After every stream was read to its end: assets not seen in this run vanished upstream.
 
-        Only when the assets came from complete listings (``deletes`` streams): an empty
-        listing then means every asset is gone."""
-        if not any(s.deletes for s in streams) or self.partial_listing:
-            return
+        Only when the assets came from complete listings (``deletes`` streams) read whole: an
+        empty listing then means every asset is gone; an item skipped as unreadable means the
+        listing is not complete."""
+        if not any(s.deletes for s in streams) or self.partial_listing or self.recorder.skipped:
+            return  # (a skipped item, or a parent skipped with its children: not complete)
         with self.deps.factory() as session:
             self.counts.deleted += repo.mark_unseen_assets_deleted(
                 session,
@@ -570,6 +572,15 @@ def _error_record(exc: BaseException) -> dict[str, Any]:
             "fault": exc.fault,
             "message": exc.message,
             "retryAt": retry_at,
+        }
+    if isinstance(exc, UnexpectedResponseError):  # the request and what was wrong, apart too
+        request = f"{exc.method} {exc.url}" if exc.method else None
+        return {
+            "type": type(exc).__name__,
+            "fault": exc.fault,
+            "message": exc.message,
+            **({"request": request} if request else {}),
+            "problem": exc.problem,
         }
     if isinstance(exc, InflowError):
         return {"type": type(exc).__name__, "fault": exc.fault, "message": exc.message}

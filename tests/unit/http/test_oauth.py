@@ -87,7 +87,7 @@ async def test_oauth_client_token_request_needs_a_json_object() -> None:
     request_token = OAuthClient(TOKEN_URL, "cid", "s").token_request(
         make_requester(Recorder(Reply(200, ["a1"])))
     )
-    with pytest.raises(errors.CredentialsError, match="not JSON"):
+    with pytest.raises(errors.UnexpectedResponseError, match="not a token"):
         await request_token({"grant_type": "client_credentials"})
 
 
