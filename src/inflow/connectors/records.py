@@ -96,6 +96,9 @@ class DataPoint:
 
     def __post_init__(self) -> None:
         # Inline: a sync may make millions of points.
+        metric: object = self.metric
+        if metric.__class__ is not str:
+            _require(metric, str, "metric")
         value: object = self.value
         if value.__class__ not in _NUMBERS:
             _require(value, (int, float), "value")
@@ -107,6 +110,10 @@ class DataPoint:
         weight: object = self.weight
         if weight is not None and weight.__class__ not in _NUMBERS:
             _require(weight, (int, float), "weight")
+        for key, item in self.dimensions.items():  # a key of the upsert: strings only
+            if key.__class__ is not str or item.__class__ is not str:
+                _require(key, str, "dimension name")
+                _require(item, str, f"dimension {key}")
 
     @property
     def dimensions_key(self) -> str:
