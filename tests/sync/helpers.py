@@ -46,7 +46,7 @@ EXAMPLE_URL = f"{SANDBOX_HOST}/example"
 EXAMPLE = {"baseUrl": EXAMPLE_URL, "apiKey": API_KEY, "workspace": "demo"}
 OAUTH_CLIENT = {"clientId": "example-client", "clientSecret": "example-secret"}
 EXAMPLE_OAUTH = {"baseUrl": EXAMPLE_URL, "authUrl": EXAMPLE_URL, **OAUTH_CLIENT}
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 
 
 # ---------------------------------------------------------------- people and sources

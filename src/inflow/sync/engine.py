@@ -5,6 +5,10 @@
 - Each batch and the stream state it reaches commit together; a crash resumes from the last
   checkpoint with nothing lost and nothing doubled (upserts are idempotent).
 - One run per source at a time: a partial unique index allows one queued/running run.
+- A run belongs to the process that claimed it (``owner``) while its lease is renewed. A run
+  whose process is gone ends as ``interrupted`` (at once when that process was on this host,
+  else once its lease lapses), and a stopping process hands its runs back the same way, so a
+  new run can start and resume from the checkpoint.
 - A run keeps a timeline of its requests and says when it waits on a rate limit; its counts,
   error (classified, redacted) and the source's health are recorded when it ends.
 """
@@ -13,12 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import socket
+import sys
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, get_args
 
 import httpx
@@ -49,8 +58,19 @@ from inflow.storage.quota import DbQuotaGate
 from inflow.sync.tokens import SourceTokenStore
 
 log = get_logger(__name__)
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=90)  # renewed every third of it while the run lives
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+RESUMES = "the next sync resumes from the last checkpoint"
+WORKER_LOST = {
+    "type": "WorkerLost",
+    "fault": "system",
+    "message": f"the process running this sync stopped (killed or crashed); {RESUMES}",
+}
+SHUT_DOWN = {
+    "type": "ShutDown",
+    "fault": "system",
+    "message": f"the server stopped during this sync (shut down); {RESUMES}",
+}
 
 
 @dataclass
@@ -86,26 +106,112 @@ def enqueue_run(session: Session, *, source: DataSource, trigger: str) -> SyncRu
     return run
 
 
+# ---------------------------------------------------------------- owners
+
+_OWNER: tuple[int, str] | None = None
+
+
+def process_owner() -> str:
+    """This process as the owner of the runs it claims: ``host:pid:token``.
+
+    The random token tells this process from an earlier one that had the same pid (PID 1 of
+    a restarted container); a forked child gets an owner of its own.
+    """
+    global _OWNER  # one identity per process, made on first use
+    pid = os.getpid()
+    if _OWNER is None or _OWNER[0] != pid:
+        _OWNER = (pid, f"{socket.gethostname()}:{pid}:{secrets.token_hex(6)}")
+    return _OWNER[1]
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that owns a run is known to be gone: a process of this host that
+    no longer runs (or an earlier process that had this one's pid). A process of another host
+    is never known to be gone: its lease decides."""
+    if not owner or owner == process_owner():
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    return pid == os.getpid() or not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill would end the process there: ask the lease instead
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:  # a killed process its parent has not reaped yet (a zombie) runs no more
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def recover_stale_runs(session: Session, *, source_id: uuid.UUID | None = None) -> int:
-    """Runs whose worker died (lease expired) end as failed; the next run resumes."""
-    stmt = update(SyncRun).where(
-        SyncRun.status == RunStatus.RUNNING, SyncRun.lease_until < utcnow()
+    """Runs whose process is gone end as ``interrupted``; returns how many.
+
+    A run whose owner was a process of this host that no longer runs is recovered at once
+    (a server restarted after a kill); any other only when its lease lapsed, since its process
+    renews the lease while it lives: a live process's run is never taken. The next run
+    resumes from the checkpoint the interrupted one committed.
+    """
+    now = utcnow()
+    stmt = select(SyncRun.id, SyncRun.owner, SyncRun.lease_until).where(
+        SyncRun.status == RunStatus.RUNNING
     )
     if source_id is not None:
         stmt = stmt.where(SyncRun.source_id == source_id)
-    result = session.execute(
-        stmt.values(
-            status=RunStatus.FAILED,
-            finished_at=utcnow(),
-            error={
-                "type": "WorkerLost",
-                "fault": "system",
-                "message": "the worker stopped during this run; the next run resumes from "
-                "the last checkpoint",
-            },
+    recovered = 0
+    for run_id, owner, lease in session.execute(stmt).all():
+        if not (lease is not None and lease < now) and not owner_gone(owner):
+            continue
+        # Only as it was seen: a lease renewed meanwhile keeps the run with its process.
+        seen = SyncRun.lease_until.is_(None) if lease is None else SyncRun.lease_until == lease
+        result = session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING, seen)
+            .values(
+                status=RunStatus.INTERRUPTED,
+                finished_at=now,
+                lease_until=None,
+                waiting=None,
+                error=WORKER_LOST,
+            )
         )
-    )
+        recovered += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if recovered:
+        log.warning("runs of stopped processes recovered as interrupted", runs=recovered)
+    return recovered
+
+
+def release_runs(factory: sessionmaker[Session]) -> int:
+    """This process's running runs end as ``interrupted`` (it is stopping): a restarted
+    server, or another worker, may start the next run at once; returns how many."""
+    with factory() as session:
+        result = session.execute(
+            update(SyncRun)
+            .where(SyncRun.status == RunStatus.RUNNING, SyncRun.owner == process_owner())
+            .values(
+                status=RunStatus.INTERRUPTED,
+                finished_at=utcnow(),
+                lease_until=None,
+                waiting=None,
+                error=SHUT_DOWN,
+            )
+        )
+        session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+class _RunLost(Exception):  # noqa: N818 (a signal, not an error)
+    """The run is no longer this process's (recovered as interrupted): stop, record nothing."""
 
 
 class RunRecorder:
@@ -325,7 +431,7 @@ class _Writer:
                 self.partial_listing |= not stream.deletes
             if state is not None:
                 repo.save_state(session, source_id=self.source.id, stream=stream.name, state=state)
-            cancel = self._progress(session)
+            cancel = self._progress(session)  # a lost run raises: its batch is rolled back
             session.commit()
         if cancel:
             raise SyncCancelled
@@ -334,6 +440,8 @@ class _Writer:
         run = session.get(SyncRun, self.run_id)
         if run is None:
             raise SyncCancelled
+        if run.status != RunStatus.RUNNING or run.owner != process_owner():
+            raise _RunLost
         run.created, run.updated = self.counts.created, self.counts.updated
         run.unchanged, run.deleted = self.counts.unchanged, self.counts.deleted
         run.lease_until = utcnow() + LEASE
@@ -418,7 +526,11 @@ def _renew_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None:
         with factory() as session:
             session.execute(
                 update(SyncRun)
-                .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
+                .where(
+                    SyncRun.id == run_id,
+                    SyncRun.status == RunStatus.RUNNING,
+                    SyncRun.owner == process_owner(),
+                )
                 .values(lease_until=utcnow() + LEASE)
             )
             session.commit()
@@ -431,7 +543,7 @@ async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None
 
     Batches renew it too, but a slow page or a long ``Retry-After`` may keep a run from writing
     for longer than the lease; without this beat it would be taken for a dead worker's run,
-    failed by ``recover_stale_runs`` and a second run started beside it.
+    interrupted by ``recover_stale_runs`` and a second run started beside it.
     """
     while True:
         await asyncio.sleep(LEASE.total_seconds() / 3)
@@ -439,13 +551,19 @@ async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None
 
 
 def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
-    """Queued → running, atomically: of several workers trying, exactly one succeeds."""
+    """Queued → running, atomically: of several workers trying, exactly one succeeds (and
+    becomes the run's owner)."""
     with factory() as session:
         now = utcnow()
         taken = session.execute(
             update(SyncRun)
             .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
-            .values(status=RunStatus.RUNNING, started_at=now, lease_until=now + LEASE)
+            .values(
+                status=RunStatus.RUNNING,
+                started_at=now,
+                lease_until=now + LEASE,
+                owner=process_owner(),
+            )
         )
         session.commit()
         run = session.get(SyncRun, run_id)
@@ -480,8 +598,8 @@ def _finish(
 ) -> None:
     with factory() as session:
         run = session.get(SyncRun, run_id)
-        if run is None:
-            return
+        if run is None or run.status != RunStatus.RUNNING or run.owner != process_owner():
+            return  # recovered as interrupted meanwhile: that stays its end
         run.status = status
         run.finished_at = utcnow()
         run.lease_until = None
@@ -503,7 +621,8 @@ class RunResult:
 
 
 async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
-    """Execute a queued run to its end: succeeded, failed (classified) or cancelled."""
+    """Execute a queued run to its end: succeeded, failed (classified) or cancelled; a run
+    whose task is cancelled (the process is stopping) ends as interrupted."""
     try:
         run = await asyncio.to_thread(_claim, deps.factory, run_id)
     except ConflictError:  # cancelled, or taken by another worker, before it started
@@ -531,6 +650,16 @@ async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
             _finish, deps.factory, run_id, RunStatus.CANCELLED, recorder, counts, None
         )
         return RunResult(run_id, RunStatus.CANCELLED, counts, [])
+    except _RunLost:
+        log.warning("the run was recovered as a stopped process's: it stops", run_id=str(run_id))
+        counts = writer.counts if writer else repo.Counts()
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, [])
+    except asyncio.CancelledError:  # the process is stopping: what was committed stays
+        counts = writer.counts if writer else repo.Counts()
+        await asyncio.to_thread(
+            _finish, deps.factory, run_id, RunStatus.INTERRUPTED, recorder, counts, SHUT_DOWN
+        )
+        raise
     except Exception as exc:  # the worker boundary: every failure is recorded, none escapes
         counts = writer.counts if writer else repo.Counts()
         error = _error_record(exc)
