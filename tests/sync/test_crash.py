@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date, timedelta
@@ -25,13 +23,12 @@ from inflow.sync.engine import EngineDeps, enqueue_run, recover_stale_runs
 from tests.sync.connectors import INITIAL
 from tests.sync.helpers import (
     API_KEY,
-    ROOT,
     assets_of,
-    child_env,
     get_run,
     make_source,
     points_of,
     run_direct,
+    start_runner,
 )
 
 PAGES = 40  # 40 pages x 61 days x 2 metrics = 4,880 data points, in 13 five-day windows
@@ -69,23 +66,7 @@ def test_killed_sync_resumes_from_its_checkpoint_and_ends_like_a_clean_run(
 
     url = engine.url.render_as_string(hide_password=False)
     log = tmp_path / "runner.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.sync.crash_runner",
-                url,
-                str(settings.data_dir),
-                str(run_id),
-                str(BATCH),
-            ],
-            cwd=ROOT,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_runner(url, settings.data_dir, run_id, log, BATCH)
     try:
         deadline = time.monotonic() + 60
         # Kill it as soon as a window's checkpoint is committed: mid-run, between batches or

@@ -496,7 +496,9 @@ async def _sync_stream(
             pending.extend(chunk.records)
             if chunk.state is not None:
                 latest = chunk.state
-            if len(pending) >= batch_size:
+            # A reduce stream's checkpoint closes a finished window (a calling day): its points
+            # and the cursor commit together at once, so a crash resumes from the last day.
+            if len(pending) >= batch_size or (stream.reduce is not None and chunk.state):
                 await asyncio.to_thread(writer.write, stream, pending, latest)
                 pending, latest = [], None
         if pending or latest is not None:
