@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -208,6 +208,15 @@ def release_runs(factory: sessionmaker[Session]) -> int:
         )
         session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _mine(run_id: uuid.UUID) -> tuple[ColumnElement[bool], ...]:
+    """The run, while it is running and this process's (what a run's own writes are bound to)."""
+    return (
+        SyncRun.id == run_id,
+        SyncRun.status == RunStatus.RUNNING,
+        SyncRun.owner == process_owner(),
+    )
 
 
 class _RunLost(Exception):  # noqa: N818 (a signal, not an error)
@@ -437,17 +446,30 @@ class _Writer:
             raise SyncCancelled
 
     def _progress(self, session: Session) -> bool:
-        run = session.get(SyncRun, self.run_id)
-        if run is None:
-            raise SyncCancelled
-        if run.status != RunStatus.RUNNING or run.owner != process_owner():
+        """The run's counts and timeline, with its batch; whether a cancel was asked for.
+
+        One conditional UPDATE: a run recovered as interrupted meanwhile (no longer running,
+        or no longer this process's) raises ``_RunLost`` and its batch is rolled back."""
+        counts = self.counts
+        stored = session.execute(
+            update(SyncRun)
+            .where(*_mine(self.run_id))
+            .values(
+                created=counts.created,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                deleted=counts.deleted,
+                lease_until=utcnow() + LEASE,
+                waiting=self.recorder.waiting,
+                timeline=self.recorder.as_dict(),
+            )
+        )
+        if not stored.rowcount:  # type: ignore[attr-defined]
+            if session.get(SyncRun, self.run_id) is None:
+                raise SyncCancelled  # deleted with its source
             raise _RunLost
-        run.created, run.updated = self.counts.created, self.counts.updated
-        run.unchanged, run.deleted = self.counts.unchanged, self.counts.deleted
-        run.lease_until = utcnow() + LEASE
-        run.waiting = self.recorder.waiting
-        run.timeline = self.recorder.as_dict()
-        return bool(run.cancel_requested)
+        cancel = session.scalar(select(SyncRun.cancel_requested).where(SyncRun.id == self.run_id))
+        return bool(cancel)
 
     def finish_run(self, streams: Sequence[Stream]) -> None:
         """After every stream was read to its end: assets not seen in this run vanished upstream.
@@ -515,11 +537,7 @@ def _save_waiting(
     factory: sessionmaker[Session], run_id: uuid.UUID, waiting: dict[str, Any]
 ) -> None:
     with factory() as session:
-        session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
-            .values(waiting=waiting)
-        )
+        session.execute(update(SyncRun).where(*_mine(run_id)).values(waiting=waiting))
         session.commit()
 
 
@@ -527,13 +545,7 @@ def _renew_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None:
     try:
         with factory() as session:
             session.execute(
-                update(SyncRun)
-                .where(
-                    SyncRun.id == run_id,
-                    SyncRun.status == RunStatus.RUNNING,
-                    SyncRun.owner == process_owner(),
-                )
-                .values(lease_until=utcnow() + LEASE)
+                update(SyncRun).where(*_mine(run_id)).values(lease_until=utcnow() + LEASE)
             )
             session.commit()
     except SQLAlchemyError:  # the next beat tries again; the run itself goes on
@@ -598,18 +610,23 @@ def _finish(
     counts: repo.Counts,
     error: dict[str, Any] | None,
 ) -> None:
-    with factory() as session:
-        run = session.get(SyncRun, run_id)
-        if run is None or run.status != RunStatus.RUNNING or run.owner != process_owner():
-            return  # recovered as interrupted meanwhile: that stays its end
-        run.status = status
-        run.finished_at = utcnow()
-        run.lease_until = None
-        run.created, run.updated = counts.created, counts.updated
-        run.unchanged, run.deleted = counts.unchanged, counts.deleted
-        run.error = error
-        run.waiting = None
-        run.timeline = recorder.as_dict()
+    with factory() as session:  # a run recovered as interrupted meanwhile keeps that end
+        session.execute(
+            update(SyncRun)
+            .where(*_mine(run_id))
+            .values(
+                status=status,
+                finished_at=utcnow(),
+                lease_until=None,
+                created=counts.created,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                deleted=counts.deleted,
+                error=error,
+                waiting=None,
+                timeline=recorder.as_dict(),
+            )
+        )
         session.commit()
 
 
