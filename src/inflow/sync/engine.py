@@ -108,20 +108,17 @@ def enqueue_run(session: Session, *, source: DataSource, trigger: str) -> SyncRu
 
 # ---------------------------------------------------------------- owners
 
-_OWNER: tuple[int, str] | None = None
+_HOST = socket.gethostname()
+_TOKEN = secrets.token_hex(6)  # made once, at import: every thread sees the same
 
 
 def process_owner() -> str:
     """This process as the owner of the runs it claims: ``host:pid:token``.
 
     The random token tells this process from an earlier one that had the same pid (PID 1 of
-    a restarted container); a forked child gets an owner of its own.
+    a restarted container); a forked child has a pid, so an owner, of its own.
     """
-    global _OWNER  # one identity per process, made on first use
-    pid = os.getpid()
-    if _OWNER is None or _OWNER[0] != pid:
-        _OWNER = (pid, f"{socket.gethostname()}:{pid}:{secrets.token_hex(6)}")
-    return _OWNER[1]
+    return f"{_HOST}:{os.getpid()}:{_TOKEN}"
 
 
 def owner_gone(owner: str | None) -> bool:
@@ -132,7 +129,7 @@ def owner_gone(owner: str | None) -> bool:
         return False
     host, _, rest = owner.partition(":")
     pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != _HOST or not pid_text.isdigit():
         return False
     pid = int(pid_text)
     return pid == os.getpid() or not _running(pid)
@@ -191,13 +188,19 @@ def recover_stale_runs(session: Session, *, source_id: uuid.UUID | None = None) 
     return recovered
 
 
-def release_runs(factory: sessionmaker[Session]) -> int:
-    """This process's running runs end as ``interrupted`` (it is stopping): a restarted
-    server, or another worker, may start the next run at once; returns how many."""
+def release_runs(factory: sessionmaker[Session], run_ids: Sequence[uuid.UUID]) -> int:
+    """Runs of this process that are still running end as ``interrupted`` (it is stopping):
+    a restarted server, or another worker, may start the next run at once; returns how many."""
+    if not run_ids:
+        return 0
     with factory() as session:
         result = session.execute(
             update(SyncRun)
-            .where(SyncRun.status == RunStatus.RUNNING, SyncRun.owner == process_owner())
+            .where(
+                SyncRun.id.in_(run_ids),
+                SyncRun.status == RunStatus.RUNNING,
+                SyncRun.owner == process_owner(),
+            )
             .values(
                 status=RunStatus.INTERRUPTED,
                 finished_at=utcnow(),

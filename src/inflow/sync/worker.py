@@ -122,6 +122,7 @@ class InProcessWorker:
 
         A sync may take far longer than a service manager waits after SIGTERM (10 s for
         Docker): waiting for it would end in a SIGKILL, leaving its run to the lease."""
+        started = list(self.runs)
         if self._loop is not None and self._thread is not None:
             try:  # runs, resyncs and the scheduler end; the limiter's Redis connections
                 self.call(_cancel_others(), timeout)  # belong to this loop
@@ -133,7 +134,7 @@ class InProcessWorker:
             self._loop.close()
             self._loop = None
         try:  # any run its task could not mark (its claim was in flight, say)
-            release_runs(self.deps.factory)
+            release_runs(self.deps.factory, started)
         except Exception:
             log.warning("could not hand back this process's runs", exc_info=True)
 
@@ -154,29 +155,30 @@ async def run_worker(
     ``once``: stop when nothing is queued (for scripts and tests). Cancelled (the process is
     stopping), it cancels its runs, which end as ``interrupted``."""
     ran = 0
-    active: set[asyncio.Task[RunResult]] = set()
+    active: dict[asyncio.Task[RunResult], uuid.UUID] = {}
     try:
         while True:
             await asyncio.to_thread(_recover, deps)
             for run_id in await asyncio.to_thread(queued_runs, deps.factory, concurrency * 2):
                 if len(active) >= concurrency:
                     break
-                active.add(asyncio.create_task(run_sync(deps, run_id)))
+                active[asyncio.create_task(run_sync(deps, run_id))] = run_id
             if not active:
                 if once:
                     return ran
                 await asyncio.sleep(poll_s)
                 continue
-            done, active = await asyncio.wait(
+            done, _ = await asyncio.wait(
                 active, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
             )
-            ran += sum(1 for task in done if task.result().status != "not_claimed")
+            for task in done:
+                del active[task]
+                ran += task.result().status != "not_claimed"
     finally:
         for task in active:
             task.cancel()
         await asyncio.gather(*active, return_exceptions=True)
-        if active:
-            await asyncio.to_thread(release_runs, deps.factory)
+        await asyncio.to_thread(release_runs, deps.factory, list(active.values()))
 
 
 async def until_stopped(coro: Coroutine[Any, Any, T]) -> T | None:
