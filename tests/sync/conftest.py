@@ -147,14 +147,12 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def live_sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m inflow.sandbox`` (uvicorn) in its own process on a free loopback port."""
+def _serve_sandbox(args: list[str], log: Path) -> Iterator[str]:
+    """A sandbox process (``python ARGS``, given a free port) until the generator closes."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "inflow.sandbox", "--port", str(port)],
+            [sys.executable, *[a.format(port=port) for a in args]],
             cwd=ROOT,
             env=child_env(),
             stdout=out,
@@ -181,6 +179,26 @@ def live_sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def live_sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m inflow.sandbox`` (uvicorn) in its own process on a free loopback port."""
+    log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
+    yield from _serve_sandbox(["-m", "inflow.sandbox", "--port", "{port}"], log)
+
+
+PINNED_DAYS_BACK = 2
+
+
+@pytest.fixture(scope="session")
+def pinned_sandbox_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The sandbox over loopback, its clock standing still ``PINNED_DAYS_BACK`` days before it
+    started (``tests/sync/pinned_sandbox.py``): servers and runners on real clocks see the
+    same past calls at any hour, across a midnight too."""
+    log = tmp_path_factory.mktemp("sandbox") / "pinned.log"
+    args = ["-m", "tests.sync.pinned_sandbox", "{port}", str(PINNED_DAYS_BACK)]
+    yield from _serve_sandbox(args, log)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -46,7 +48,7 @@ EXAMPLE_URL = f"{SANDBOX_HOST}/example"
 EXAMPLE = {"baseUrl": EXAMPLE_URL, "apiKey": API_KEY, "workspace": "demo"}
 OAUTH_CLIENT = {"clientId": "example-client", "clientSecret": "example-secret"}
 EXAMPLE_OAUTH = {"baseUrl": EXAMPLE_URL, "authUrl": EXAMPLE_URL, **OAUTH_CLIENT}
-TERMINAL = ("succeeded", "failed", "cancelled")
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 
 
 # ---------------------------------------------------------------- people and sources
@@ -138,6 +140,24 @@ def run_direct(deps: EngineDeps, source_id: uuid.UUID, trigger: str = "manual") 
         run_id = enqueue_run(session, source=source, trigger=trigger).id
         session.commit()
     return asyncio.run(run_sync(deps, run_id))
+
+
+def start_runner(
+    database_url: str, data_dir: Path, run_id: uuid.UUID, log: Path, batch_size: int | None = None
+) -> subprocess.Popen[bytes]:
+    """``tests/sync/crash_runner.py``: a queued run executed in a process of its own (a test
+    may kill it), its output appended to ``log``."""
+    args = [database_url, str(data_dir), str(run_id)]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.sync.crash_runner", *args]
+            + ([str(batch_size)] if batch_size is not None else []),
+            cwd=ROOT,
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def get_run(factory: sessionmaker[Session], run_id: uuid.UUID | str) -> SyncRun:

@@ -1,33 +1,34 @@
 """Crash safety: a sync in another process is SIGKILLed mid-run, over real loopback HTTP to the
-sandbox served by uvicorn in its own process. The dead run is recovered once its lease expires,
-the next run resumes from the last checkpoint, and the database ends up exactly as a clean run
-into a fresh database leaves it: nothing lost, nothing doubled."""
+sandbox served by uvicorn in its own process. While that process lives its run is never taken;
+once it is gone its run is recovered at once (it ran on this host: no need to wait out the
+lease) as interrupted, the next run resumes from the last checkpoint, and the database ends up
+exactly as a clean run into a fresh database leaves it: nothing lost, nothing doubled. A run of
+another host's process is recovered only when its lease lapses."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
+from inflow.errors import ConflictError
 from inflow.http.client import HttpOptions
 from inflow.storage.models import Asset, DataPoint, DataSource, StreamState, SyncRun, utcnow
 from inflow.sync.engine import EngineDeps, enqueue_run, recover_stale_runs
 from tests.sync.connectors import INITIAL
 from tests.sync.helpers import (
     API_KEY,
-    ROOT,
     assets_of,
-    child_env,
     get_run,
     make_source,
     points_of,
     run_direct,
+    start_runner,
 )
 
 PAGES = 40  # 40 pages x 61 days x 2 metrics = 4,880 data points, in 13 five-day windows
@@ -65,23 +66,7 @@ def test_killed_sync_resumes_from_its_checkpoint_and_ends_like_a_clean_run(
 
     url = engine.url.render_as_string(hide_password=False)
     log = tmp_path / "runner.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.sync.crash_runner",
-                url,
-                str(settings.data_dir),
-                str(run_id),
-                str(BATCH),
-            ],
-            cwd=ROOT,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_runner(url, settings.data_dir, run_id, log, BATCH)
     try:
         deadline = time.monotonic() + 60
         # Kill it as soon as a window's checkpoint is committed: mid-run, between batches or
@@ -90,6 +75,10 @@ def test_killed_sync_resumes_from_its_checkpoint_and_ends_like_a_clean_run(
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint within 60 s"
             time.sleep(0.005)
+        with factory() as session:  # a live process's run is its own: nobody takes it
+            assert recover_stale_runs(session, source_id=source_id) == 0
+            with pytest.raises(ConflictError):
+                enqueue_run(session, source=session.get(DataSource, source_id), trigger="manual")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -108,18 +97,14 @@ def test_killed_sync_resumes_from_its_checkpoint_and_ends_like_a_clean_run(
     # Counts commit with the batch they count: what the dead run reported is what is stored.
     assert dead.created == stored
 
-    with factory() as session:  # its lease has not expired yet: the run may still be alive
-        assert recover_stale_runs(session, source_id=source_id) == 0
-        session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id)
-            .values(lease_until=utcnow() - timedelta(seconds=1))
-        )
+    assert dead.lease_until > utcnow()  # its lease is fresh, but its process is gone
+    with factory() as session:
         assert recover_stale_runs(session, source_id=source_id) == 1
         session.commit()
     recovered = get_run(factory, run_id)
-    assert recovered.status == "failed"
+    assert recovered.status == "interrupted"
     assert recovered.error["type"] == "WorkerLost"
+    assert "resumes from the last checkpoint" in recovered.error["message"]
     assert recovered.finished_at is not None
 
     deps = EngineDeps(
@@ -157,3 +142,41 @@ def test_killed_sync_resumes_from_its_checkpoint_and_ends_like_a_clean_run(
 
     assert points_of(factory, source_id) == points_of(fresh_factory, clean_source)
     assert assets_of(factory, source_id) == assets_of(fresh_factory, clean_source)
+
+
+def test_a_run_of_another_hosts_process_waits_for_its_lease(factory, vault):
+    """Distributed workers: whether a process of another machine lives is unknown here, so its
+    run is taken only when it stopped renewing its lease."""
+    source_id = make_source(factory, vault)
+    run_id = _queue(factory, source_id)
+    with factory() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(
+                status="running",
+                owner="another-host.example:4242:0a1b2c3d4e5f",
+                lease_until=utcnow() + timedelta(seconds=60),
+            )
+        )
+        session.commit()
+
+    with factory() as session:
+        assert recover_stale_runs(session) == 0
+        with pytest.raises(ConflictError):
+            enqueue_run(session, source=session.get(DataSource, source_id), trigger="manual")
+    assert get_run(factory, run_id).status == "running"
+
+    with factory() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+        run = enqueue_run(session, source=session.get(DataSource, source_id), trigger="manual")
+        session.commit()
+    lapsed = get_run(factory, run_id)
+    assert lapsed.status == "interrupted"
+    assert lapsed.error["type"] == "WorkerLost"
+    assert get_run(factory, run.id).status == "queued"

@@ -74,8 +74,9 @@ def engine_deps(
 
 
 def resume_runs(factory: sessionmaker[Session], worker: InProcessWorker) -> None:
-    """At start: runs whose worker died are failed; runs still queued are started (embedded
-    mode; external workers pick queued runs up themselves)."""
+    """At start: runs whose process died end as interrupted (this server owned them: a new
+    sync may start at once and resumes from the checkpoint); runs still queued are started
+    (embedded mode; external workers pick queued runs up themselves)."""
     if worker.external:
         return
     with factory() as session:

@@ -157,17 +157,19 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time.")] = 2,
     once: Annotated[bool, typer.Option("--once", help="Stop when nothing is queued.")] = False,
 ) -> None:
-    """Distributed mode: run queued syncs (start any number, on any machines)."""
+    """Distributed mode: run queued syncs (start any number, on any machines). SIGTERM or
+    Ctrl-C hands the running syncs back (interrupted) before it exits."""
     import asyncio
 
     from inflow.api.app import engine_deps
     from inflow.storage.crypto import KeyRing, Vault
-    from inflow.sync.worker import run_worker
+    from inflow.sync.worker import run_worker, until_stopped
 
     rt = _runtime()
     deps = engine_deps(rt.settings, rt.factory, Vault.from_keyring(KeyRing(rt.settings)))
-    ran = asyncio.run(run_worker(deps, concurrency=concurrency, once=once))
-    console.print(f"worker stopped after {ran} run(s)")
+    ran = asyncio.run(until_stopped(run_worker(deps, concurrency=concurrency, once=once)))
+    rt.engine.dispose()
+    console.print("worker stopped" + (f" after {ran} run(s)" if ran is not None else ""))
 
 
 @app.command()

@@ -90,6 +90,9 @@ class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # The process running it stopped (killed, crashed or shut down): nothing failed upstream,
+    # and the next run resumes from the checkpoint the interrupted one committed.
+    INTERRUPTED = "interrupted"
 
 
 class User(Base):
@@ -359,6 +362,9 @@ class SyncRun(Base):
     timeline: Mapped[dict[str, Any]] = mapped_column(default=dict)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    # The process running it, ``host:pid:token`` (engine.process_owner): a process on the
+    # same host that is gone has left its run for good, whatever its lease says.
+    owner: Mapped[str | None] = mapped_column(String(255), default=None)
 
 
 class StreamState(Base):

@@ -5,6 +5,10 @@
 - Each batch and the stream state it reaches commit together; a crash resumes from the last
   checkpoint with nothing lost and nothing doubled (upserts are idempotent).
 - One run per source at a time: a partial unique index allows one queued/running run.
+- A run belongs to the process that claimed it (``owner``) while its lease is renewed. A run
+  whose process is gone ends as ``interrupted`` (at once when that process was on this host,
+  else once its lease lapses), and a stopping process hands its runs back the same way, so a
+  new run can start and resume from the checkpoint.
 - A run keeps a timeline of its requests and says when it waits on a rate limit; its counts,
   error (classified, redacted) and the source's health are recorded when it ends.
 """
@@ -13,16 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import socket
+import sys
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, get_args
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,8 +59,19 @@ from inflow.storage.quota import DbQuotaGate
 from inflow.sync.tokens import SourceTokenStore
 
 log = get_logger(__name__)
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(seconds=90)  # renewed every third of it while the run lives
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
+RESUMES = "the next sync resumes from the last checkpoint"
+WORKER_LOST = {
+    "type": "WorkerLost",
+    "fault": "system",
+    "message": f"the process running this sync stopped (killed or crashed); {RESUMES}",
+}
+SHUT_DOWN = {
+    "type": "ShutDown",
+    "fault": "system",
+    "message": f"the server stopped during this sync (shut down); {RESUMES}",
+}
 
 
 @dataclass
@@ -87,26 +107,124 @@ def enqueue_run(session: Session, *, source: DataSource, trigger: str) -> SyncRu
     return run
 
 
+# ---------------------------------------------------------------- owners
+
+_HOST = socket.gethostname()
+_TOKEN = secrets.token_hex(6)  # made once, at import: every thread sees the same
+
+
+def process_owner() -> str:
+    """This process as the owner of the runs it claims: ``host:pid:token``.
+
+    The random token tells this process from an earlier one that had the same pid (PID 1 of
+    a restarted container); a forked child has a pid, so an owner, of its own.
+    """
+    return f"{_HOST}:{os.getpid()}:{_TOKEN}"
+
+
+def owner_gone(owner: str | None) -> bool:
+    """Whether the process that owns a run is known to be gone: a process of this host that
+    no longer runs (or an earlier process that had this one's pid). A process of another host
+    is never known to be gone: its lease decides."""
+    if not owner or owner == process_owner():
+        return False
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    return pid == os.getpid() or not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill would end the process there: ask the lease instead
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:  # a killed process its parent has not reaped yet (a zombie) runs no more
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def recover_stale_runs(session: Session, *, source_id: uuid.UUID | None = None) -> int:
-    """Runs whose worker died (lease expired) end as failed; the next run resumes."""
-    stmt = update(SyncRun).where(
-        SyncRun.status == RunStatus.RUNNING, SyncRun.lease_until < utcnow()
+    """Runs whose process is gone end as ``interrupted``; returns how many.
+
+    A run whose owner was a process of this host that no longer runs is recovered at once
+    (a server restarted after a kill); any other only when its lease lapsed, since its process
+    renews the lease while it lives: a live process's run is never taken. The next run
+    resumes from the checkpoint the interrupted one committed.
+    """
+    now = utcnow()
+    stmt = select(SyncRun.id, SyncRun.owner, SyncRun.lease_until).where(
+        SyncRun.status == RunStatus.RUNNING
     )
     if source_id is not None:
         stmt = stmt.where(SyncRun.source_id == source_id)
-    result = session.execute(
-        stmt.values(
-            status=RunStatus.FAILED,
-            finished_at=utcnow(),
-            error={
-                "type": "WorkerLost",
-                "fault": "system",
-                "message": "the worker stopped during this run; the next run resumes from "
-                "the last checkpoint",
-            },
+    recovered = 0
+    for run_id, owner, lease in session.execute(stmt).all():
+        if not (lease is not None and lease < now) and not owner_gone(owner):
+            continue
+        # Only as it was seen: a lease renewed meanwhile keeps the run with its process.
+        seen = SyncRun.lease_until.is_(None) if lease is None else SyncRun.lease_until == lease
+        result = session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING, seen)
+            .values(
+                status=RunStatus.INTERRUPTED,
+                finished_at=now,
+                lease_until=None,
+                waiting=None,
+                error=WORKER_LOST,
+            )
         )
-    )
+        recovered += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if recovered:
+        log.warning("runs of stopped processes recovered as interrupted", runs=recovered)
+    return recovered
+
+
+def release_runs(factory: sessionmaker[Session], run_ids: Sequence[uuid.UUID]) -> int:
+    """Runs of this process that are still running end as ``interrupted`` (it is stopping):
+    a restarted server, or another worker, may start the next run at once; returns how many."""
+    if not run_ids:
+        return 0
+    with factory() as session:
+        result = session.execute(
+            update(SyncRun)
+            .where(
+                SyncRun.id.in_(run_ids),
+                SyncRun.status == RunStatus.RUNNING,
+                SyncRun.owner == process_owner(),
+            )
+            .values(
+                status=RunStatus.INTERRUPTED,
+                finished_at=utcnow(),
+                lease_until=None,
+                waiting=None,
+                error=SHUT_DOWN,
+            )
+        )
+        session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _mine(run_id: uuid.UUID) -> tuple[ColumnElement[bool], ...]:
+    """The run, while it is running and this process's (what a run's own writes are bound to)."""
+    return (
+        SyncRun.id == run_id,
+        SyncRun.status == RunStatus.RUNNING,
+        SyncRun.owner == process_owner(),
+    )
+
+
+class _RunLost(Exception):  # noqa: N818 (a signal, not an error)
+    """The run is no longer this process's (recovered as interrupted): stop, record nothing."""
 
 
 class RunRecorder:
@@ -326,21 +444,36 @@ class _Writer:
                 self.partial_listing |= not stream.deletes
             if state is not None:
                 repo.save_state(session, source_id=self.source.id, stream=stream.name, state=state)
-            cancel = self._progress(session)
+            cancel = self._progress(session)  # a lost run raises: its batch is rolled back
             session.commit()
         if cancel:
             raise SyncCancelled
 
     def _progress(self, session: Session) -> bool:
-        run = session.get(SyncRun, self.run_id)
-        if run is None:
-            raise SyncCancelled
-        run.created, run.updated = self.counts.created, self.counts.updated
-        run.unchanged, run.deleted = self.counts.unchanged, self.counts.deleted
-        run.lease_until = utcnow() + LEASE
-        run.waiting = self.recorder.waiting
-        run.timeline = self.recorder.as_dict()
-        return bool(run.cancel_requested)
+        """The run's counts and timeline, with its batch; whether a cancel was asked for.
+
+        One conditional UPDATE: a run recovered as interrupted meanwhile (no longer running,
+        or no longer this process's) raises ``_RunLost`` and its batch is rolled back."""
+        counts = self.counts
+        stored = session.execute(
+            update(SyncRun)
+            .where(*_mine(self.run_id))
+            .values(
+                created=counts.created,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                deleted=counts.deleted,
+                lease_until=utcnow() + LEASE,
+                waiting=self.recorder.waiting,
+                timeline=self.recorder.as_dict(),
+            )
+        )
+        if not stored.rowcount:  # type: ignore[attr-defined]
+            if session.get(SyncRun, self.run_id) is None:
+                raise SyncCancelled  # deleted with its source
+            raise _RunLost
+        cancel = session.scalar(select(SyncRun.cancel_requested).where(SyncRun.id == self.run_id))
+        return bool(cancel)
 
     def finish_run(self, streams: Sequence[Stream]) -> None:
         """After every stream was read to its end: assets not seen in this run vanished upstream.
@@ -390,7 +523,9 @@ async def _sync_stream(
             pending.extend(chunk.records)
             if chunk.state is not None:
                 latest = chunk.state
-            if len(pending) >= batch_size:
+            # A reduce stream's checkpoint closes a finished window (a calling day): its points
+            # and the cursor commit together at once, so a crash resumes from the last day.
+            if len(pending) >= batch_size or (stream.reduce is not None and chunk.state):
                 await asyncio.to_thread(writer.write, stream, pending, latest)
                 pending, latest = [], None
         if pending or latest is not None:
@@ -407,11 +542,7 @@ def _save_waiting(
     factory: sessionmaker[Session], run_id: uuid.UUID, waiting: dict[str, Any]
 ) -> None:
     with factory() as session:
-        session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
-            .values(waiting=waiting)
-        )
+        session.execute(update(SyncRun).where(*_mine(run_id)).values(waiting=waiting))
         session.commit()
 
 
@@ -419,9 +550,7 @@ def _renew_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None:
     try:
         with factory() as session:
             session.execute(
-                update(SyncRun)
-                .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
-                .values(lease_until=utcnow() + LEASE)
+                update(SyncRun).where(*_mine(run_id)).values(lease_until=utcnow() + LEASE)
             )
             session.commit()
     except SQLAlchemyError:  # the next beat tries again; the run itself goes on
@@ -433,7 +562,7 @@ async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None
 
     Batches renew it too, but a slow page or a long ``Retry-After`` may keep a run from writing
     for longer than the lease; without this beat it would be taken for a dead worker's run,
-    failed by ``recover_stale_runs`` and a second run started beside it.
+    interrupted by ``recover_stale_runs`` and a second run started beside it.
     """
     while True:
         await asyncio.sleep(LEASE.total_seconds() / 3)
@@ -441,13 +570,19 @@ async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None
 
 
 def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
-    """Queued → running, atomically: of several workers trying, exactly one succeeds."""
+    """Queued → running, atomically: of several workers trying, exactly one succeeds (and
+    becomes the run's owner)."""
     with factory() as session:
         now = utcnow()
         taken = session.execute(
             update(SyncRun)
             .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
-            .values(status=RunStatus.RUNNING, started_at=now, lease_until=now + LEASE)
+            .values(
+                status=RunStatus.RUNNING,
+                started_at=now,
+                lease_until=now + LEASE,
+                owner=process_owner(),
+            )
         )
         session.commit()
         run = session.get(SyncRun, run_id)
@@ -480,18 +615,23 @@ def _finish(
     counts: repo.Counts,
     error: dict[str, Any] | None,
 ) -> None:
-    with factory() as session:
-        run = session.get(SyncRun, run_id)
-        if run is None:
-            return
-        run.status = status
-        run.finished_at = utcnow()
-        run.lease_until = None
-        run.created, run.updated = counts.created, counts.updated
-        run.unchanged, run.deleted = counts.unchanged, counts.deleted
-        run.error = error
-        run.waiting = None
-        run.timeline = recorder.as_dict()
+    with factory() as session:  # a run recovered as interrupted meanwhile keeps that end
+        session.execute(
+            update(SyncRun)
+            .where(*_mine(run_id))
+            .values(
+                status=status,
+                finished_at=utcnow(),
+                lease_until=None,
+                created=counts.created,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                deleted=counts.deleted,
+                error=error,
+                waiting=None,
+                timeline=recorder.as_dict(),
+            )
+        )
         session.commit()
 
 
@@ -505,7 +645,8 @@ class RunResult:
 
 
 async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
-    """Execute a queued run to its end: succeeded, failed (classified) or cancelled."""
+    """Execute a queued run to its end: succeeded, failed (classified) or cancelled; a run
+    whose task is cancelled (the process is stopping) ends as interrupted."""
     try:
         run = await asyncio.to_thread(_claim, deps.factory, run_id)
     except ConflictError:  # cancelled, or taken by another worker, before it started
@@ -533,6 +674,16 @@ async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
             _finish, deps.factory, run_id, RunStatus.CANCELLED, recorder, counts, None
         )
         return RunResult(run_id, RunStatus.CANCELLED, counts, [])
+    except _RunLost:
+        log.warning("the run was recovered as a stopped process's: it stops", run_id=str(run_id))
+        counts = writer.counts if writer else repo.Counts()
+        return RunResult(run_id, RunStatus.INTERRUPTED, counts, [])
+    except asyncio.CancelledError:  # the process is stopping: what was committed stays
+        counts = writer.counts if writer else repo.Counts()
+        await asyncio.to_thread(
+            _finish, deps.factory, run_id, RunStatus.INTERRUPTED, recorder, counts, SHUT_DOWN
+        )
+        raise
     except Exception as exc:  # the worker boundary: every failure is recorded, none escapes
         counts = writer.counts if writer else repo.Counts()
         error = _error_record(exc)

@@ -5,13 +5,19 @@
   (connection tests, fetch previews) with ``call``.
 - ``run_worker``: a separate process polling the database for queued runs; claims are atomic
   (queued → running in one conditional UPDATE), leases are renewed while a run lives, and a
-  crashed worker's run is failed once its lease lapses, the next run resuming from the
-  checkpoint. Any number of workers on any number of machines share one PostgreSQL.
+  crashed worker's run is interrupted once its lease lapses (at once when that worker ran on
+  this host), the next run resuming from the checkpoint. Any number of workers on any number
+  of machines share one PostgreSQL.
+
+Either stops by cancelling its runs: each ends as ``interrupted`` with what it committed, so a
+sync of its source can start as soon as a process is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import threading
 import uuid
 from collections.abc import Coroutine
@@ -21,7 +27,14 @@ from typing import Any, TypeVar
 from inflow.connectors.spec import Window
 from inflow.logging import get_logger
 from inflow.sync import webhooks
-from inflow.sync.engine import EngineDeps, RunResult, queued_runs, recover_stale_runs, run_sync
+from inflow.sync.engine import (
+    EngineDeps,
+    RunResult,
+    queued_runs,
+    recover_stale_runs,
+    release_runs,
+    run_sync,
+)
 from inflow.sync.scheduler import run_scheduler
 
 log = get_logger(__name__)
@@ -104,22 +117,26 @@ class InProcessWorker:
             future.result(timeout)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Let running syncs end (or be abandoned to the lease), then stop the loop."""
-        for future in list(self.runs.values()):
-            try:
-                future.result(timeout)
-            except Exception:  # the run recorded its own failure
-                log.warning("run did not finish before shutdown")
+        """Stop at once: running syncs are cancelled and end as ``interrupted`` (what they
+        committed stays; the next run resumes from it), then the loop stops.
+
+        A sync may take far longer than a service manager waits after SIGTERM (10 s for
+        Docker): waiting for it would end in a SIGKILL, leaving its run to the lease."""
+        started = list(self.runs)
         if self._loop is not None and self._thread is not None:
-            try:  # the scheduler ends; the limiter's Redis connections belong to this loop
-                self.call(_cancel_others(), timeout)
+            try:  # runs, resyncs and the scheduler end; the limiter's Redis connections
+                self.call(_cancel_others(), timeout)  # belong to this loop
                 self.call(self.deps.limiter.aclose(), timeout)
             except Exception:  # shutting down: a failed close must not block it
-                log.warning("closing the outbound limiter failed")
+                log.warning("stopping the worker loop failed")
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
             self._loop.close()
             self._loop = None
+        try:  # any run its task could not mark (its claim was in flight, say)
+            release_runs(self.deps.factory, started)
+        except Exception:
+            log.warning("could not hand back this process's runs", exc_info=True)
 
 
 async def _cancel_others() -> None:
@@ -135,24 +152,60 @@ async def run_worker(
 ) -> int:
     """Claim and run queued runs, ``concurrency`` at a time; returns how many it ran.
 
-    ``once``: stop when nothing is queued (for scripts and tests)."""
+    ``once``: stop when nothing is queued (for scripts and tests). Cancelled (the process is
+    stopping), it cancels its runs, which end as ``interrupted``."""
     ran = 0
-    active: set[asyncio.Task[RunResult]] = set()
-    while True:
-        await asyncio.to_thread(_recover, deps)
-        for run_id in await asyncio.to_thread(queued_runs, deps.factory, concurrency * 2):
-            if len(active) >= concurrency:
-                break
-            active.add(asyncio.create_task(run_sync(deps, run_id)))
-        if not active:
-            if once:
-                return ran
-            await asyncio.sleep(poll_s)
-            continue
-        done, active = await asyncio.wait(
-            active, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        ran += sum(1 for task in done if task.result().status != "not_claimed")
+    active: dict[asyncio.Task[RunResult], uuid.UUID] = {}
+    try:
+        while True:
+            await asyncio.to_thread(_recover, deps)
+            for run_id in await asyncio.to_thread(queued_runs, deps.factory, concurrency * 2):
+                if len(active) >= concurrency:
+                    break
+                active[asyncio.create_task(run_sync(deps, run_id))] = run_id
+            if not active:
+                if once:
+                    return ran
+                await asyncio.sleep(poll_s)
+                continue
+            done, _ = await asyncio.wait(
+                active, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                del active[task]
+                ran += task.result().status != "not_claimed"
+    finally:
+        for task in active:
+            task.cancel()
+        await asyncio.gather(*active, return_exceptions=True)
+        await asyncio.to_thread(release_runs, deps.factory, list(active.values()))
+
+
+async def until_stopped(coro: Coroutine[Any, Any, T]) -> T | None:
+    """Run ``coro`` until it ends, or until SIGTERM or SIGINT cancels it (its cleanup runs:
+    ``run_worker`` hands its runs back); None when stopped so."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+
+    def stop() -> None:
+        stopped.set()
+        task.cancel()
+
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows
+            loop.add_signal_handler(sig, stop)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not stopped.is_set():
+            raise
+        return None
+    finally:
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
 
 def _recover(deps: EngineDeps) -> None:
