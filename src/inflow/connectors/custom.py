@@ -66,6 +66,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from inflow import bounds
 from inflow.connectors import calling
 from inflow.connectors.spec import (
     ApiKey,
@@ -310,14 +311,23 @@ def _moment(raw: Any, path: str, zone: tzinfo) -> datetime:
     try:
         if isinstance(raw, int | float) or (isinstance(raw, str) and raw.isdigit()):
             seconds = float(raw)
-            return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+            at = datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+            return _within(at, raw, path)
         text = str(raw)
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), zone)
+            return _within(datetime.combine(date.fromisoformat(text), time(), zone), raw, path)
         moment = datetime.fromisoformat(text)
     except (ValueError, OverflowError, OSError):
         raise _Skip(f"the timestamp at {path} is {_short(raw)}: not ISO 8601 or epoch") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    return _within(moment if moment.tzinfo else moment.replace(tzinfo=zone), raw, path)
+
+
+def _within(moment: datetime, raw: Any, path: str) -> datetime:
+    # A moment where the date can be anything (``MAX_DATE`` + a zone + a month) stays
+    # inside the calendar: the API's bounds (inflow/bounds.py).
+    if not bounds.MIN_MOMENT <= moment <= bounds.END_MOMENT:
+        raise _Skip(f"the timestamp at {path} is {_short(raw)}: not {bounds.DATE_RANGE}")
+    return moment
 
 
 def read_item(item: Any, mapping: FieldMapping, zone: tzinfo) -> Reading:
