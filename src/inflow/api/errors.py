@@ -119,14 +119,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed(request: Request) -> str:
-    """The methods the OpenAPI document lists for the request's path (plus HEAD with GET)."""
+    """The methods the OpenAPI document lists for the request's path (FastAPI serves no HEAD)."""
     methods: set[str] = set()
     for template, item in request.app.openapi().get("paths", {}).items():
         if _template(template).fullmatch(request.url.path):
             methods |= {m.upper() for m in item}
-    if "GET" in methods:
-        methods.add("HEAD")
-    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+    order = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
     return ", ".join(sorted(methods, key=lambda m: (order.index(m) if m in order else 99, m)))
 
 
