@@ -4,6 +4,7 @@ written before the bounds existed) makes a read fail. The bounds: ``inflow/bound
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -155,12 +156,13 @@ def test_a_test_window_out_of_the_calendar_is_a_422(client, factory, body, field
     assert field in field_errors(changed), changed.text
 
 
-def test_a_signed_push_out_of_the_calendar_is_a_422_and_stores_nothing(client, factory):
-    _, headers = person(factory)
-    secret = "s" * 24
+SECRET = "s" * 24
+
+
+def push_source(client: Any, headers: dict[str, str]) -> str:
     config = {
         "platform": "custom",
-        "secret": secret,
+        "secret": SECRET,
         "mapping": {"metric": "calls", "timestamp": "$.recordedAt", "value": "$.n"},
     }
     made = client.post(
@@ -169,7 +171,24 @@ def test_a_signed_push_out_of_the_calendar_is_a_422_and_stores_nothing(client, f
         json={"name": "push", "type": "calling", "config": config},
     )
     assert made.status_code == 201, made.text
-    source_id = made.json()["id"]
+    source_id: str = made.json()["id"]
+    return source_id
+
+
+def push(client: Any, source_id: str, items: Any, stamp: str, event_id: str) -> Any:
+    body = json.dumps(items).encode()
+    signed = {
+        SIGNATURE: signature(SECRET, stamp, event_id, body),
+        TIMESTAMP: stamp,
+        EVENT_ID: event_id,
+        "content-type": "application/json",
+    }
+    return client.post(f"/api/webhooks/{source_id}", content=body, headers=signed)
+
+
+def test_a_signed_push_out_of_the_calendar_is_a_422_and_stores_nothing(client, factory):
+    _, headers = person(factory)
+    source_id = push_source(client, headers)
     now = datetime.now(UTC)
     items = [
         {"recordedAt": now.isoformat(), "n": 1},
@@ -177,22 +196,25 @@ def test_a_signed_push_out_of_the_calendar_is_a_422_and_stores_nothing(client, f
         {"recordedAt": f"{FIRST}T00:00:00Z", "n": 3},
         {"recordedAt": 253402300799000, "n": 4},  # epoch ms of 9999-12-31T23:59:59Z
     ]
-    body = __import__("json").dumps(items).encode()
-    stamp = str(int(now.timestamp()))
-    signed = {
-        SIGNATURE: signature(secret, stamp, "evt_far", body),
-        TIMESTAMP: stamp,
-        EVENT_ID: "evt_far",
-        "content-type": "application/json",
-    }
 
-    response = client.post(f"/api/webhooks/{source_id}", content=body, headers=signed)
+    response = push(client, source_id, items, str(int(now.timestamp())), "evt_far")
 
     errors = field_errors(response)
     assert sorted(errors) == ["body.1", "body.2", "body.3"], errors
     assert "between" in errors["body.1"]
     points = client.get("/api/data-points/raw", headers=headers, params={"sourceId": source_id})
     assert points.json()["count"] == 0
+
+
+def test_a_signed_push_stamped_past_the_calendar_is_refused(client, factory):
+    _, headers = person(factory)
+    source_id = push_source(client, headers)
+    items = [{"recordedAt": datetime.now(UTC).isoformat(), "n": 1}]
+
+    response = push(client, source_id, items, "999999999999", "evt_stamp")  # the year 33658
+
+    body = assert_problem(response, 401)
+    assert "unix seconds" in body["detail"]
 
 
 # ---------------------------------------------------------------- nothing stored breaks a read

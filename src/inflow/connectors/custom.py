@@ -579,6 +579,10 @@ def verify(request: WebhookRequest, config: CustomConfig) -> list[WebhookEvent]:
         raise WebhookSignatureError(f"missing header(s): {', '.join(missing)}")
     if not timestamp.isdigit() or len(timestamp) > 12:
         raise WebhookSignatureError(f"{TIMESTAMP} must be unix seconds")
+    try:  # 12 digits reach past the year 9999
+        at = datetime.fromtimestamp(int(timestamp), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise WebhookSignatureError(f"{TIMESTAMP} must be unix seconds") from None
     if len(event_id) > 200:
         raise WebhookSignatureError(f"{EVENT_ID} is longer than 200 characters")
     expected = signature(config.secret.get_secret_value(), timestamp, event_id, request.body)
@@ -603,7 +607,6 @@ def verify(request: WebhookRequest, config: CustomConfig) -> list[WebhookEvent]:
     if not all(_fits(p) for p in found):
         message = f"dimensions longer than {MAX_DIMENSIONS_KEY} characters"
         raise ValidationFailedError("invalid push", [FieldError("body", message)])
-    at = datetime.fromtimestamp(int(timestamp), UTC)
     return [WebhookEvent(id=event_id, at=at, records=tuple(found))]
 
 
