@@ -335,3 +335,40 @@ def test_the_bounds_fit_every_backend(client, factory):
         bounds.MAX_DATE.isoformat(),
     ]
     assert_problem(client.get("/api/data-points/raw", headers=headers, params={"limit": "0"}), 422)
+
+
+def test_values_at_the_edge_of_a_double_never_break_a_read(client, factory):
+    """Each value is finite (a 422 otherwise), but sums of them may overflow: such a period
+    reads as null, and a test's results still answer."""
+    _, headers = person(factory)
+    sources = [create_source(client, headers)["id"] for _ in range(2)]
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for n, value in ((3, 1.7e308), (2, -1.7e308), (1, 1.7e308), (0, 1.7e308)):
+        start = day - timedelta(days=n)
+        for source_id in sources:
+            response = post_point(
+                client,
+                headers,
+                source_id,
+                value=value,
+                periodStart=start.isoformat(),
+                periodEnd=(start + timedelta(days=1)).isoformat(),
+            )
+            assert response.status_code == 200, response.text
+    test = client.post(
+        "/api/tests",
+        headers=headers,
+        json={
+            "name": "t",
+            "metric": "visits",
+            "startDate": (day - timedelta(days=1)).date().isoformat(),
+        },
+    ).json()
+
+    series = client.get("/api/data-points", headers=headers, params={"metric": "visits"})
+    results = client.get(f"/api/tests/{test['id']}/results", headers=headers)
+
+    assert series.status_code == 200, series.text
+    assert [p["value"] for p in series.json()["points"]] == [None, None, None, None]
+    assert results.status_code == 200, results.text
+    assert results.json()["metrics"][0]["baselineDailyStdDev"] is None

@@ -16,6 +16,7 @@ Results, per metric of the test (each metric of its linked points, and its own `
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from collections import defaultdict
@@ -225,7 +226,9 @@ class _Context:
         during = self.query(metric, during_window)
         base = before.total(metric, per_day=True) if before else None
         now = during.total(metric, per_day=True)
-        daily = [v for v in before.daily_values(metric).values() if v is not None] if before else []
+        # a day whose sum overflowed a double (values near 1e308) has no spread to give
+        days = before.daily_values(metric).values() if before else []
+        daily = [v for v in days if v is not None and math.isfinite(v)]
         spread = statistics.stdev(daily) if len(daily) >= 2 else None
         moved = change(now.value if now else None, base.value if base else None)
         significant = None
