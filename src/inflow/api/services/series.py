@@ -21,13 +21,14 @@ Which points count, so nothing is counted twice:
   is used; without a filter the series is the metric's total over all dimension values.
 
 Periods are calendar days, ISO weeks (Monday to Sunday) or calendar months of each point's own
-time zone (``timezone``, the local date of its ``periodStart``). Input is bounded
-(``inflow/bounds.py``), but a point stored before the bounds existed may sit at the ends of
-the calendar: dates are moved with saturating arithmetic (a period that would end after
-9999-12-31 ends at its last instant), so such a point never makes a read fail. A period is complete only if
+time zone (``timezone``, the local date of its ``periodStart``). A period is complete only if
 all its points are and it is over. A custom metric aggregates each operand by its own rule
 per period first and then applies its formula (a ratio of sums, never a sum of ratios); a
 missing operand or a division by zero leaves that period's value null.
+
+Input is bounded (``inflow/bounds.py``), but a point stored before the bounds existed may sit
+at the ends of the calendar: dates move by saturating arithmetic (a period that would end
+after 9999-12-31 ends at its last instant), so such a point never makes a read fail.
 """
 
 from __future__ import annotations
