@@ -372,3 +372,45 @@ def test_values_at_the_edge_of_a_double_never_break_a_read(client, factory):
     assert [p["value"] for p in series.json()["points"]] == [None, None, None, None]
     assert results.status_code == 200, results.text
     assert results.json()["metrics"][0]["baselineDailyStdDev"] is None
+
+
+# ---------------------------------------------------------------- text PostgreSQL cannot hold
+
+
+def test_a_nul_character_is_a_422_naming_where_it_is(client, factory):
+    _, headers = person(factory)
+    source = create_source(client, headers)
+    space = client.post("/api/spaces", headers=headers, json={"name": "s"}).json()
+
+    renamed = client.patch(f"/api/spaces/{space['id']}", headers=headers, json={"name": "a\x00b"})
+    nested = client.patch(
+        f"/api/data-sources/{source['id']}",
+        headers=headers,
+        json={"config": {"workspace": "team\x00a"}},
+    )
+    point = post_point(client, headers, source["id"], dimensions={"page": "/\x00"})
+    query = client.get("/api/data-points", headers=headers, params={"metric": "vis\x00its"})
+    path = client.delete("/api/metrics/a%00b", headers=headers)
+
+    assert "name" in assert_problem(renamed, 422)["errors"][0]["message"]
+    assert "config.workspace" in assert_problem(nested, 422)["errors"][0]["message"]
+    assert "page" in assert_problem(point, 422)["errors"][0]["message"]
+    assert field_errors(query) == {"metric": "holds a NUL character (\\u0000)"}
+    assert field_errors(path) == {"key": "holds a NUL character (\\u0000)"}
+    assert client.get(f"/api/spaces/{space['id']}", headers=headers).json()["name"] == "s"
+
+
+def test_a_signed_push_with_a_nul_character_is_a_422(client, factory):
+    _, headers = person(factory)
+    source_id = push_source(client, headers)
+    now = datetime.now(UTC)
+    config = {"mapping": {"metric": "$.m", "timestamp": "$.recordedAt", "value": "$.n"}}
+    changed = client.patch(
+        f"/api/data-sources/{source_id}", headers=headers, json={"config": config}
+    )
+    assert changed.status_code == 200, changed.text
+    items = [{"recordedAt": now.isoformat(), "n": 1, "m": "calls\x00"}]
+
+    response = push(client, source_id, items, str(int(now.timestamp())), "evt_nul")
+
+    assert "NUL" in field_errors(response)["body.0"]

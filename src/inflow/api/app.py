@@ -36,6 +36,7 @@ from inflow.api.routes import (
     spaces,
     webhooks,
 )
+from inflow.api.services.validation import no_nul_in_parameters
 from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.settings import Settings, get_settings
@@ -121,7 +122,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        dependencies=[Depends(rate_limit)],
+        dependencies=[Depends(rate_limit), Depends(no_nul_in_parameters)],
     )
     app.state.settings = settings
     app.state.engine = engine

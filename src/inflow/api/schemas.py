@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from inflow import bounds
@@ -84,6 +93,35 @@ class Schema(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, from_attributes=True, extra="forbid"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL stores no NUL character in text or JSON: refused here, named, on every
+        # backend (only input is a mapping; a row read from the database is not checked).
+        if isinstance(data, Mapping) and (where := nul_at(data)) is not None:
+            raise ValueError(f"{where or 'a value'} holds a NUL character (\\u0000)")
+        return data
+
+
+def nul_at(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first text (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        if (found := nul_at(item, where)) is not None:
+            return found
+    return None
 
 
 class LoginRequest(Schema):

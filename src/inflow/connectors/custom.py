@@ -350,6 +350,8 @@ def read_item(item: Any, mapping: FieldMapping, zone: tzinfo) -> Reading:
         if isinstance(found, dict | list):
             raise _Skip(f"dimension {name!r} at {path} is {_short(found)}, not a value")
         dims.append((name, str(found).lower() if isinstance(found, bool) else str(found)))
+    if "\x00" in metric or any("\x00" in v for _, v in dims):  # PostgreSQL stores no NUL
+        raise _Skip("a metric name or dimension value holds a NUL character (\\u0000)")
     return Reading(metric, at, value, tuple(dims))
 
 
