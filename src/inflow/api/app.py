@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, select
@@ -35,6 +36,7 @@ from inflow.api.routes import (
     spaces,
     webhooks,
 )
+from inflow.api.services.validation import no_nul_in_parameters
 from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.settings import Settings, get_settings
@@ -121,7 +123,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
-        dependencies=[Depends(rate_limit)],
+        dependencies=[Depends(rate_limit), Depends(no_nul_in_parameters)],
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -140,6 +142,7 @@ def create_app(
         app.state.worker.start_scheduler()
 
     errors.install(app)
+    app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
 
@@ -161,6 +164,20 @@ def create_app(
         )
 
     return app
+
+
+def openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document plus every problem+json answer (``errors.document_problems``)."""
+    if app.openapi_schema is None:
+        app.openapi_schema = errors.document_problems(
+            get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+        )
+    return app.openapi_schema
 
 
 def app_factory() -> Any:

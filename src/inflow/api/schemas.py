@@ -4,19 +4,124 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
+from inflow import bounds
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# ---------------------------------------------------------------- bounded dates and integers
+# Every date, time and integer the API takes is one of these (the bounds: inflow/bounds.py).
+
+_DAY_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MOMENT_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}.*)?$")
+
+
+def _text(value: Any, pattern: re.Pattern[str], shape: str) -> Any:
+    """ISO 8601 text only: pydantic would read a number (``-1.17e-38``, ``"1700000000"``) as
+    seconds since 1970."""
+    if value is None or isinstance(value, date):  # a datetime is a date too
+        return value
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValueError(f"not {shape}")
+    return value
+
+
+def _day_text(value: Any) -> Any:
+    return _text(value, _DAY_TEXT, "an ISO 8601 date (YYYY-MM-DD)")
+
+
+def _moment_text(value: Any) -> Any:
+    return _text(value, _MOMENT_TEXT, "an ISO 8601 date-time (YYYY-MM-DDTHH:MM:SSZ)")
+
+
+def _day_or_moment_text(value: Any) -> Any:
+    # "2026-11-10" is a calendar date (a whole day), not midnight UTC of it.
+    if isinstance(value, str) and _DAY_TEXT.match(value):
+        return date.fromisoformat(value)
+    return _text(value, _MOMENT_TEXT, "an ISO 8601 date (YYYY-MM-DD) or date-time")
+
+
+def aware(value: datetime) -> datetime:
+    """A time without an offset means UTC, as every stored time."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _day_within(value: date) -> date:
+    if not bounds.MIN_DATE <= value <= bounds.MAX_DATE:
+        raise ValueError(f"the date must be {bounds.DATE_RANGE}")
+    return value
+
+
+def _moment_within(value: datetime) -> datetime:
+    value = aware(value)
+    if not bounds.MIN_MOMENT <= value <= bounds.END_MOMENT:
+        raise ValueError(f"the time must be {bounds.DATE_RANGE} (UTC)")
+    return value
+
+
+def _within(value: date | datetime | None) -> date | datetime | None:
+    if isinstance(value, datetime):
+        return _moment_within(value)
+    return _day_within(value) if value is not None else None
+
+
+Day = Annotated[date, BeforeValidator(_day_text), AfterValidator(_day_within)]
+"""A calendar date, ``YYYY-MM-DD``, within the bounds."""
+Moment = Annotated[datetime, BeforeValidator(_moment_text), AfterValidator(_moment_within)]
+"""An instant (no offset: UTC), within the bounds; aware after validation."""
+DayOrMoment = Annotated[
+    datetime | date | None, BeforeValidator(_day_or_moment_text), AfterValidator(_within)
+]
+"""A whole day (``YYYY-MM-DD``) or an instant (aware), within the bounds."""
 
 
 class Schema(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, from_attributes=True, extra="forbid"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # PostgreSQL stores no NUL character in text or JSON: refused here, named, on every
+        # backend (only input is a mapping; a row read from the database is not checked).
+        if isinstance(data, Mapping) and (where := nul_at(data)) is not None:
+            raise ValueError(f"{where or 'a value'} holds a NUL character (\\u0000)")
+        return data
+
+
+def nul_at(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first text (key or value) holding a NUL character, if any."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, Mapping):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        if (found := nul_at(item, where)) is not None:
+            return found
+    return None
 
 
 class LoginRequest(Schema):

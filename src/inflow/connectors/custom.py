@@ -66,6 +66,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from inflow import bounds
 from inflow.connectors import calling
 from inflow.connectors.spec import (
     ApiKey,
@@ -311,14 +312,23 @@ def _moment(raw: Any, path: str, zone: tzinfo) -> datetime:
     try:
         if isinstance(raw, int | float) or (isinstance(raw, str) and raw.isdigit()):
             seconds = float(raw)
-            return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+            at = datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+            return _within(at, raw, path)
         text = str(raw)
         if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(), zone)
+            return _within(datetime.combine(date.fromisoformat(text), time(), zone), raw, path)
         moment = datetime.fromisoformat(text)
     except (ValueError, OverflowError, OSError):
         raise _Skip(f"the timestamp at {path} is {_short(raw)}: not ISO 8601 or epoch") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    return _within(moment if moment.tzinfo else moment.replace(tzinfo=zone), raw, path)
+
+
+def _within(moment: datetime, raw: Any, path: str) -> datetime:
+    # A moment where the date can be anything (``MAX_DATE`` + a zone + a month) stays
+    # inside the calendar: the API's bounds (inflow/bounds.py).
+    if not bounds.MIN_MOMENT <= moment <= bounds.END_MOMENT:
+        raise _Skip(f"the timestamp at {path} is {_short(raw)}: not {bounds.DATE_RANGE}")
+    return moment
 
 
 def read_item(item: Any, mapping: FieldMapping, zone: tzinfo) -> Reading:
@@ -341,6 +351,8 @@ def read_item(item: Any, mapping: FieldMapping, zone: tzinfo) -> Reading:
         if isinstance(found, dict | list):
             raise _Skip(f"dimension {name!r} at {path} is {_short(found)}, not a value")
         dims.append((name, str(found).lower() if isinstance(found, bool) else str(found)))
+    if "\x00" in metric or any("\x00" in v for _, v in dims):  # PostgreSQL stores no NUL
+        raise _Skip("a metric name or dimension value holds a NUL character (\\u0000)")
     return Reading(metric, at, value, tuple(dims))
 
 
@@ -572,6 +584,10 @@ def verify(request: WebhookRequest, config: CustomConfig) -> list[WebhookEvent]:
         raise WebhookSignatureError(f"missing header(s): {', '.join(missing)}")
     if not timestamp.isdigit() or len(timestamp) > 12:
         raise WebhookSignatureError(f"{TIMESTAMP} must be unix seconds")
+    try:  # 12 digits reach past the year 9999
+        at = datetime.fromtimestamp(int(timestamp), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise WebhookSignatureError(f"{TIMESTAMP} must be unix seconds") from None
     if len(event_id) > 200:
         raise WebhookSignatureError(f"{EVENT_ID} is longer than 200 characters")
     expected = signature(config.secret.get_secret_value(), timestamp, event_id, request.body)
@@ -596,7 +612,6 @@ def verify(request: WebhookRequest, config: CustomConfig) -> list[WebhookEvent]:
     if not all(_fits(p) for p in found):
         message = f"dimensions longer than {MAX_DIMENSIONS_KEY} characters"
         raise ValidationFailedError("invalid push", [FieldError("body", message)])
-    at = datetime.fromtimestamp(int(timestamp), UTC)
     return [WebhookEvent(id=event_id, at=at, records=tuple(found))]
 
 

@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, Field
 
+from inflow import bounds
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
-from inflow.api.schemas import Schema
+from inflow.api.schemas import DayOrMoment, Moment, Schema, aware
 from inflow.api.services import data_points as svc
 from inflow.api.services import metrics
 from inflow.api.services.series import (
@@ -31,31 +32,10 @@ from inflow.storage.models import DataSource, User
 router = APIRouter(tags=["data-points"])
 
 
-def _whole_day(value: Any) -> Any:
-    # "2026-11-10" is a calendar date (a whole day), not midnight UTC of it.
-    if isinstance(value, str) and len(value) == 10:
-        return date.fromisoformat(value)
-    return value
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)  # no offset: UTC
-
-
-def _aware_bound(value: date | datetime | None) -> date | datetime | None:
-    return _aware(value) if isinstance(value, datetime) else value
-
-
 def _known_zone(value: str) -> str:
     if zone(value) is UTC:  # the fallback of a name this system does not know
         raise ValueError(f"unknown time zone {value!r} (an IANA name like 'Europe/Berlin')")
     return value
-
-
-DayOrMoment = Annotated[
-    datetime | date | None, BeforeValidator(_whole_day), AfterValidator(_aware_bound)
-]
-Moment = Annotated[datetime, AfterValidator(_aware)]
 
 
 class DataPointIn(Schema):
@@ -325,7 +305,7 @@ def _as_day(value: date | datetime) -> date:
 
 def _moment(value: date | datetime | None, *, end: bool) -> datetime | None:
     if value is None or isinstance(value, datetime):
-        return _aware(value) if value is not None else None
+        return aware(value) if value is not None else None
     return datetime.combine(value + timedelta(days=1) if end else value, time.min, UTC)
 
 
@@ -343,7 +323,7 @@ def raw_points(
     start: FromQuery = None,
     end: ToQuery = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=bounds.MAX_OFFSET)] = 0,
 ) -> PointsPublic:
     """Stored points as they are (oldest period first), with their ids; dates are UTC."""
     sources = _sources(session, user, source_id, audit)

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
-from inflow.api.schemas import Schema
+from inflow.api.schemas import Day, Schema
 from inflow.api.services import experiments as svc
 from inflow.storage.models import Experiment
 
@@ -24,8 +24,8 @@ class ExperimentCreate(Schema):
     name: str = Field(min_length=1, max_length=200)
     hypothesis: str | None = Field(default=None, max_length=5000)
     metric: str | None = Field(default=None, min_length=1, max_length=128)
-    start_date: date
-    end_date: date | None = None
+    start_date: Day
+    end_date: Day | None = None
     status: Status = "draft"
 
 
@@ -33,8 +33,8 @@ class ExperimentUpdate(Schema):
     name: str | None = Field(default=None, min_length=1, max_length=200)
     hypothesis: str | None = Field(default=None, max_length=5000)
     metric: str | None = Field(default=None, min_length=1, max_length=128)
-    start_date: date | None = None
-    end_date: date | None = None
+    start_date: Day | None = None
+    end_date: Day | None = None
     status: Status | None = None
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 from sqlalchemy import select
 
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
-from inflow.api.schemas import Schema
+from inflow.api.schemas import DayOrMoment, Schema
 from inflow.api.services import data_points
 from inflow.connectors import get_connector
 from inflow.connectors.records import DataPoint
@@ -42,22 +42,11 @@ class TestResult(Schema):
     checks: list[CheckPublic]
 
 
-def _whole_day(value: Any) -> Any:
-    # Parsed from a dict, "2026-11-10" would become midnight (a datetime), and an end date
-    # would then leave its own day out: a date-only string is a date.
-    if isinstance(value, str) and len(value) == 10:
-        return date.fromisoformat(value)
-    return value
-
-
-DayOrMoment = Annotated[datetime | date | None, BeforeValidator(_whole_day)]
-
-
 class FetchRequest(Schema):
     start_date: DayOrMoment = None
     end_date: DayOrMoment = None
     auto_create: bool = False
-    link_to_tests: list[uuid.UUID] = Field(default_factory=list)
+    link_to_tests: list[uuid.UUID] = Field(default_factory=list, max_length=100)
 
 
 class DataPointPublic(Schema):

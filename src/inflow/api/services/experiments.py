@@ -16,12 +16,13 @@ Results, per metric of the test (each metric of its linked points, and its own `
 
 from __future__ import annotations
 
+import math
 import statistics
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -30,7 +31,7 @@ from sqlalchemy.orm import Session
 from inflow.api.authz import allowed
 from inflow.api.services import metrics
 from inflow.api.services.formula import Formula
-from inflow.api.services.series import Period, Range, SeriesQuery, change
+from inflow.api.services.series import Period, Range, SeriesQuery, change, shift
 from inflow.errors import FieldError, ValidationFailedError
 from inflow.storage.models import (
     DataPoint,
@@ -134,13 +135,16 @@ class Window:
         return (self.last - self.first).days + 1
 
 
-def windows(test: Experiment, today: date) -> tuple[Window, Window] | None:
-    """(baseline, during); ``None`` before the test has started."""
+def windows(test: Experiment, today: date) -> tuple[Window | None, Window] | None:
+    """(baseline, during); ``None`` before the test has started. The baseline is cut at the
+    calendar's start (``None`` for a test stored as starting on its first day)."""
     end = min(test.end_date or today, today)
     if test.start_date > today or end < test.start_date:
         return None
     during = Window(test.start_date, end)
-    baseline = Window(test.start_date - timedelta(days=during.days), test.start_date - timedelta(1))
+    if test.start_date == date.min:
+        return None, during
+    baseline = Window(shift(test.start_date, -during.days), shift(test.start_date, -1))
     return baseline, during
 
 
@@ -203,7 +207,7 @@ class _Context:
             now=self.now,
         )
 
-    def result(self, metric: str, spans: tuple[Window, Window] | None) -> dict[str, Any]:
+    def result(self, metric: str, spans: tuple[Window | None, Window] | None) -> dict[str, Any]:
         custom = metric in self.formulas
         entry: dict[str, Any] = {
             "metric": metric,
@@ -218,9 +222,13 @@ class _Context:
         if spans is None:
             return entry
         baseline_window, during_window = spans
-        before, during = self.query(metric, baseline_window), self.query(metric, during_window)
-        base, now = before.total(metric, per_day=True), during.total(metric, per_day=True)
-        daily = [v for v in before.daily_values(metric).values() if v is not None]
+        before = self.query(metric, baseline_window) if baseline_window else None
+        during = self.query(metric, during_window)
+        base = before.total(metric, per_day=True) if before else None
+        now = during.total(metric, per_day=True)
+        # a day whose sum overflowed a double (values near 1e308) has no spread to give
+        days = before.daily_values(metric).values() if before else []
+        daily = [v for v in days if v is not None and math.isfinite(v)]
         spread = statistics.stdev(daily) if len(daily) >= 2 else None
         moved = change(now.value if now else None, base.value if base else None)
         significant = None
@@ -230,7 +238,7 @@ class _Context:
             entry["unit"] = during.unit(metric)
             entry["aggregation"] = during.rule(metric).aggregation
         entry |= {
-            "baseline": _window_public(baseline_window, base),
+            "baseline": _window_public(baseline_window, base) if baseline_window else None,
             "during": _window_public(during_window, now),
             "change": {"absolute": moved.absolute, "relative": moved.relative},
             "baselineDailyStdDev": spread,

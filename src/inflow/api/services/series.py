@@ -25,6 +25,10 @@ time zone (``timezone``, the local date of its ``periodStart``). A period is com
 all its points are and it is over. A custom metric aggregates each operand by its own rule
 per period first and then applies its formula (a ratio of sums, never a sum of ratios); a
 missing operand or a division by zero leaves that period's value null.
+
+Input is bounded (``inflow/bounds.py``), but a point stored before the bounds existed may sit
+at the ends of the calendar: dates move by saturating arithmetic (a period that would end
+after 9999-12-31 ends at its last instant), so such a point never makes a read fail.
 """
 
 from __future__ import annotations
@@ -67,15 +71,38 @@ def zone(name: str) -> tzinfo:
         return UTC
 
 
+def shift(day: date, days: int) -> date:
+    """``day`` + ``days``, held within Python's calendar (``date.min`` .. ``date.max``)."""
+    return date.fromordinal(min(max(day.toordinal() + days, 1), date.max.toordinal()))
+
+
+def shift_moment(moment: datetime, delta: timedelta) -> datetime:
+    """``moment`` + ``delta``, held within Python's calendar (UTC at its ends)."""
+    try:
+        return moment + delta
+    except OverflowError:
+        if delta > timedelta(0):
+            return datetime.max.replace(tzinfo=UTC)
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def local_day(moment: datetime, zone_name: str) -> date:
+    """The date of ``moment`` in a zone (the UTC date where the local one leaves the calendar)."""
+    try:
+        return moment.astimezone(zone(zone_name)).date()
+    except OverflowError:
+        return moment.date()
+
+
 def bucket_of(day: date, granularity: Granularity) -> Bucket:
     if granularity == "day":
-        return day, day + DAY
+        return day, shift(day, 1)
     if granularity == "week":
-        monday = day - timedelta(days=day.weekday())  # ISO weeks start on Monday
-        return monday, monday + timedelta(days=7)
+        monday = shift(day, -day.weekday())  # ISO weeks start on Monday
+        return monday, shift(monday, 7)
     first = day.replace(day=1)
-    following = (first + timedelta(days=32)).replace(day=1)
-    return first, following
+    following = shift(first, 32)
+    return first, following.replace(day=1) if following != date.max else following
 
 
 # ---------------------------------------------------------------- query parameters
@@ -104,7 +131,7 @@ class Range:
         """Instants that surely hold the range, whatever the points' time zones (a local date
         is at most 14 hours from UTC)."""
         lo, hi = self.start_instant(), self.end_instant()
-        return (lo - DAY if lo else None), (hi + DAY if hi else None)
+        return (shift_moment(lo, -DAY) if lo else None), (shift_moment(hi, DAY) if hi else None)
 
     def start_instant(self) -> datetime | None:
         """The start as an instant (a date: its midnight, UTC)."""
@@ -120,10 +147,10 @@ class Range:
             raise ValueError("both bounds are needed")
         if isinstance(self.start, datetime) and isinstance(self.end, datetime):
             length = self.end - self.start
-            return Range(self.start - length, self.start)
+            return Range(shift_moment(self.start, -length), self.start)
         start, end = _as_day(self.start), _as_day(self.end)
         days = (end - start).days + 1
-        return Range(start - timedelta(days=days), start - DAY)
+        return Range(shift(start, -days), shift(start, -1))
 
 
 def _as_day(value: date | datetime) -> date:
@@ -135,7 +162,15 @@ def _instant(value: date | datetime | None, *, end: bool) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.combine(value + DAY if end else value, time.min, UTC)
+    return _midnight(value, end=end)
+
+
+def _midnight(day: date, *, end: bool) -> datetime:
+    """The start of ``day`` (UTC), or with ``end`` the midnight after it (the calendar's last
+    instant where that is past the calendar)."""
+    if end and day == date.max:
+        return datetime.combine(day, time.max, UTC)
+    return datetime.combine(shift(day, 1) if end else day, time.min, UTC)
 
 
 def check_range(window: Range, *, end_field: str = "to") -> None:
@@ -399,7 +434,7 @@ class SeriesQuery:
             for r in self.session.execute(stmt):
                 if scope is not None and (r.source_id, r.dimensions_key) not in scope:
                     continue
-                day = r.period_start.astimezone(zone(r.timezone)).date()
+                day = local_day(r.period_start, r.timezone)
                 if not self.window.contains(r.period_start, day):
                     continue
                 rows.append(
@@ -501,12 +536,13 @@ class SeriesQuery:
 
     def _period(self, key: Bucket, cell: Cell) -> Period:
         if key == WHOLE:
-            start = self.window.start_instant() or datetime.combine(min(cell.days), time.min, UTC)
-            end = self.window.end_instant() or datetime.combine(max(cell.days) + DAY, time.min, UTC)
+            start = self.window.start_instant() or _midnight(min(cell.days), end=False)
+            end = self.window.end_instant() or _midnight(max(cell.days), end=True)
         else:
             tz = zone(next(iter(cell.zones))) if len(cell.zones) == 1 else UTC
             start = datetime.combine(key[0], time.min, tz)
-            end = datetime.combine(key[1], time.min, tz)
+            # a period cut at the calendar's end ends at its last instant
+            end = datetime.combine(key[1], time.max if key[1] == date.max else time.min, tz)
         return Period(start, end, cell.value, cell.complete and end <= self.now, len(cell.days))
 
     def series(self, metric: str, granularity: Granularity) -> list[Period]:

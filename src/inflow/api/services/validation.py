@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from fastapi import Request
 from pydantic import ValidationError
 
-from inflow.errors import FieldError
+from inflow.errors import FieldError, ValidationFailedError
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
@@ -17,3 +18,16 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
             message = "unknown field"
         errors.append(FieldError(field=field, message=message))
     return errors
+
+
+def no_nul_in_parameters(request: Request) -> None:
+    """A 422 naming each query or path parameter that holds a NUL character (PostgreSQL
+    compares and stores no such text); bodies are checked by ``schemas.Schema``."""
+    params = [*request.query_params.multi_items(), *request.path_params.items()]
+    bad = [
+        FieldError(name, "holds a NUL character (\\u0000)")
+        for name, v in params
+        if "\x00" in str(v)
+    ]
+    if bad:
+        raise ValidationFailedError("the request has invalid fields", bad)
