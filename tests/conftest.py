@@ -74,16 +74,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 # ---------------------------------------------------------------- the clock
 
 
+def clock_env(at: datetime = TEST_CLOCK) -> dict[str, str]:
+    """The environment of a Python process whose clock reads ``at`` now and ticks on
+    (tests/clock/sitecustomize.py): a session's sandbox process starts on the test clock too."""
+    hatch = time_machine.escape_hatch
+    wall = hatch.time.time() if hatch.is_travelling() else time.time()
+    path = os.environ.get("PYTHONPATH", "")
+    if str(CLOCK_FOLDER) not in path.split(os.pathsep):
+        path = f"{CLOCK_FOLDER}{os.pathsep}{path}" if path else str(CLOCK_FOLDER)
+    return {"PYTEST_INFLOW_CLOCK": f"{at.timestamp()},{wall}", "PYTHONPATH": path}
+
+
 @pytest.fixture(autouse=True)
 def test_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[time_machine.Traveller]:
     """Every test starts at ``TEST_CLOCK`` and time ticks on; its child processes share it."""
-    wall = time.time()
+    for name, value in clock_env().items():
+        monkeypatch.setenv(name, value)
     with time_machine.travel(TEST_CLOCK, tick=True) as traveller:
-        monkeypatch.setenv("PYTEST_INFLOW_CLOCK", f"{TEST_CLOCK.timestamp()},{wall}")
-        path = os.environ.get("PYTHONPATH")
-        monkeypatch.setenv(
-            "PYTHONPATH", f"{CLOCK_FOLDER}{os.pathsep}{path}" if path else str(CLOCK_FOLDER)
-        )
         yield traveller
 
 

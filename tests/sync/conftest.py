@@ -26,7 +26,7 @@ from inflow.settings import Settings
 from inflow.storage.crypto import KeyRing, Vault
 from inflow.storage.db import create_db_engine, make_session_factory, upgrade
 from inflow.sync.engine import EngineDeps
-from tests.conftest import TestClient, _truncate, fresh_pg_database
+from tests.conftest import TestClient, _truncate, clock_env, fresh_pg_database
 from tests.sync.connectors import WINDOWED
 from tests.sync.helpers import ROOT, SANDBOX_HOST, SandboxControl, child_env
 
@@ -154,7 +154,7 @@ def _serve_sandbox(args: list[str], log: Path) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, *[a.format(port=port) for a in args]],
             cwd=ROOT,
-            env=child_env(),
+            env={**child_env(), **clock_env()},  # the test clock, from the session's start
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
