@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -479,3 +480,29 @@ def test_refusals_carry_error_and_troubleshoot(ac):
     assert "retry-after" not in throttled.headers
     assert unknown.status_code == 404
     assert set(unknown.json()) == {"error", "troubleshoot"}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        pytest.param({"timestamp": 1e20}, "shape", id="a_timestamp_past_any_calendar"),
+        pytest.param({"data": {"id": 1, "started_at": 32_503_680_000}}, "dates", id="year_3000"),
+        pytest.param({"data": {"id": 1, "started_at": -1e300}}, "shape", id="before_any_calendar"),
+    ],
+)
+def test_a_signed_event_of_an_unexpected_shape_is_a_400_and_stores_nothing(
+    client, app, factory, ac, change, problem
+):
+    _, headers = person(factory)
+    source = new_source(client, headers, ac.config())
+    sent = ac.webhook(url=source["webhookUrl"], callId=_missed_call_of(ac, today())["id"])
+    body = {**orjson.loads(sent["body"]), **change}
+
+    response = _deliver(client, source["id"], sent, orjson.dumps(body))
+    app.state.worker.drain()
+
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    words = {"shape": "not of the expected shape", "dates": "dates must lie"}[problem]
+    assert words in response.json()["detail"]
+    assert points_of(factory, source["id"]) == set()

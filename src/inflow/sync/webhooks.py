@@ -20,10 +20,13 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.bounds import DATE_RANGE, END_MOMENT, MIN_MOMENT
 from inflow.connectors import get_connector
+from inflow.connectors.answers import SHAPE_ERRORS
 from inflow.connectors.records import DataPoint
+from inflow.connectors.spec import WebhookEvent as Event
 from inflow.connectors.spec import WebhookReply, WebhookRequest, Window
-from inflow.errors import NotFoundError, WebhookSignatureError
+from inflow.errors import BadRequestError, NotFoundError, WebhookSignatureError
 from inflow.logging import get_logger
 from inflow.storage import repo
 from inflow.storage.crypto import Vault
@@ -63,12 +66,19 @@ def receive(
     webhook = connector.webhook
     if webhook is None:
         raise NotFoundError(f"{connector.title} sources take no webhooks")
-    verified = webhook.verify(request, decrypted_config(source, connector, vault))
+    try:
+        verified = webhook.verify(request, decrypted_config(source, connector, vault))
+    except SHAPE_ERRORS as exc:  # signed or not, a payload the connector cannot read
+        raise BadRequestError(
+            f"the {connector.title} webhook payload is not of the expected shape "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
     if isinstance(verified, WebhookReply):
         return Received(reply=verified)
     out = Received()
     points: list[DataPoint] = []
     for event in verified:
+        _within_bounds(event, connector.title)
         if event.at is not None and abs(now - event.at) > webhook.max_age:
             raise WebhookSignatureError(
                 f"event {event.id!r} was sent at {event.at.isoformat()}: older than "
@@ -95,6 +105,19 @@ def receive(
         )
     )
     return out
+
+
+def _within_bounds(event: Event, provider: str) -> None:
+    """An event's time and the period it asks to read again lie within Inflow's calendar."""
+    moments = [event.at] if event.at is not None else []
+    if event.resync is not None:
+        moments += [event.resync.start, event.resync.end]
+    for moment in moments:
+        if not MIN_MOMENT <= moment <= END_MOMENT:
+            raise BadRequestError(
+                f"the {provider} webhook event {event.id!r} names {moment.isoformat()}: "
+                f"dates must lie {DATE_RANGE}"
+            )
 
 
 async def resync(deps: EngineDeps, source_id: uuid.UUID, window: Window) -> int:
