@@ -94,6 +94,26 @@ def test_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[time_machine.Travell
         yield traveller
 
 
+# ---------------------------------------------------------------- Redis
+
+
+@contextmanager
+def empty_redis() -> Iterator[str]:
+    """The Redis test database's URL, emptied before and after (skip/fail without Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        client.close()
+        unavailable(f"Redis is not reachable at {REDIS_URL}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
 # ---------------------------------------------------------------- databases
 
 

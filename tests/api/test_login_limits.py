@@ -21,12 +21,11 @@ import limits.storage.memory
 import limits.storage.redis
 import limits.strategies
 import pytest
-import redis
 import uvicorn
 
 import inflow.api.ratelimit
 from inflow.api.ratelimit import Limiter, LoginGuard, LoginPolicy
-from tests.conftest import REDIS_URL, TestClient, unavailable
+from tests.conftest import TestClient, empty_redis
 from tests.factories import PASSWORD, make_user
 from tests.servers import free_port
 
@@ -67,16 +66,8 @@ def store(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "memory":
         yield None
         return
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        unavailable(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    with empty_redis() as url:
+        yield url
 
 
 Caller = Callable[[str], TestClient]

@@ -7,11 +7,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from inflow.api.services import accounts
 from inflow.storage.db import session_scope
-from tests.conftest import REDIS_URL, TestClient, unavailable
+from tests.conftest import TestClient, empty_redis
 from tests.factories import PASSWORD, login, make_user
 
 LIMIT = "3/minute"
@@ -173,16 +172,8 @@ def test_login_success_makes_the_address_known_and_starts_it_afresh(make_client,
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """Redis db 15, emptied before and after the test."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        client.close()
-        unavailable(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    with empty_redis() as url:
+        yield url
 
 
 @pytest.mark.redis

@@ -8,12 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import redis
 from limits import parse
 
 from inflow.errors import RateLimitedError, ServiceUnavailableError
 from inflow.http.ratelimit import OutboundLimiter
-from tests.conftest import REDIS_URL, unavailable
+from tests.conftest import empty_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -93,16 +92,8 @@ async def test_outbound_limiter_reset_clears_the_budgets() -> None:
 @pytest.fixture
 def redis_db() -> Iterator[str]:
     """The Redis test database (15), flushed before and after."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        client.close()
-        unavailable(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()
-    yield REDIS_URL
-    client.flushdb()
-    client.close()
+    with empty_redis() as url:
+        yield url
 
 
 @pytest.fixture
