@@ -24,20 +24,20 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 
 from inflow.sandbox.twilio import ACCOUNT_SID, AUTH_TOKEN
 from inflow.storage.db import make_session_factory
 from inflow.storage.models import DataPoint, DataSource, StreamState
 from inflow.sync.engine import enqueue_run
-from tests.providers import calling
 from tests.providers.calling import Table, assert_same, stored
+from tests.providers.test_twilio import expected
 from tests.sync.conftest import (  # noqa: F401 (fixtures, found by name)
     fresh_engine,
     pg_ref_url,
     pinned_sandbox_url,
 )
-from tests.sync.helpers import get_run, make_source, start_runner
+from tests.sync.helpers import committed_days, get_run, make_source, start_runner
 
 CALLS = f"/twilio/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
 ENDPOINT = "GET /2010-04-01/Accounts/{account_sid}/Calls.json"
@@ -68,35 +68,8 @@ def raw_log(http: httpx.Client) -> list[dict[str, Any]]:
     return rows
 
 
-def expected(rows: list[dict[str, Any]], first: date, last: date) -> Table:
-    """The daily table by Twilio's definitions: parent calls that ended; answered = completed;
-    missed = an inbound call not completed."""
-    calls = (
-        (
-            parsedate_to_datetime(row["start_time"]),
-            row["direction"] == "inbound",
-            row["status"] == "completed",
-            row["direction"] == "inbound" and row["status"] != "completed",
-            float(row["duration"]) if row["status"] == "completed" else 0.0,
-        )
-        for row in rows
-        if row["parent_call_sid"] is None and row["status"] in ENDED
-    )
-    return calling.daily(calls, first, last)
-
-
 def calls_requests(http: httpx.Client) -> int:
     return int(http.get("/_sandbox/twilio/stats").json()["byEndpoint"].get(ENDPOINT, 0))
-
-
-def committed_days(factory, source_id: uuid.UUID) -> int:
-    with factory() as session:
-        days = session.scalar(
-            select(func.count(distinct(DataPoint.period_start))).where(
-                DataPoint.source_id == source_id
-            )
-        )
-    return int(days or 0)
 
 
 def stored_points(factory, source_id: uuid.UUID) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.api.services import sources as source_service
@@ -184,6 +184,17 @@ def points_of(factory: sessionmaker[Session], source_id: uuid.UUID | str) -> set
     out = {(m, start.isoformat(), key, value) for m, start, key, value in rows}
     assert len(out) == len(rows), "a data point is stored twice"
     return out
+
+
+def committed_days(factory: sessionmaker[Session], source_id: uuid.UUID | str) -> int:
+    """How many periods a source has points for (the days a sync has committed)."""
+    with factory() as session:
+        days = session.scalar(
+            select(func.count(distinct(DataPoint.period_start))).where(
+                DataPoint.source_id == uuid.UUID(str(source_id))
+            )
+        )
+    return int(days or 0)
 
 
 def assets_of(factory: sessionmaker[Session], source_id: uuid.UUID | str) -> set[AssetRow]:

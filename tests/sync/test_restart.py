@@ -27,12 +27,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import distinct, func, select
 
-from inflow.storage.models import DataPoint, DataSource, StreamState
+from inflow.storage.models import DataSource, StreamState
 from inflow.sync.engine import enqueue_run
 from tests.servers import INFLOW, InflowServer, inflow_env
-from tests.sync.helpers import get_run, person, points_of
+from tests.sync.helpers import committed_days, get_run, person, points_of
 
 VOLUME = {"calls": 30_000, "days": 60, "serverMs": 120}  # a sync of a few seconds
 
@@ -88,16 +87,6 @@ def sync(http: httpx.Client, source_id: uuid.UUID) -> uuid.UUID:
     response = http.post(f"/api/data-sources/{source_id}/sync")
     assert response.status_code == 202, response.text
     return uuid.UUID(response.json()["runId"])
-
-
-def committed_days(factory, source_id: uuid.UUID) -> int:
-    with factory() as session:
-        days = session.scalar(
-            select(func.count(distinct(DataPoint.period_start))).where(
-                DataPoint.source_id == source_id
-            )
-        )
-    return int(days or 0)
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 120) -> None:
