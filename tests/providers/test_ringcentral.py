@@ -88,6 +88,7 @@ def sandbox(clock: Clock) -> FastAPI:
 
 
 WINDOW_S = 1  # the emulator's rate window in the tests that compress it (`rateWindowS`)
+HEAVY = (10, 60)  # RingCentral's Heavy group: 10 requests a user a 60 s window (dossier §5)
 
 
 def compress(limit: RateLimit, factor: float) -> RateLimit:
@@ -111,6 +112,15 @@ def compressed(monkeypatch: pytest.MonkeyPatch, rc: RingCentral) -> None:
     rc.configure(volume={"rateWindowS": WINDOW_S})
     fast = replace(CONNECTOR, rate_limit=compress(CONNECTOR.rate_limit, real / WINDOW_S))
     monkeypatch.setitem(registry(), SLUG, fast)
+
+
+def test_the_declared_budget_stays_inside_the_heavy_group():
+    # The emulator's counts are held to the declared budget (`compressed`); the budget itself
+    # must not exceed what RingCentral documents, or the real Heavy group would answer 429s.
+    amount, window_s = HEAVY
+    windows = [parse_limit(w) for w in CONNECTOR.rate_limit.windows]
+    assert windows, "the connector declares no budget for the call log"
+    assert min(w.amount * window_s / w.get_expiry() for w in windows) <= amount, windows
 
 
 class RingCentral(Emulator):
