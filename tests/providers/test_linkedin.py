@@ -1,10 +1,11 @@
 """LinkedIn through the real API, database and OAuth dance against the in-process emulator:
 consent, the connection test (role and scope fixes, refused tokens), a date-range fetch equal to
 what the test computes itself from the raw statistics LinkedIn's API gives (engagement rate,
-CTR and page views by the dossier's definitions), syncs that re-read a week and create nothing new, an access token
-expiring mid-sync (refreshed; LinkedIn's refresh token kept, its TTL not reset), revoked or
-expired refresh tokens asking to reconnect, a sunset or missing LinkedIn-Version, the daily
-quota, a pasted access token; and the emulator's Rest.li encodings and window rules."""
+CTR and page views by the dossier's definitions), syncs that re-read a week and create nothing
+new, an access token expiring mid-sync (refreshed; LinkedIn's refresh token kept, its TTL not
+reset), revoked or expired refresh tokens asking to reconnect, a sunset or missing
+LinkedIn-Version, the daily quota, a pasted access token; and the emulator's Rest.li encodings
+and window rules."""
 
 from __future__ import annotations
 
