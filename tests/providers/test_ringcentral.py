@@ -237,6 +237,16 @@ def utc_today(clock: Clock) -> date:
     return datetime.fromtimestamp(clock.at, UTC).date()
 
 
+def days_of(table: Table) -> list[date]:
+    """The days a table holds, in order."""
+    return sorted({date.fromisoformat(day) for _, day, _ in table})
+
+
+def run_day(run: dict[str, Any], at: str) -> date:
+    """The UTC day a run started or finished (a sync crossing a midnight reads the new day)."""
+    return datetime.fromisoformat(run[at]).astimezone(UTC).date()
+
+
 # ---------------------------------------------------------------- the connection test
 
 
@@ -348,7 +358,13 @@ def test_100k_calls_over_90_days_then_late_changes_then_nothing(
     first = sync_and_wait(client, headers, source["id"])
 
     assert first["status"] == "succeeded", first
-    assert first["counts"]["created"] == 91 * 3 * 6
+    got = stored(factory, source["id"])
+    days = days_of(got)
+    # 91 days; a sync that crossed a midnight also stores the new day (no calls yet: the
+    # emulator's clock stands still)
+    assert days[0] == first_day
+    assert days[-1] in (today, run_day(first, "finishedAt")), days[-1]
+    assert first["counts"]["created"] == len(days) * 3 * 6
     usage = rc.usage()
     assert usage["Heavy"]["throttled"] == 0
     assert usage["Heavy"]["maxInWindow"] <= 10
@@ -359,22 +375,26 @@ def test_100k_calls_over_90_days_then_late_changes_then_nothing(
     assert max(datetime.fromisoformat(r["startTime"]) for r in rows).timestamp() < clock.at
     # a week's calls in pages of 1,000 (the most RingCentral gives), one read per week
     assert len(rows) // 1000 <= usage["Heavy"]["accepted"] <= len(rows) // 1000 + 2 * 14 + 3
-    assert_same(stored(factory, source["id"]), expected(rows, first_day, today))
+    assert_same(got, expected(rows, first_day, days[-1]))
 
     # Late changes: a share of today's and yesterday's calls change result or duration, a few
     # are deleted.
     rc.configure(volume={"revision": 2})
     second = sync_and_wait(client, headers, source["id"])
+    before_third = stored(factory, source["id"])
     third = sync_and_wait(client, headers, source["id"])
 
     assert second["status"] == "succeeded", second
-    assert second["counts"]["created"] == 0, second
+    # nothing new, but a day that began during a sync
+    assert second["counts"]["created"] == 18 * (len(days_of(before_third)) - len(days)), second
     assert second["counts"]["updated"] > 0, second
     changed = rc.log(first_day)
     assert len(changed) < len(rows)  # deleted records are gone from the log
-    assert_same(stored(factory, source["id"]), expected(changed, first_day, today))
+    got = stored(factory, source["id"])
+    assert_same(got, expected(changed, first_day, days_of(got)[-1]))
     assert third["status"] == "succeeded", third
-    assert (third["counts"]["created"], third["counts"]["updated"]) == (0, 0), third
+    new_days = len(days_of(got)) - len(days_of(before_third))
+    assert (third["counts"]["created"], third["counts"]["updated"]) == (18 * new_days, 0), third
 
     stats = rc.stats()
     assert stats["throttled"] == 0, stats
