@@ -266,16 +266,17 @@ def test_retitled_dashboards_are_counted_updated(client, factory, grafana, heade
 def test_dashboards_deleted_upstream_are_marked_deleted(client, factory, grafana, headers):
     source_id = add_source(client, headers, TOKEN_CONFIG)
     sync_and_wait(client, headers, source_id)
+    before = {h["uid"] for h in grafana.expected()["dashboards"]}
 
     grafana.configure(volume={"deletions": 6})
     run = sync_and_wait(client, headers, source_id)
 
     assert run["status"] == "succeeded", run
     assert run["counts"] == {"created": 0, "updated": 0, "unchanged": 114, "deleted": 6}
-    expected = grafana.expected()
+    live = grafana.expected()["dashboards"]
     rows = stored(factory, source_id)
-    assert {row[0] for row in rows if row[4]} == set(expected["deleted"])
-    assert {row for row in rows if not row[4]} == dashboards(expected["dashboards"])
+    assert {row[0] for row in rows if row[4]} == before - {h["uid"] for h in live}
+    assert {row for row in rows if not row[4]} == dashboards(live)
 
     grafana.configure(volume={"deletions": 0})  # restored (Grafana's "Recently deleted")
     back = sync_and_wait(client, headers, source_id)

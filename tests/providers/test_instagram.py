@@ -1,23 +1,29 @@
 """Instagram through the API against its Graph emulator, on both databases: the connection test
 (working, refused or expired token, missing insights permission, retired metrics named), the
-fetch preview (values equal the emulator's, Graph's UTC-7 days, no zeros where Graph has no
-entry), syncs (account insights, profile snapshot and per-post insights stored, a re-sync creates
-nothing), throttling with Graph's codes and usage headers waited out, a version that no longer
+fetch preview (values equal what the test reads itself from Graph's insights, Graph's UTC-7
+days, no zeros where Graph has no entry), syncs (account insights, profile snapshot and per-post
+insights stored as the API shows them at the sync's start or end, a re-sync creates nothing), throttling with Graph's codes and usage headers waited out, a version that no longer
 serves a metric reported and skipped."""
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import pytest
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inflow.connectors.instagram import POST_METRICS, SERIES
 from inflow.connectors.records import dimensions_key
-from inflow.sandbox.instagram import EXPIRED_TOKEN
+from inflow.sandbox import create_app as create_sandbox
+from inflow.sandbox.instagram import ACCOUNT_ID, EXPIRED_TOKEN, TOKEN
 from inflow.storage.models import DataPoint
+from tests.providers.moments import assert_between
 from tests.sync.helpers import (
     SandboxControl,
     create_source,
@@ -29,7 +35,25 @@ from tests.sync.helpers import (
 )
 
 # The sync tests' fixtures: the API on a real database, calling the in-process sandbox.
-HUB_KEYS = {**SERIES}  # Graph's metric name -> the stored key (the others keep their name)
+# The dossier's account metrics (§3.2, §6, §8), written out here: time series (the value at
+# `end_time` is the day before's; `follower_count` is stored as new_followers) and day totals
+# (`total_value` with since = until = the day).
+SERIES_KEYS = {"reach": "reach", "follower_count": "new_followers", "impressions": "impressions"}
+TOTAL_METRICS = [
+    "views",
+    "accounts_engaged",
+    "total_interactions",
+    "likes",
+    "comments",
+    "shares",
+    "saves",
+    "replies",
+    "profile_links_taps",
+    "profile_views",
+    "website_clicks",
+]
+# What every media product type serves (dossier §3.4), stored as post_<metric> per post.
+POST_KEYS = ("reach", "views", "likes", "comments", "shares", "saved", "total_interactions")
 SMALL = {"media": 6, "mediaEveryHours": 48, "preConversion": 1}  # six posts, all of this month
 CHECKS = ["access token", "business account", "insights permission", "metrics"]
 Row = tuple[str, date, str, float, bool]
@@ -41,13 +65,6 @@ Row = tuple[str, date, str, float, bool]
 def configure(sb: SandboxControl, **volume: int) -> None:
     response = sb.http.post("/_sandbox/instagram/config", json={"volume": volume})
     assert response.status_code == 200, response.text
-
-
-def expected(sb: SandboxControl, **params: str) -> dict[str, Any]:
-    response = sb.http.get("/_sandbox/instagram/expected", params=params)
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def requests_so_far(sb: SandboxControl) -> int:
@@ -73,6 +90,10 @@ def graph_today() -> date:
     return (datetime.now(UTC) - timedelta(hours=7)).date()
 
 
+def graph_day(moment: float) -> date:
+    return (datetime.fromtimestamp(moment, UTC) - timedelta(hours=7)).date()
+
+
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, 7, tzinfo=UTC)
 
@@ -94,44 +115,162 @@ def stored(factory: sessionmaker[Session], source_id: str) -> list[Row]:
     return [(m, start.date(), key, value, complete) for m, start, key, value, complete in rows]
 
 
-def account_values(days: dict[str, dict[str, int]]) -> dict[tuple[str, date], float]:
-    return {
-        (HUB_KEYS.get(metric, metric), date.fromisoformat(day)): float(value)
-        for day, values in days.items()
-        for metric, value in values.items()
-    }
+class Clock:
+    """The sandbox's clock: the test's, or held at one moment while the test reads what Graph
+    showed then (`at`)."""
+
+    def __init__(self) -> None:
+        self.held: float | None = None
+
+    def __call__(self) -> float:
+        return time.time() if self.held is None else self.held
+
+    @contextmanager
+    def at(self, moment: float) -> Iterator[None]:
+        self.held = moment
+        try:
+            yield
+        finally:
+            self.held = None
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sandbox(clock: Clock) -> FastAPI:
+    return create_sandbox(clock=clock)
+
+
+def graph(sb: SandboxControl, path: str, version: str, **params: Any) -> dict[str, Any] | None:
+    """A Graph call as a client makes it; None when Graph refuses the metric (#100)."""
+    response = sb.http.get(
+        f"/instagram/{version}/{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    if response.status_code == 400 and response.json()["error"]["code"] == 100:
+        return None
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def account(
+    sb: SandboxControl, first: date, last: date, version: str = "v25.0"
+) -> dict[tuple[str, date], float]:
+    """Account insights of the Graph days ``first``..``last`` as Graph serves them: each time
+    series read in windows under 30 days (a value belongs to the day ending at its
+    `end_time`), each total one day at a time; a metric the version refuses is absent, as is
+    a day Graph gives no entry for."""
+    out: dict[tuple[str, date], float] = {}
+    insights = f"{ACCOUNT_ID}/insights"
+    for metric, key in SERIES_KEYS.items():
+        start = first
+        while start <= last:
+            end = min(last, start + timedelta(days=14))
+            window = {"since": str(start), "until": str(end)}
+            params = {"metric": metric, "period": "day", "metric_type": "time_series"}
+            body = graph(sb, insights, version, **params, **window)
+            for row in body["data"] if body else ():
+                for entry in row["values"]:
+                    ended = datetime.strptime(entry["end_time"], "%Y-%m-%dT%H:%M:%S%z")
+                    assert (ended.hour, ended.minute) == (7, 0), entry
+                    out[(key, (ended - timedelta(days=1)).date())] = float(entry["value"])
+            start = end + timedelta(days=1)
+    day = first
+    while day <= last:
+        for metric in TOTAL_METRICS:
+            params = {"metric": metric, "period": "day", "metric_type": "total_value"}
+            body = graph(sb, insights, version, **params, since=str(day), until=str(day))
+            for row in body["data"] if body else ():
+                out[(row["name"], day)] = float(row["total_value"]["value"])
+        day += timedelta(days=1)
+    return out
+
+
+def profile(sb: SandboxControl) -> dict[str, float]:
+    """The profile's counts now, stored as followers, follows and media_count."""
+    fields = {"followers_count": "followers", "follows_count": "follows", "media_count": "media_count"}  # fmt: skip
+    body = graph(sb, ACCOUNT_ID, "v25.0", fields=",".join(fields))
+    assert body is not None
+    return {key: float(body[field]) for field, key in fields.items()}
+
+
+def posts(sb: SandboxControl) -> dict[tuple[str, str], float]:
+    """Each post of the last 30 days (paged as Graph pages them) with its lifetime insights;
+    a post from before the business conversion has none (error subcode 2108006)."""
+    out: dict[tuple[str, str], float] = {}
+    params: dict[str, Any] = {"fields": "id,media_product_type", "since": "-30 days"}
+    body = graph(sb, f"{ACCOUNT_ID}/media", "v25.0", **params)
+    listed: list[dict[str, Any]] = []
+    while body is not None:
+        listed += body["data"]
+        after = body.get("paging", {}).get("cursors", {}).get("after")
+        more = "next" in body.get("paging", {})
+        body = graph(sb, f"{ACCOUNT_ID}/media", "v25.0", **params, after=after) if more else None
+    for post in listed:
+        response = sb.http.get(
+            f"/instagram/v25.0/{post['id']}/insights",
+            params={"metric": ",".join(POST_KEYS)},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        if response.status_code == 400:
+            assert response.json()["error"]["error_subcode"] == 2108006, response.text
+            continue
+        assert response.status_code == 200, response.text
+        dims = dimensions_key({"media": post["id"], "media_product_type": post["media_product_type"]})  # fmt: skip
+        for row in response.json()["data"]:
+            values = row.get("values")
+            value = values[0]["value"] if values else row["total_value"]["value"]
+            out[(f"post_{row['name']}", dims)] = float(value)
+    return out
 
 
 def assert_synced(
-    sb: SandboxControl, factory: sessionmaker[Session], source_id: str, version: str = "v25.0"
+    sb: SandboxControl,
+    clock: Clock,
+    factory: sessionmaker[Session],
+    source_id: str,
+    began: float,
+    version: str = "v25.0",
 ) -> None:
-    """The first sync's whole days equal the emulator's values, today is partial, and the
-    profile and each post's lifetime insights are today's snapshot."""
-    today, utc_today = graph_today(), datetime.now(UTC).date()
-    first = utc_today - timedelta(days=30)
-    truth = expected(sb, start_date=str(first), end_date=str(today), version=version)
-    values = account_values(truth["days"])
+    """What a sync stored is what Graph showed when it began or when it ended (read again
+    here at both moments): the whole days of the last 30 (29 for follower_count, Graph's
+    last 30 days excluding today) equal, today's values partial (at most the day's value at
+    the end), the profile and each post's lifetime insights today's snapshot."""
+    ended = time.time()
     rows = stored(factory, source_id)
     whole = {(m, d): v for m, d, key, v, done in rows if key == "" and done}
-    reach_from = {"new_followers": utc_today - timedelta(days=29)}  # Graph's last 30 days
-    assert whole == {(m, d): v for (m, d), v in values.items() if reach_from.get(m, first) <= d < today}  # fmt: skip
-    snapshot = {"followers": "followers_count", "follows": "follows_count", "media_count": "media_count"}  # fmt: skip
+    views, snapshots, post_views = [], [], []
+    for moment in (began, ended):
+        utc_today = datetime.fromtimestamp(moment, UTC).date()
+        today = graph_day(moment)
+        first = utc_today - timedelta(days=30)
+        reach_from = {"new_followers": utc_today - timedelta(days=29)}
+        with clock.at(moment):
+            values = account(sb, first, today, version)
+            snapshots.append((today, values, profile(sb)))
+            post_views.append(posts(sb))
+        views.append({(m, d): v for (m, d), v in values.items() if reach_from.get(m, first) <= d < today})  # fmt: skip
+    assert_between(whole, *views)
+    days = {today for today, _, _ in snapshots}
     partial = [(m, d, v) for m, d, key, v, done in rows if key == "" and not done]
-    assert {m for m, _, _ in partial} >= {"reach", "views", *snapshot}
+    assert {m for m, _, _ in partial} >= {"reach", "views", "followers", "follows", "media_count"}
+    _, last_values, _ = snapshots[-1]
     for metric, day, value in partial:
-        assert day == today, (metric, day)
-        if metric in snapshot:
-            assert value == truth["profile"][snapshot[metric]]
-        else:
-            assert 0 <= value <= values[(metric, today)]
-    posts = {(m, key): v for m, d, key, v, done in rows if key and d == today and not done}
-    want: dict[tuple[str, str], float] = {}
-    for media_id, post in expected(sb, since="-30 days")["media"].items():
-        dims = dimensions_key({"media": media_id, "media_product_type": post["media_product_type"]})
-        if not post["preConversion"]:
-            want |= {(f"post_{m}", dims): float(post["metrics"][m]) for m in POST_METRICS}
-    assert want, "the emulator lists no post"
-    assert posts == want
+        assert day in days, (metric, day)
+        shown = [snapshot[metric] for today, _, snapshot in snapshots if today == day and metric in snapshot]  # fmt: skip
+        if shown:
+            assert value in shown, (metric, value, shown)
+        else:  # a day's value grows until the day ends
+            assert 0 <= value <= last_values[(metric, day)], (metric, day, value)
+    got = {(m, key): v for m, d, key, v, done in rows if key and not done}
+    assert all(d in days for m, d, key, v, done in rows if key), "a post's snapshot is not today's"
+    assert post_views[0], "Graph lists no post"
+    assert_between(got, *post_views)
 
 
 # ---------------------------------------------------------------- the connection test
@@ -247,7 +386,7 @@ def test_the_api_version_must_look_like_a_graph_version(client, factory):
 # ---------------------------------------------------------------- fetch
 
 
-def test_fetch_returns_graph_days_equal_to_the_emulator(client, factory, sb):
+def test_fetch_returns_graph_days_equal_to_graphs_insights(client, factory, sb):
     _, headers = person(factory)
     source_id = source(client, headers, sb)
     first, last = graph_today() - timedelta(days=10), graph_today() - timedelta(days=4)
@@ -270,8 +409,7 @@ def test_fetch_returns_graph_days_equal_to_the_emulator(client, factory, sb):
         assert p["complete"] is True
         assert p["dimensions"] == {}
         got[(p["metric"], start.date())] = p["value"]
-    truth = expected(sb, start_date=str(first), end_date=str(last))
-    assert got == account_values(truth["days"])
+    assert got == account(sb, first, last)
     assert len(points) == 7 * 13  # thirteen metrics served by v25.0, seven days
     assert "impressions" not in {p["metric"] for p in points}  # retired: skipped, never zero
     assert body["created"] == 0
@@ -300,17 +438,20 @@ def test_fetch_leaves_out_what_graph_does_not_give(client, factory, sb):
 # ---------------------------------------------------------------- sync
 
 
-def test_sync_stores_insights_profile_and_posts_and_a_resync_creates_nothing(client, factory, sb):
+def test_sync_stores_insights_profile_and_posts_and_a_resync_creates_nothing(
+    client, factory, sb, clock
+):
     _, headers = person(factory)
     source_id = source(client, headers, sb)
     configure(sb, **SMALL)
+    began = time.time()
 
     run = sync_and_wait(client, headers, source_id)
 
     assert run["status"] == "succeeded", run
     rows = stored(factory, source_id)
     assert run["counts"]["created"] == len(rows)
-    assert_synced(sb, factory, source_id)
+    assert_synced(sb, clock, factory, source_id, began)
     profile = {m: v for m, d, key, v, _ in rows if m in ("followers", "follows", "media_count")}
     assert profile == {"followers": 15_234.0, "follows": 312.0, "media_count": 6.0}
     skipped = [e for e in run["timeline"]["recent"] if "before the business conversion" in e.get("note", "")]  # fmt: skip
@@ -320,17 +461,21 @@ def test_sync_stores_insights_profile_and_posts_and_a_resync_creates_nothing(cli
     again = sync_and_wait(client, headers, source_id)
 
     assert again["status"] == "succeeded", again
-    assert again["counts"]["created"] == 0
-    assert len(stored(factory, source_id)) == len(rows)
+    if graph_day(began) == graph_day(time.time()):  # (a new Graph day has new points)
+        assert again["counts"]["created"] == 0
+        assert len(stored(factory, source_id)) == len(rows)
 
 
-def test_throttling_is_waited_out_as_the_usage_headers_say(client, factory, sb, fast_retries):
+def test_throttling_is_waited_out_as_the_usage_headers_say(
+    client, factory, sb, clock, fast_retries
+):
     _, headers = person(factory)
     source_id = source(client, headers, sb)
     configure(sb, **SMALL)
     # Four requests into the sync, Graph refuses the next four calls (one request and its
     # retries) with codes 4, 17, 32 and 613, usage at 100 % and access back in a minute.
     configure(sb, throttleAfter=requests_so_far(sb) + 4, throttleCalls=4, regainMinutes=1)
+    began = time.time()
 
     run_id = start_sync(client, headers, source_id)
     run, _ = poll_run(client, headers, run_id, timeout=120)
@@ -340,15 +485,16 @@ def test_throttling_is_waited_out_as_the_usage_headers_say(client, factory, sb, 
     timeline = run["timeline"]
     assert timeline["retries"] == 4
     assert timeline["waitedS"] == 4 * 60.0  # estimated_time_to_regain_access is in minutes
-    assert_synced(sb, factory, source_id)
+    assert_synced(sb, clock, factory, source_id, began)
     hits = sb.http.get("/_sandbox/instagram/stats").json()
     assert hits["byStatus"]["400"] >= 4
 
 
-def test_a_version_without_a_metric_skips_it_and_says_so(client, factory, sb):
+def test_a_version_without_a_metric_skips_it_and_says_so(client, factory, sb, clock):
     _, headers = person(factory)
     source_id = source(client, headers, sb, apiVersion="v24.0")
     configure(sb, **SMALL)
+    began = time.time()
 
     run = sync_and_wait(client, headers, source_id)
 
@@ -360,4 +506,4 @@ def test_a_version_without_a_metric_skips_it_and_says_so(client, factory, sb):
     assert notes, "the run does not say why impressions has no data"
     assert all(n.startswith("metric not served by v24.0, skipped") for n in notes)
     assert "impressions metric is no longer supported" in notes[0]
-    assert_synced(sb, factory, source_id, version="v24.0")
+    assert_synced(sb, clock, factory, source_id, began, version="v24.0")

@@ -1,15 +1,18 @@
 """LinkedIn through the real API, database and OAuth dance against the in-process emulator:
 consent, the connection test (role and scope fixes, refused tokens), a date-range fetch equal to
-the emulator's own numbers, syncs that re-read a week and create nothing new, an access token
-expiring mid-sync (refreshed; LinkedIn's refresh token kept, its TTL not reset), revoked or
-expired refresh tokens asking to reconnect, a sunset or missing LinkedIn-Version, the daily
-quota, a pasted access token; and the emulator's Rest.li encodings and window rules."""
+what the test computes itself from the raw statistics LinkedIn's API gives (engagement rate,
+CTR and page views by the dossier's definitions), syncs that re-read a week and create nothing
+new, an access token expiring mid-sync (refreshed; LinkedIn's refresh token kept, its TTL not
+reset), revoked or expired refresh tokens asking to reconnect, a sunset or missing
+LinkedIn-Version, the daily quota, a pasted access token; and the emulator's Rest.li encodings
+and window rules."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -31,6 +34,7 @@ from inflow.sandbox.linkedin import (
 )
 from inflow.storage.models import DataPoint, DataSource
 from tests.providers.emulator import Emulator, location, relative
+from tests.providers.moments import assert_between
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
 SLUG = "linkedin"
@@ -40,19 +44,45 @@ CALLBACK = f"http://testserver/api/oauth/{SLUG}/callback"
 TOKEN = "POST /oauth/v2/accessToken"
 ENC_URN = quote(ORG_URN, safe="")
 DAY_MS = 86_400_000
+V2 = {"X_Restli_Protocol_Version": "2.0.0"}
+Table = dict[tuple[str, str, str], float]
+# The dossier's fields (§4.3-§4.5, §8) → the stored metric keys, written out here.
+SHARE_FIELDS = {
+    "impressionCount": "impressions",
+    "uniqueImpressionsCount": "unique_impressions",
+    "clickCount": "clicks",
+    "likeCount": "likes",
+    "commentCount": "comments",
+    "shareCount": "shares",
+}
+VIEW_FIELDS = {
+    "allPageViews": "page_views",
+    "allDesktopPageViews": "page_views_desktop",
+    "allMobilePageViews": "page_views_mobile",
+}
 
 
 # ---------------------------------------------------------------- fixtures
 
 
 class Clock:
-    """The sandbox's clock: the wall clock, moved on by `days` when a test says so."""
+    """The sandbox's clock: the test's clock, moved on by `days` when a test says so, or held
+    at one moment while the test reads what the API showed then (`at`)."""
 
     def __init__(self) -> None:
         self.days = 0.0
+        self.held: float | None = None
 
     def __call__(self) -> float:
-        return time.time() + self.days * 86400
+        return (time.time() if self.held is None else self.held) + self.days * 86400
+
+    @contextmanager
+    def at(self, moment: float) -> Iterator[None]:
+        self.held = moment
+        try:
+            yield
+        finally:
+            self.held = None
 
 
 @pytest.fixture
@@ -70,9 +100,53 @@ class LinkedIn(Emulator):
 
     slug = SLUG
 
-    def expected(self, start: date, end: date):
-        params = {"start": start.isoformat(), "end": end.isoformat()}
-        return self._ok(self.http.get(f"/_sandbox/{SLUG}/expected", params=params))
+    def statistics(self, finder: str, first: date, last: date) -> dict[date, dict[str, Any]]:
+        """A time-bound DAY statistics finder's elements for ``first``..``last``, by day."""
+        key = "organization" if finder == "organizationPageStatistics" else "organizationalEntity"
+        window = interval(first, last + timedelta(days=1))
+        response = self.get(f"/{finder}?q={key}&{key}={ENC_URN}&timeIntervals={window}", **V2)
+        assert response.status_code == 200, response.text
+        by_day = {}
+        for element in response.json()["elements"]:
+            start = element["timeRange"]["start"]
+            assert element["timeRange"]["end"] - start == DAY_MS
+            by_day[date(1970, 1, 1) + timedelta(days=start // DAY_MS)] = element
+        return by_day
+
+    def oracle(self, first: date, last: date, now: date) -> Table:
+        """What Inflow should store for ``first``..``last`` as the API shows it now, computed
+        from the raw statistics: a day a finder leaves out is zeros (dossier §4.4, §9.6);
+        engagement rate = (clicks + likes + comments + shares) / impressions and CTR = clicks /
+        impressions, only on days with impressions; page views = allPageViews; the follower
+        total (networkSizes) is the value of today (``now``, the sandbox's UTC day)."""
+        last = min(last, now)
+        follows = self.statistics("organizationalEntityFollowerStatistics", first, last)
+        shares = self.statistics("organizationalEntityShareStatistics", first, last)
+        pages = self.statistics("organizationPageStatistics", first, last)
+        out: Table = {}
+        day = first
+        while day <= last:
+            at = day.isoformat()
+            gains = follows.get(day, {}).get("followerGains", {})
+            for source in ("organic", "paid"):
+                value = gains.get(f"{source}FollowerGain", 0)
+                out[("followers_gained", at, f"source={source}")] = float(value)
+            stats = shares.get(day, {}).get("totalShareStatistics", {})
+            counts = {metric: float(stats.get(f, 0)) for f, metric in SHARE_FIELDS.items()}
+            out.update({(metric, at, ""): value for metric, value in counts.items()})
+            if counts["impressions"] > 0:
+                acts = sum(counts[m] for m in ("clicks", "likes", "comments", "shares"))
+                out[("engagement_rate", at, "")] = acts / counts["impressions"]
+                out[("ctr", at, "")] = counts["clicks"] / counts["impressions"]
+            views = pages.get(day, {}).get("totalPageStatistics", {}).get("views", {})
+            for field, metric in VIEW_FIELDS.items():
+                out[(metric, at, "")] = float(views.get(field, {}).get("pageViews", 0))
+            day += timedelta(days=1)
+        if first <= now <= last:
+            size = self.get(f"/networkSizes/{ENC_URN}?edgeType=COMPANY_FOLLOWED_BY_MEMBER", **V2)
+            assert size.status_code == 200, size.text
+            out[("followers_total", now.isoformat(), "")] = float(size.json()["firstDegreeSize"])
+        return out
 
     def revoke_all(self) -> None:
         self._ok(self.http.post(f"/_sandbox/{SLUG}/oauth/revoke-all"))
@@ -166,17 +240,12 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def flatten(expected: dict[str, Any]) -> dict[tuple[str, str, str], float]:
-    """The emulator's numbers as {(metric, day, dimensions key): value}."""
-    out: dict[tuple[str, str, str], float] = {}
-    for day, values in expected["days"].items():
-        for metric, value in values.items():
-            if isinstance(value, dict):
-                out.update({(metric, day, f"source={k}"): float(v) for k, v in value.items()})
-            else:
-                out[(metric, day, "")] = float(value)
-    out[("followers_total", expected["today"], "")] = float(expected["followersTotal"])
-    return out
+def shown(li: LinkedIn, clock: Clock, moment: float, first: date, last: date) -> Table:
+    """The oracle as LinkedIn's API showed it at ``moment`` (the sandbox's clock held there).
+    The member's daily quota is lifted for the reads: they are the test's, not Inflow's."""
+    li.configure(volume={"memberDailyLimit": 0, "appDailyLimit": 0})
+    with clock.at(moment):
+        return li.oracle(first, last, datetime.fromtimestamp(clock(), UTC).date())
 
 
 def fetched(points: list[dict[str, Any]]) -> dict[tuple[str, str, str], float]:
@@ -258,48 +327,63 @@ def test_a_page_the_member_does_not_administer_fails_with_the_role_to_grant(clie
 # ---------------------------------------------------------------- data
 
 
-def test_fetch_gives_every_metric_as_the_emulator_has_it(client, factory, li, oauth_source):
+def test_fetch_gives_every_metric_as_the_api_shows_it(client, factory, li, clock, oauth_source):
     headers, source = oauth_source
     connect(client, li, headers, source["id"])
+    began = time.time()
     first, last = today() - timedelta(days=20), today()
 
     result = fetch(client, headers, source["id"], first, last)
 
+    ended = time.time()
     assert result["success"] is True, result
-    expected = li.expected(first, last)
-    assert fetched(result["dataPoints"]) == flatten(expected)
+    assert li.stats()["byEndpoint"]["GET /rest/organizationalEntityShareStatistics"] == 1
+    before = shown(li, clock, began, first, last)
+    after = shown(li, clock, ended, first, last)
+    assert_between(fetched(result["dataPoints"]), before, after)
     metrics = {p["metric"] for p in result["dataPoints"]}
     assert metrics == {m.key for m in CONNECTOR.metrics}
+    day_began = datetime.fromtimestamp(began, UTC).date()
+    day_ended = datetime.fromtimestamp(ended, UTC).date()
     for p in result["dataPoints"]:
         day = date.fromisoformat(p["periodStart"][:10])
         assert p["periodStart"].endswith(("T00:00:00Z", "T00:00:00+00:00")), p  # UTC days
-        assert p["complete"] is (day < today() - timedelta(days=1)), p  # late data restated
-    assert li.stats()["byEndpoint"]["GET /rest/organizationalEntityShareStatistics"] == 1
+        # late data restated: the last two days are not complete (as of when it was read)
+        if day < day_began - timedelta(days=1):
+            assert p["complete"] is True, p
+        if day >= day_ended - timedelta(days=1):
+            assert p["complete"] is False, p
 
 
 def test_sync_twice_creates_nothing_new_and_stays_in_the_daily_budget(
-    client, factory, li, oauth_source
+    client, factory, li, clock, oauth_source
 ):
     headers, source = oauth_source
     connect(client, li, headers, source["id"])
     li.configure(volume={"memberDailyLimit": 12})
+    began = time.time()
 
     first = sync_and_wait(client, headers, source["id"])
     second = sync_and_wait(client, headers, source["id"])
 
+    ended = time.time()
     assert first["status"] == "succeeded", first
     assert first["counts"]["created"] > 365 * 12  # a year of days, 11 to 13 values each
     assert second["status"] == "succeeded", second
-    assert second["counts"]["created"] == 0, second
-    assert second["counts"]["updated"] == 0, second
+    if began // 86400 == ended // 86400:  # (a new day has new points and restates the last)
+        assert second["counts"]["created"] == 0, second
+        assert second["counts"]["updated"] == 0, second
     stats = li.stats()
     api_calls = sum(n for name, n in stats["byEndpoint"].items() if " /rest/" in name)
     assert api_calls == 8  # one call a stream a sync
     stored = {
         (m, start[:10], key): value for m, start, key, value in points_of(factory, source["id"])
     }
-    expected = flatten(li.expected(today() - timedelta(days=365), today()))
-    assert stored == expected
+    # a year back from the day of each read (the first sync's initial window)
+    year = [datetime.fromtimestamp(t, UTC).date() - timedelta(days=365) for t in (began, ended)]
+    before = shown(li, clock, began, year[0], today())
+    after = shown(li, clock, ended, year[1], today())
+    assert_between(stored, before, after)
     with factory() as session:
         rates = session.execute(
             select(DataPoint.metric, DataPoint.weight).where(
@@ -467,7 +551,12 @@ def test_the_daily_quota_is_a_429_and_nothing_more_is_sent_that_day(
     assert run["status"] == "failed", run
     assert run["error"]["type"] == "RateLimitedError"
     assert "00:00 UTC" in run["error"]["message"]
-    assert li.stats()["byStatus"]["429"] == 2  # not retried: waiting for midnight is futile
+    # Not retried, waiting for midnight is futile; unless midnight was seconds away: then the
+    # run waited for it and its retries were sent on the new day.
+    retried = [e for e in run["timeline"]["recent"] if e["attempt"] > 1]
+    assert li.stats()["byStatus"]["429"] == 2 + len(retried)
+    first_day = datetime.fromisoformat(run["timeline"]["recent"][0]["at"]).date()
+    assert all(datetime.fromisoformat(e["at"]).date() > first_day for e in retried), retried
     assert again["status"] == "failed", again
     assert li.stats()["total"] == sent  # the day's calls are spent: nothing was sent
 

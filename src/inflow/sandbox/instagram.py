@@ -686,47 +686,6 @@ def _media_field(m: Media, name: str) -> JSONValue:
     return fields[name]
 
 
-# ---------------------------------------------------------------- expected values
-
-
-def expected(state: EmulatorState, params: Mapping[str, str]) -> JSONObject:
-    """Whole-day account values for `start_date`..`end_date` (Graph days, as served to
-    `version`), the profile, and each listed post's lifetime insights (posts since `since`)."""
-    now = float(params.get("now", time.time()))
-    found = VERSION_RE.fullmatch(params.get("version", DEFAULT_VERSION))
-    version = int(found.group(1)) if found else 25
-    today = date.fromordinal(day_of(now))
-    served = [m for m, r in USER_RULES.items() if r.served(version, today)]
-    days: dict[str, JSONObject] = {}
-    if "start_date" in params and "end_date" in params:
-        first = date.fromisoformat(params["start_date"]).toordinal()
-        for o in range(first, date.fromisoformat(params["end_date"]).toordinal() + 1):
-            values = day_values(state.seed, state.volume_of("followers"), o)
-            few = state.volume_of("followers") < 100
-            days[date.fromordinal(o).isoformat()] = {
-                m: values[m] for m in served if not (few and m == "follower_count")
-            }
-    since = moment(params.get("since"), now, "since")
-    listed = listing(state, now)
-    posts: dict[str, JSONObject] = {
-        m.id: {
-            "media_product_type": m.product,
-            "media_type": m.kind,
-            "preConversion": pre_conversion(state, listed, m),
-            "metrics": {k: m.metrics[k] for k in MEDIA_METRICS[(m.product, m.kind)]},
-        }
-        for m in listed
-        if since is None or m.at >= since
-    }
-    profile = {
-        "followers_count": state.volume_of("followers"),
-        "follows_count": 312,
-        "media_count": len(listed),
-    }
-    retired = [m for m in USER_RULES if m not in served]
-    return {"days": days, "profile": profile, "media": posts, "notServed": retired}
-
-
 def credentials(base_url: str) -> JSONObject:
     """A working config for an `instagram` data source against this sandbox."""
     return {
@@ -741,7 +700,6 @@ EMULATOR = Emulator(
     slug=SLUG,
     router=api,
     credentials=credentials,
-    expected=expected,
     default_volume={
         "followers": 15_234,
         "media": 40,

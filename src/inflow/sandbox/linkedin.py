@@ -610,41 +610,6 @@ async def page_statistics(request: Request, who: CallerDep) -> Response:
 # ---------------------------------------------------------------- sandbox hooks
 
 
-def expected(state: EmulatorState, params: Mapping[str, str]) -> JSONObject:
-    """Per day `start`..`end` (inclusive, YYYY-MM-DD) every metric the connector reports, and the
-    follower total, as LinkedIn would show them on `today` (default: the wall clock's UTC day)."""
-    today = date.fromisoformat(params["today"]) if "today" in params else datetime.now(UTC).date()
-    days: dict[str, JSONValue] = {}
-    if "start" in params and "end" in params:
-        first, last = date.fromisoformat(params["start"]), date.fromisoformat(params["end"])
-        for k in range((min(last, today) - first).days + 1):
-            day = first + timedelta(days=k)
-            n = day_numbers(state, day, today)
-            values: dict[str, JSONValue] = {
-                "followers_gained": {"organic": n.organic_gain, "paid": n.paid_gain},
-                "impressions": n.impressions,
-                "unique_impressions": n.unique_impressions,
-                "clicks": n.clicks,
-                "likes": n.likes,
-                "comments": n.comments,
-                "shares": n.shares,
-                "page_views": n.desktop_views + n.mobile_views,
-                "page_views_desktop": n.desktop_views,
-                "page_views_mobile": n.mobile_views,
-            }
-            if n.impressions:
-                values["engagement_rate"] = n.engagement
-                values["ctr"] = n.clicks / n.impressions
-            days[day.isoformat()] = values
-    total = followers_total(state, today)
-    return {
-        "organization": ORG_URN,
-        "today": today.isoformat(),
-        "followersTotal": total,
-        "days": days,
-    }
-
-
 def credentials(base_url: str) -> JSONObject:
     """A working config: the sandbox's OAuth client (tokens come from its consent flow)."""
     return {
@@ -665,7 +630,6 @@ EMULATOR = Emulator(
     slug=SLUG,
     router=router,
     credentials=credentials,
-    expected=expected,
     default_volume={
         "impressions": 800,
         "followers": 219_000,

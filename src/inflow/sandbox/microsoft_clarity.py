@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import itertools
 import math
-import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inflow.sandbox.data import mix64, stable_hash, unit
-from inflow.sandbox.emulator import Emulator, JSONObject, JSONValue, Reject, json_response
+from inflow.sandbox.emulator import Emulator, JSONObject, Reject, json_response
 from inflow.sandbox.state import EmulatorState, clock_now, get_state
 from inflow.sandbox.stats import Stats
 
@@ -342,29 +341,6 @@ async def project_live_insights(request: Request) -> Response:
     return json_response(insights(state, project, days, dims, now))
 
 
-def expected(state: EmulatorState, params: Mapping[str, str]) -> JSONObject:
-    """The exact body of a call (`numOfDays`, `dimension1..3`, `asOf` epoch seconds: now),
-    its hourly window, its totals, and the calls each project made on `asOf`'s UTC day."""
-    as_of = float(params.get("asOf", time.time()))
-    days, dims = parse_query({"numOfDays": "1", **params})
-    project = params.get("project", PROJECT)
-    end = int(as_of // 3600) * 3600
-    body: list[JSONValue] = list(insights(state, project, days, dims, as_of))
-    t = totals(state, project, days, as_of)
-    day = _day(as_of)
-    return {
-        "periodStart": datetime.fromtimestamp(end - days * 86400, UTC).isoformat(),
-        "periodEnd": datetime.fromtimestamp(end, UTC).isoformat(),
-        "body": body,
-        "sessions": int(t["sessions"]),
-        "quota": {
-            "limit": state.volume_of("dailyQuota"),
-            "day": day,
-            "used": {p: n for (p, d), n in usage(state).items() if d == day},
-        },
-    }
-
-
 def credentials(base_url: str) -> JSONObject:
     """A working config for a `microsoft_clarity` data source against this sandbox."""
     return {"projectId": PROJECT, "apiKey": TOKEN, "baseUrl": base_url}
@@ -374,7 +350,6 @@ EMULATOR = Emulator(
     slug=SLUG,
     router=router,
     credentials=credentials,
-    expected=expected,
     default_volume={"sessionsPerDay": 2400, "pages": 12, "dailyQuota": 10, "docSpelling": 0},
     faults=frozenset(("server_error", "unavailable", "slow", "truncate", "drop", "mutate")),
     error_body=lambda _status, _message: {},
