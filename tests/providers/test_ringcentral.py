@@ -36,7 +36,7 @@ from inflow.sandbox.ringcentral import (
     VERIFICATION_TOKEN,
 )
 from tests.providers import calling
-from tests.providers.calling import Table, assert_same, stored
+from tests.providers.calling import Table, assert_same, days_of, run_day, stored
 from tests.providers.emulator import Emulator, location, relative
 from tests.sync.helpers import SANDBOX_HOST, health, person, sync_and_wait
 
@@ -237,16 +237,6 @@ def utc_today(clock: Clock) -> date:
     return datetime.fromtimestamp(clock.at, UTC).date()
 
 
-def days_of(table: Table) -> list[date]:
-    """The days a table holds, in order."""
-    return sorted({date.fromisoformat(day) for _, day, _ in table})
-
-
-def run_day(run: dict[str, Any], at: str) -> date:
-    """The UTC day a run started or finished (a sync crossing a midnight reads the new day)."""
-    return datetime.fromisoformat(run[at]).astimezone(UTC).date()
-
-
 # ---------------------------------------------------------------- the connection test
 
 
@@ -346,6 +336,7 @@ def test_a_sync_of_a_revoked_session_fails_and_asks_to_reconnect(client, factory
 # ---------------------------------------------------------------- 100,000 calls
 
 
+@pytest.mark.volume
 def test_100k_calls_over_90_days_then_late_changes_then_nothing(
     client, factory, rc, clock, compressed
 ):
