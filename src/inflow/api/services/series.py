@@ -40,8 +40,9 @@ from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import Dialect, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from inflow.api.services.formula import Formula
 from inflow.api.services.metrics import catalog
@@ -180,7 +181,6 @@ def parse_dimensions(text: str | None) -> dict[str, str]:
 class Row:
     """A stored point, as aggregation needs it."""
 
-    id: uuid.UUID
     source_id: uuid.UUID
     granularity: str
     period_start: datetime
@@ -302,6 +302,26 @@ def _combine(
     return sum(v * w for v, w in zip(values, known, strict=True) if w is not None) / total
 
 
+class _Memo:
+    """A column's raw driver values converted by the column type's own result processor, once
+    per distinct value (the same Python value a plain select gives, shared between rows)."""
+
+    def __init__(self, column: Any, dialect: Dialect) -> None:
+        self.process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        self.seen: dict[Any, Any] = {}
+
+    def __call__(self, raw: Any) -> Any:
+        if raw is None or self.process is None:
+            return raw
+        try:
+            return self.seen[raw]
+        except KeyError:
+            value = self.seen[raw] = self.process(raw)
+            return value
+        except TypeError:  # unhashable (a driver that decodes JSON itself)
+            return self.process(raw)
+
+
 class SeriesQuery:
     """Aggregates one user's view of stored points: which sources, which dimension values,
     which custom formulas; one query object per request (rows are loaded once per metric)."""
@@ -372,14 +392,18 @@ class SeriesQuery:
     # ------------------------------------------------------------ rows
 
     def rows(self, metric: str) -> list[Row]:
-        """The metric's stored points in the range (all dimension values)."""
+        """The metric's stored points in the range (all dimension values).
+
+        Sources, periods, time zones and dimension sets repeat over the rows (a day's points
+        share a period, a source's points their dimension sets), so their raw driver values are
+        converted once each, by each column type's own processor (``_Memo``)."""
         if metric in self._rows:
             return self._rows[metric]
         rows: list[Row] = []
         if self.source_ids:
             lo, hi = self.window.bounds()
-            stmt = select(
-                DataPoint.id,
+            dialect = self.session.get_bind().dialect
+            columns = (
                 DataPoint.source_id,
                 DataPoint.granularity,
                 DataPoint.period_start,
@@ -390,32 +414,50 @@ class SeriesQuery:
                 DataPoint.value,
                 DataPoint.weight,
                 DataPoint.complete,
+            )
+            # the repeating ones are fetched raw and converted once per distinct value
+            repeating = {"source_id", "period_start", "period_end", "dimensions"}
+            memo = [_Memo(c, dialect) if c.key in repeating else None for c in columns]
+            stmt = select(
+                *(
+                    type_coerce(c, NullType()).label(c.key) if c.key in repeating else c
+                    for c in columns
+                )
             ).where(DataPoint.metric == metric, DataPoint.source_id.in_(self.source_ids))
             if lo is not None:
                 stmt = stmt.where(DataPoint.period_start >= lo)
             if hi is not None:
                 stmt = stmt.where(DataPoint.period_start < hi)
             scope = self.scope.get(metric)
-            for r in self.session.execute(stmt):
-                if scope is not None and (r.source_id, r.dimensions_key) not in scope:
+            days: dict[tuple[datetime, str], date] = {}
+            for raw in self.session.execute(stmt):
+                r: list[Any] = [
+                    value if convert is None else convert(value)
+                    for convert, value in zip(memo, raw, strict=True)
+                ]
+                source_id, period_start, tz_name, dimensions_key = r[0], r[2], r[4], r[6]
+                if scope is not None and (source_id, dimensions_key) not in scope:
                     continue
-                day = r.period_start.astimezone(zone(r.timezone)).date()
-                if not self.window.contains(r.period_start, day):
+                day = days.get((period_start, tz_name))
+                if day is None:
+                    day = days[(period_start, tz_name)] = period_start.astimezone(
+                        zone(tz_name)
+                    ).date()
+                if not self.window.contains(period_start, day):
                     continue
                 rows.append(
                     Row(
-                        r.id,
-                        r.source_id,
-                        r.granularity,
-                        r.period_start,
-                        r.period_end,
+                        source_id,
+                        r[1],
+                        period_start,
+                        r[3],
                         day,
-                        r.timezone,
-                        r.dimensions,
-                        r.dimensions_key,
-                        r.value,
-                        r.weight,
-                        r.complete,
+                        tz_name,
+                        r[5],
+                        dimensions_key,
+                        r[7],
+                        r[8],
+                        r[9],
                     )
                 )
         self._rows[metric] = rows
