@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.api.app import create_app
@@ -41,7 +41,7 @@ WRITERS = 10  # of the clients, these POST a new point per turn
 class Served:
     """An ASGI app served by uvicorn in a thread, on a free loopback port."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -227,15 +227,41 @@ def test_fifty_clients_with_a_fresh_token_while_a_sync_runs(
 
 
 def test_a_write_is_acknowledged_only_once_it_is_committed(
-    server: tuple[Served, FastAPI], factory: sessionmaker[Session], engine: Engine
+    engine: Engine, tmp_path: Path, factory: sessionmaker[Session]
 ) -> None:
-    """The session commits before the response is sent: a client that got its 200 finds the
-    point at once, from another connection."""
-    served, _app = server
+    """The request's session commits before the response starts: a client that got its 200
+    finds the point stored, and a commit that failed could still turn the answer into an
+    error. Checked by the order of events (the write's commit, the response's start)."""
+    settings = Settings(data_dir=tmp_path / "data", log_format="console")
+    app = create_app(settings, engine=engine, migrate=False)
+    events: list[str] = []
+
+    def wrote(session: Session, _ctx: object) -> None:
+        session.info["wrote"] = True
+
+    def committed(session: Session) -> None:
+        if session.info.pop("wrote", False):
+            events.append("commit")
+
+    event.listen(app.state.session_factory, "after_flush_postexec", wrote)
+    event.listen(app.state.session_factory, "after_commit", committed)
+
+    async def observed(scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start" and scope["method"] == "POST":
+                events.append(f"response {message['status']}")
+            await send(message)
+
+        await app(scope, receive, sending)
+
     user = make_user(factory)
     token = _new_token(factory, user.id)
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=served.url, headers=headers, timeout=60) as http:
+    with (
+        Served(observed) as served,
+        httpx.Client(
+            base_url=served.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as http,
+    ):
         made = http.post(
             "/api/data-sources",
             json={
@@ -246,7 +272,7 @@ def test_a_write_is_acknowledged_only_once_it_is_committed(
         )
         assert made.status_code == 201, made.text
         source_id = made.json()["id"]
-        for n in range(20):
+        for n in range(5):
             start = datetime(2001, 1, 1, tzinfo=UTC) + timedelta(hours=n)
             point = {
                 "sourceId": source_id,
@@ -266,3 +292,5 @@ def test_a_write_is_acknowledged_only_once_it_is_committed(
                     )
                 ).first()
             assert found is not None, n
+    # the source's creation, then each point: each write committed before its answer started
+    assert events == ["commit", "response 201"] + ["commit", "response 200"] * 5

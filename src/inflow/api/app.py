@@ -44,7 +44,6 @@ from inflow.storage.db import (
     BACKGROUND_CONNECTIONS,
     create_db_engine,
     make_session_factory,
-    make_writer_factory,
     upgrade,
 )
 from inflow.storage.models import SyncRun
@@ -72,7 +71,7 @@ def engine_deps(
 ) -> EngineDeps:
     """What the sync engine needs, from the service settings (API process or worker)."""
     return EngineDeps(
-        factory=make_writer_factory(factory),  # short write transactions: take the lock first
+        factory=factory,
         vault=vault,
         options=http_options(settings),
         limiter=OutboundLimiter(settings.redis_url),
@@ -140,7 +139,7 @@ def create_app(
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.db_turns = anyio.CapacityLimiter(settings.db_concurrency)
-    app.state.token_usage = TokenUsage(make_writer_factory(app.state.session_factory))
+    app.state.token_usage = TokenUsage(app.state.session_factory)
     app.state.vault = Vault.from_keyring(keyring)
     app.state.csrf_key = derive_key("csrf:" + keys[0].decode())
     app.state.limiter = Limiter(settings.redis_url)

@@ -11,8 +11,7 @@ Under load (see BENCHMARKS.md, "API under load"):
   stored, and a write whose commit failed is answered with an error;
 - reading a token never writes: when it was last used is kept in memory (``TokenUsage``) and
   written by a background thread in short transactions of its own;
-- authentication ends its (read) transaction, so a route that writes starts a fresh one, and
-  routes that write take SQLite's write lock when they begin (``WriterSession``).
+- authentication ends its (read) transaction: nothing of it is held while the route runs.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ from inflow.logging import get_logger
 from inflow.settings import Settings
 from inflow.storage.audit import append_event
 from inflow.storage.crypto import Vault
-from inflow.storage.db import SQLITE_BEGIN, session_scope
+from inflow.storage.db import session_scope
 from inflow.storage.models import ApiToken, Role, User, utcnow
 
 log = get_logger("inflow.api")
@@ -190,8 +189,7 @@ def _user_for_token(request: Request, session: Session, token: str) -> User | No
     if row is not None and live and row.user.is_active:
         user = row.user
         request.app.state.token_usage.note(row, now)
-    # End the read: a route that writes starts a transaction of its own (see WriterSession);
-    # nothing was written, and loaded objects stay usable (expire_on_commit=False).
+    # End the read (nothing was written; loaded objects stay usable: expire_on_commit=False).
     session.commit()
     memo[token] = user
     return user
@@ -240,19 +238,6 @@ def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
-
-
-def writer_session(_user: CurrentUser, session: SessionDep) -> Session:
-    """The session of a route that writes, after authentication: its transaction begins now
-    and, on SQLite, takes the write lock at once (``BEGIN IMMEDIATE``, waiting its turn behind
-    a running sync's batch). A transaction that read first would fail to write whenever
-    another writer committed in between (``SQLITE_BUSY_SNAPSHOT``, which no wait cures)."""
-    immediate: dict[str, Any] = {SQLITE_BEGIN: "IMMEDIATE"}
-    session.connection(execution_options=immediate)
-    return session
-
-
-WriterSession = Annotated[Session, Depends(writer_session)]
 
 
 @dataclass

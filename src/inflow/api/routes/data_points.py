@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from inflow.api.authz import require
-from inflow.api.deps import AuditDep, CurrentUser, SessionDep, WriterSession
+from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.schemas import Schema
 from inflow.api.services import data_points as svc
 from inflow.api.services import metrics
@@ -208,7 +208,7 @@ def _public(period: Period) -> PeriodPublic:
 
 @router.post("/api/data-points", operation_id="data-points-create")
 def create_points(
-    body: DataPointsCreate, user: CurrentUser, session: WriterSession, audit: AuditDep
+    body: DataPointsCreate, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> DataPointsCreated:
     """Store reviewed data points (idempotently) and link them to tests; all or nothing."""
     counts = svc.create_points(
