@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from inflow.api.authz import require
@@ -19,6 +19,7 @@ from inflow.api.services.series import (
     Granularity,
     Period,
     Range,
+    SeriesCache,
     SeriesQuery,
     change,
     check_range,
@@ -246,8 +247,17 @@ def create_points(
     )
 
 
+def _series_cache(request: Request) -> SeriesCache:
+    """The process's series cache (see ``SeriesCache``), made on first use."""
+    cache: SeriesCache | None = getattr(request.app.state, "series_cache", None)
+    if cache is None:
+        cache = request.app.state.series_cache = SeriesCache()
+    return cache
+
+
 @router.get("/api/data-points", operation_id="data-points-series")
 def series(
+    request: Request,
     metric: MetricQuery,
     user: CurrentUser,
     session: SessionDep,
@@ -268,7 +278,7 @@ def series(
         unit=_unit(session, user, query, metric),
         granularity=granularity,
         aggregation=_aggregation(query, metric),
-        points=[_public(p) for p in query.series(metric, granularity)],
+        points=[_public(p) for p in _series_cache(request).series(query, metric, granularity)],
     )
 
 

@@ -30,9 +30,10 @@ missing operand or a division by zero leaves that period's value null.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
@@ -40,7 +41,7 @@ from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Dialect, select, type_coerce
+from sqlalchemy import Dialect, case, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
@@ -389,6 +390,47 @@ class SeriesQuery:
     def unit(self, metric: str) -> str | None:
         return self.rule(metric).unit
 
+    # ------------------------------------------------------------ cache keys
+
+    def key(self) -> tuple[Hashable, ...]:
+        """What, besides the metric and granularity, a series of this query depends on."""
+        return (
+            tuple(sorted(self.source_ids)),
+            self.window,
+            tuple(sorted(self.dimensions.items())),
+            tuple(sorted((k, f.text) for k, f in self.formulas.items())),
+            tuple(sorted((m, tuple(sorted(s))) for m, s in self.scope.items())),
+        )
+
+    def fingerprint(self, metric: str) -> Hashable:
+        """A value that changes whenever a point the metric's series reads does (one aggregate
+        query over the same rows), or a source's config (a custom source's metric rules)."""
+        if not self.source_ids:
+            return ()
+        names = set(self.leaves(metric))
+        names.update(r.weight_metric for n in list(names) if (r := self.rule(n)).weight_metric)
+        lo, hi = self.window.bounds()
+        stmt = (
+            select(
+                DataPoint.metric,
+                func.count(),
+                func.max(DataPoint.updated_at),
+                func.sum(DataPoint.value),
+                func.sum(case((DataPoint.complete, 1), else_=0)),
+            )
+            .where(DataPoint.metric.in_(sorted(names)), DataPoint.source_id.in_(self.source_ids))
+            .group_by(DataPoint.metric)
+        )
+        if lo is not None:
+            stmt = stmt.where(DataPoint.period_start >= lo)
+        if hi is not None:
+            stmt = stmt.where(DataPoint.period_start < hi)
+        points = tuple(sorted(tuple(row) for row in self.session.execute(stmt)))
+        configs = self.session.execute(
+            select(func.max(DataSource.updated_at)).where(DataSource.id.in_(self.source_ids))
+        ).scalar_one()
+        return points, configs
+
     # ------------------------------------------------------------ rows
 
     def rows(self, metric: str) -> list[Row]:
@@ -563,6 +605,42 @@ class SeriesQuery:
         """The whole range as one period (``None`` when it holds no point)."""
         cell = self.cells(metric, lambda _day: WHOLE, per_day=per_day).get(WHOLE)
         return self._period(WHOLE, cell) if cell is not None else None
+
+
+class SeriesCache:
+    """Series recently answered, each reused while what it read is unchanged.
+
+    A series costs a pass over every stored point it reads (thousands, in Python); checking
+    that those points are unchanged is one aggregate query over the same index range
+    (``SeriesQuery.fingerprint``: per metric read, the count, the latest ``updated_at`` and the
+    sum of values, and the sources' own ``updated_at``). An entry also ends when its next
+    period ends (a period's ``complete`` flips then). Entries are per process, bounded (LRU).
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, tuple[Hashable, datetime, list[Period]]] = (
+            OrderedDict()
+        )
+
+    def series(self, query: SeriesQuery, metric: str, granularity: Granularity) -> list[Period]:
+        key = (metric, granularity, *query.key())
+        fingerprint = query.fingerprint(metric)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and found[0] == fingerprint and query.now < found[1]:
+                self._entries.move_to_end(key)
+                return found[2]
+        periods = query.series(metric, granularity)
+        upcoming = [p.end for p in periods if p.end > query.now]
+        until = min(upcoming, default=datetime.max.replace(tzinfo=UTC))
+        with self._lock:
+            self._entries[key] = (fingerprint, until, periods)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return periods
 
 
 @dataclass
