@@ -100,9 +100,10 @@ class TokenUsage:
     A request only notes the time in memory (once a minute per token at most); a background
     thread writes the noted times every ``every_s`` seconds in one short transaction of its own
     (and stops when nothing is left to write). A write that fails (a locked database) is
-    retried at the next flush; it never fails or slows a request."""
+    retried at the next flushes; it never fails or slows a request."""
 
     RESOLUTION = timedelta(minutes=1)
+    ATTEMPTS = 3  # flushes a noted time survives when the database refuses it
 
     def __init__(self, factory: sessionmaker[Session], every_s: float = 5.0) -> None:
         self.factory = factory
@@ -112,6 +113,7 @@ class TokenUsage:
         self._noted: dict[uuid.UUID, datetime] = {}
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._failures = 0
 
     def note(self, row: ApiToken, now: datetime) -> None:
         with self._lock:
@@ -146,11 +148,14 @@ class TokenUsage:
                         .values(last_used_at=at)
                     )
         except SQLAlchemyError as exc:
+            self._failures += 1
             log.warning("token_usage_not_written", error=type(exc).__name__, tokens=len(pending))
-            with self._lock:
-                for token_id, at in pending.items():
-                    self._pending.setdefault(token_id, at)
+            if self._failures < self.ATTEMPTS:  # else dropped: a last use is only a hint
+                with self._lock:
+                    for token_id, at in pending.items():
+                        self._pending.setdefault(token_id, at)
             return 0
+        self._failures = 0
         return len(pending)
 
     def close(self) -> None:
