@@ -52,14 +52,20 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """The request's session: committed when the route succeeds (before the response is sent:
-    the dependency's scope is "function"), rolled back when it raises. A request waits for one
-    of ``db_concurrency`` turns first, so the pool always has its connection."""
+    the dependency's scope is "function"), rolled back when it raises or when the client has
+    already hung up. A request waits for one of ``db_concurrency`` turns first, so the pool
+    always has its connection."""
     async with request.app.state.db_turns:
         session: Session = request.app.state.session_factory()
         try:
             yield session
             with anyio.CancelScope(shield=True):
-                await run_sync(session.commit)
+                if await request.is_disconnected():
+                    # The client gave up (a timeout): nobody would learn that this succeeded.
+                    log.info("request_abandoned", path=request.url.path)
+                    await run_sync(session.rollback)
+                else:
+                    await run_sync(session.commit)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await run_sync(session.rollback)
