@@ -46,11 +46,18 @@ def mix(p: dict[str, Any], client: int) -> list[tuple[str, str, dict[str, Any]]]
     ]
 
 
+async def stagger(p: dict[str, Any], client: int) -> None:
+    """Paced clients (``think_s``) start spread over one think time, not all at once."""
+    if p["think_s"]:
+        await asyncio.sleep(p["think_s"] * client / p["clients"])
+
+
 async def reader(
     http: httpx.AsyncClient, p: dict[str, Any], client: int, stats: dict[str, Any]
 ) -> None:
     requests = mix(p, client)
     turn = client  # clients start at different places of the mix
+    await stagger(p, client)
     while time.monotonic() < stats["until"]:
         kind, path, params = requests[turn % len(requests)]
         turn += 1
@@ -74,6 +81,7 @@ async def writer(
     client's own ``writer`` dimension."""
     base = datetime.fromisoformat(p["write_base"])
     n = 0
+    await stagger(p, client)
     while time.monotonic() < stats["until"]:
         start = base + timedelta(hours=n)
         n += 1
