@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # embedded: syncs run inside the API process; external: `inflow worker` processes run them
     worker: Literal["embedded", "external"] = "embedded"
 
+    # Requests that may use the database at once, per API process; more wait their turn. The
+    # pool holds this many connections plus the embedded worker's, and the thread limiter
+    # (FastAPI's threadpool) this many threads plus some for routes that need no database.
+    db_concurrency: int = Field(default=20, ge=1, le=500)
+
     http_connect_timeout_s: float = 10.0
     http_read_timeout_s: float = 60.0
 

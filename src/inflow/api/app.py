@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
+import anyio
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inflow import __version__
 from inflow.api import errors
-from inflow.api.deps import rate_limit
+from inflow.api.deps import TokenUsage, rate_limit
 from inflow.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from inflow.api.ratelimit import Limiter
 from inflow.api.routes import (
@@ -41,7 +42,12 @@ from inflow.http.client import HttpOptions
 from inflow.http.ratelimit import OutboundLimiter
 from inflow.settings import Settings, get_settings
 from inflow.storage.crypto import KeyRing, Vault, derive_key
-from inflow.storage.db import create_db_engine, make_session_factory, upgrade
+from inflow.storage.db import (
+    BACKGROUND_CONNECTIONS,
+    create_db_engine,
+    make_session_factory,
+    upgrade,
+)
 from inflow.storage.models import SyncRun
 from inflow.sync.engine import EngineDeps, recover_stale_runs
 from inflow.sync.worker import InProcessWorker
@@ -104,7 +110,10 @@ def create_app(
     ``transport`` routes provider calls in-process (tests); ``scheduler`` runs the embedded
     scheduler (``serve`` and ``demo``)."""
     settings = settings or get_settings()
-    engine = engine or create_db_engine(settings.resolved_database_url)
+    engine = engine or create_db_engine(
+        settings.resolved_database_url,
+        connections=settings.db_concurrency + BACKGROUND_CONNECTIONS,
+    )
     if migrate:
         upgrade(engine)
     keyring = KeyRing(settings)
@@ -112,8 +121,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Threads for every request that holds a database turn, and some for those that don't.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, settings.db_concurrency + 20)
         yield
         app.state.worker.shutdown()
+        app.state.token_usage.close()
         engine.dispose()
 
     app = FastAPI(
@@ -128,6 +141,8 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.db_turns = anyio.CapacityLimiter(settings.db_concurrency)
+    app.state.token_usage = TokenUsage(app.state.session_factory)
     app.state.vault = Vault.from_keyring(keyring)
     app.state.csrf_key = derive_key("csrf:" + keys[0].decode())
     app.state.limiter = Limiter(settings.redis_url)

@@ -3,40 +3,76 @@
 The caller is found by a chain of authenticators: a ``Bearer`` token (API or login token) or the
 web UI's session cookie; a cookie-authenticated request that changes state must also carry the
 ``X-CSRF-Token`` that belongs to that session (double-submit, HMAC-bound to the session token).
+
+Under load (see BENCHMARKS.md, "API under load"):
+- at most ``Settings.db_concurrency`` requests hold a session at once (the others wait for a
+  turn in the event loop, holding nothing), and the pool has a connection for each of them;
+- the request's transaction commits before the response is sent: an acknowledged write is
+  stored, and a write whose commit failed is answered with an error;
+- reading a token never writes: when it was last used is kept in memory (``TokenUsage``) and
+  written by a background thread in short transactions of its own;
+- authentication ends its (read) transaction: nothing of it is held while the route runs.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+import threading
+import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
+import anyio
+from anyio.to_thread import run_sync
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.api.middleware import client_ip
 from inflow.api.ratelimit import Limiter
 from inflow.api.security import csrf_token, hash_token
 from inflow.errors import AuthenticationError, PermissionDeniedError, ServiceUnavailableError
+from inflow.logging import get_logger
 from inflow.settings import Settings
 from inflow.storage.audit import append_event
 from inflow.storage.crypto import Vault
 from inflow.storage.db import session_scope
 from inflow.storage.models import ApiToken, Role, User, utcnow
 
+log = get_logger("inflow.api")
+
 SESSION_COOKIE = "inflow_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """The request's session: committed when the route succeeds, rolled back when it raises."""
-    with session_scope(request.app.state.session_factory) as session:
-        yield session
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session: committed when the route succeeds (before the response is sent:
+    the dependency's scope is "function"), rolled back when it raises or when the client has
+    already hung up. A request waits for one of ``db_concurrency`` turns first, so the pool
+    always has its connection."""
+    async with request.app.state.db_turns:
+        session: Session = request.app.state.session_factory()
+        try:
+            yield session
+            with anyio.CancelScope(shield=True):
+                if await request.is_disconnected():
+                    # The client gave up (a timeout): nobody would learn that this succeeded.
+                    log.info("request_abandoned", path=request.url.path)
+                    await run_sync(session.rollback)
+                else:
+                    await run_sync(session.commit)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await run_sync(session.rollback)
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await run_sync(session.close)
 
 
 def get_settings(request: Request) -> Settings:
@@ -54,7 +90,7 @@ def get_limiter(request: Request) -> Limiter:
     return limiter
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 VaultDep = Annotated[Vault, Depends(get_vault)]
 LimiterDep = Annotated[Limiter, Depends(get_limiter)]
@@ -64,18 +100,110 @@ def request_ip(request: Request) -> str:
     return client_ip(request.scope, request.app.state.settings.trust_forwarded_for)
 
 
-def _user_for_token(session: Session, token: str) -> User | None:
+class TokenUsage:
+    """When each token was last used, recorded off the request path.
+
+    A request only notes the time in memory (once a minute per token at most); a background
+    thread writes the noted times every ``every_s`` seconds in one short transaction of its own
+    (and stops when nothing is left to write). A write that fails (a locked database) is
+    retried at the next flushes; it never fails or slows a request."""
+
+    RESOLUTION = timedelta(minutes=1)
+    ATTEMPTS = 3  # flushes a noted time survives when the database refuses it
+
+    def __init__(self, factory: sessionmaker[Session], every_s: float = 5.0) -> None:
+        self.factory = factory
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._pending: dict[uuid.UUID, datetime] = {}
+        self._noted: dict[uuid.UUID, datetime] = {}
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._failures = 0
+
+    def note(self, row: ApiToken, now: datetime) -> None:
+        with self._lock:
+            known = max(
+                (t for t in (row.last_used_at, self._noted.get(row.id)) if t is not None),
+                default=None,
+            )
+            if known is not None and now - known <= self.RESOLUTION:
+                return
+            self._noted[row.id] = self._pending[row.id] = now
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="inflow-token-usage", daemon=True
+                )
+                self._thread.start()
+
+    def flush(self) -> int:
+        """Write the noted times now; returns how many tokens were written."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return 0
+        try:
+            with session_scope(self.factory) as session:
+                for token_id, at in pending.items():
+                    session.execute(
+                        update(ApiToken)
+                        .where(
+                            ApiToken.id == token_id,
+                            or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at < at),
+                        )
+                        .values(last_used_at=at)
+                    )
+        except SQLAlchemyError as exc:
+            self._failures += 1
+            log.warning("token_usage_not_written", error=type(exc).__name__, tokens=len(pending))
+            if self._failures < self.ATTEMPTS:  # else dropped: a last use is only a hint
+                with self._lock:
+                    for token_id, at in pending.items():
+                        self._pending.setdefault(token_id, at)
+            return 0
+        self._failures = 0
+        return len(pending)
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (at shutdown)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.flush()
+            with self._lock:
+                if not self._pending:
+                    self._thread = None
+                    return
+        with self._lock:
+            self._thread = None
+
+
+def _user_for_token(request: Request, session: Session, token: str) -> User | None:
+    """The token's user (``None`` if unknown, expired or inactive): read once per request, and
+    never written (``TokenUsage`` records the use)."""
+    memo: dict[str, User | None] | None = getattr(request.state, "token_users", None)
+    if memo is None:
+        memo = request.state.token_users = {}
+    if token in memo:
+        return memo[token]
     row = session.execute(
         select(ApiToken).where(ApiToken.token_hash == hash_token(token))
     ).scalar_one_or_none()
     now = utcnow()
-    if row is None or (row.expires_at is not None and row.expires_at <= now):
-        return None
-    if not row.user.is_active:
-        return None
-    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
-        row.last_used_at = now  # throttled so reads don't become writes on every call
-    return row.user
+    user: User | None = None
+    live = row is not None and (row.expires_at is None or row.expires_at > now)
+    if row is not None and live and row.user.is_active:
+        user = row.user
+        request.app.state.token_usage.note(row, now)
+    # End the read (nothing was written; loaded objects stay usable: expire_on_commit=False).
+    session.commit()
+    memo[token] = user
+    return user
 
 
 def _bearer_token(request: Request) -> str:
@@ -87,13 +215,13 @@ def authenticate(request: Request, session: Session) -> User:
     """Bearer token first; then the session cookie, with CSRF checked on unsafe methods."""
     bearer = _bearer_token(request)
     if bearer:
-        user = _user_for_token(session, bearer)
+        user = _user_for_token(request, session, bearer)
         if user is None:
             raise AuthenticationError("the bearer token is invalid or expired")
         return user
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        user = _user_for_token(session, cookie)
+        user = _user_for_token(request, session, cookie)
         if user is None:
             raise AuthenticationError("the session has expired; log in again")
         if request.method not in SAFE_METHODS:
@@ -179,7 +307,7 @@ def rate_limit(request: Request, session: SessionDep) -> None:
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)
     token = _bearer_token(request) or request.cookies.get(SESSION_COOKIE, "")
-    user = _user_for_token(session, token) if token else None
+    user = _user_for_token(request, session, token) if token else None
     caller = f"u:{user.id}" if user is not None else "ip:" + request_ip(request)
     limiter: Limiter = request.app.state.limiter
     try:

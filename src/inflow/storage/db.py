@@ -1,4 +1,11 @@
-"""Engine and session factory. SQLite runs in WAL mode; PostgreSQL through psycopg 3."""
+"""Engine and session factory. SQLite runs in WAL mode; PostgreSQL through psycopg 3.
+
+On SQLite, readers never wait (WAL) and writers take turns: the driver (pysqlite's default
+transaction handling) runs reads outside a transaction and begins one at a session's first
+write, which waits up to the busy timeout for the write lock. A transaction that held a read
+snapshot before writing could instead fail at once whenever another writer committed in between
+(``SQLITE_BUSY_SNAPSHOT``, which no wait cures), so that default is kept on purpose.
+"""
 
 from __future__ import annotations
 
@@ -26,26 +33,41 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+BUSY_TIMEOUT_S = 15  # how long a SQLite writer waits for the write lock before it fails
+# Connections per process: the API's requests that may use the database at once
+# (Settings.db_concurrency) plus this many for the embedded worker, scheduler and flushes.
+BACKGROUND_CONNECTIONS = 10
+
+
 def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=15000")
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
     cur.close()
 
 
-def create_db_engine(url: str) -> Engine:
-    """Build the engine for ``url``; a SQLite file is made 0600 (its folder 0700 if missing)."""
+def create_db_engine(url: str, *, connections: int = 20 + BACKGROUND_CONNECTIONS) -> Engine:
+    """Build the engine for ``url``; a SQLite file is made 0600 (its folder 0700 if missing).
+
+    ``connections`` is the pool's size: it must hold every thread that may use the database at
+    once (the API's ``db_concurrency`` plus ``BACKGROUND_CONNECTIONS``), so that no request ever
+    waits on the pool (a QueuePool timeout is a 500)."""
     url = normalise_url(url)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             private_sqlite(Path(parsed.database))  # before the first connect creates it 0644
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
+        pool: dict[str, Any] = {}
+        if parsed.database and parsed.database != ":memory:":
+            pool = {"pool_size": connections, "max_overflow": 10}
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_S}, **pool
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=connections, max_overflow=10)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

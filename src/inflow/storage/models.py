@@ -219,6 +219,8 @@ class DataPoint(Base):
             name="uq_data_points_natural_key",
         ),
         Index("ix_data_points_metric_period", "metric", "period_start"),
+        # a series: one user's sources, one metric, a range of periods (migration 0005)
+        Index("ix_data_points_source_metric_period", "source_id", "metric", "period_start"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -7,8 +7,8 @@ import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import AfterValidator, Field
+from fastapi import APIRouter, Query, Request
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from inflow import bounds
 from inflow.api.authz import require
@@ -20,6 +20,7 @@ from inflow.api.services.series import (
     Granularity,
     Period,
     Range,
+    SeriesCache,
     SeriesQuery,
     change,
     check_range,
@@ -226,8 +227,17 @@ def create_points(
     )
 
 
+def _series_cache(request: Request) -> SeriesCache:
+    """The process's series cache (see ``SeriesCache``), made on first use."""
+    cache: SeriesCache | None = getattr(request.app.state, "series_cache", None)
+    if cache is None:
+        cache = request.app.state.series_cache = SeriesCache()
+    return cache
+
+
 @router.get("/api/data-points", operation_id="data-points-series")
 def series(
+    request: Request,
     metric: MetricQuery,
     user: CurrentUser,
     session: SessionDep,
@@ -248,7 +258,7 @@ def series(
         unit=_unit(session, user, query, metric),
         granularity=granularity,
         aggregation=_aggregation(query, metric),
-        points=[_public(p) for p in query.series(metric, granularity)],
+        points=[_public(p) for p in _series_cache(request).series(query, metric, granularity)],
     )
 
 

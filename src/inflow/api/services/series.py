@@ -34,9 +34,10 @@ after 9999-12-31 ends at its last instant), so such a point never makes a read f
 from __future__ import annotations
 
 import json
+import threading
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
@@ -44,8 +45,9 @@ from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import Dialect, case, func, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from inflow.api.services.formula import Formula
 from inflow.api.services.metrics import catalog
@@ -215,7 +217,6 @@ def parse_dimensions(text: str | None) -> dict[str, str]:
 class Row:
     """A stored point, as aggregation needs it."""
 
-    id: uuid.UUID
     source_id: uuid.UUID
     granularity: str
     period_start: datetime
@@ -337,6 +338,26 @@ def _combine(
     return sum(v * w for v, w in zip(values, known, strict=True) if w is not None) / total
 
 
+class _Memo:
+    """A column's raw driver values converted by the column type's own result processor, once
+    per distinct value (the same Python value a plain select gives, shared between rows)."""
+
+    def __init__(self, column: Any, dialect: Dialect) -> None:
+        self.process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        self.seen: dict[Any, Any] = {}
+
+    def __call__(self, raw: Any) -> Any:
+        if raw is None or self.process is None:
+            return raw
+        try:
+            return self.seen[raw]
+        except KeyError:
+            value = self.seen[raw] = self.process(raw)
+            return value
+        except TypeError:  # unhashable (a driver that decodes JSON itself)
+            return self.process(raw)
+
+
 class SeriesQuery:
     """Aggregates one user's view of stored points: which sources, which dimension values,
     which custom formulas; one query object per request (rows are loaded once per metric)."""
@@ -404,17 +425,62 @@ class SeriesQuery:
     def unit(self, metric: str) -> str | None:
         return self.rule(metric).unit
 
+    # ------------------------------------------------------------ cache keys
+
+    def key(self) -> tuple[Hashable, ...]:
+        """What, besides the metric and granularity, a series of this query depends on."""
+        return (
+            tuple(sorted(self.source_ids)),
+            self.window,
+            tuple(sorted(self.dimensions.items())),
+            tuple(sorted((k, f.text) for k, f in self.formulas.items())),
+            tuple(sorted((m, tuple(sorted(s))) for m, s in self.scope.items())),
+        )
+
+    def fingerprint(self, metric: str) -> Hashable:
+        """A value that changes whenever a point the metric's series reads does (one aggregate
+        query over the same rows), or a source's config (a custom source's metric rules)."""
+        if not self.source_ids:
+            return ()
+        names = set(self.leaves(metric))
+        names.update(r.weight_metric for n in list(names) if (r := self.rule(n)).weight_metric)
+        lo, hi = self.window.bounds()
+        stmt = (
+            select(
+                DataPoint.metric,
+                func.count(),
+                func.max(DataPoint.updated_at),
+                func.sum(DataPoint.value),
+                func.sum(case((DataPoint.complete, 1), else_=0)),
+            )
+            .where(DataPoint.metric.in_(sorted(names)), DataPoint.source_id.in_(self.source_ids))
+            .group_by(DataPoint.metric)
+        )
+        if lo is not None:
+            stmt = stmt.where(DataPoint.period_start >= lo)
+        if hi is not None:
+            stmt = stmt.where(DataPoint.period_start < hi)
+        points = tuple(sorted(tuple(row) for row in self.session.execute(stmt)))
+        configs = self.session.execute(
+            select(func.max(DataSource.updated_at)).where(DataSource.id.in_(self.source_ids))
+        ).scalar_one()
+        return points, configs
+
     # ------------------------------------------------------------ rows
 
     def rows(self, metric: str) -> list[Row]:
-        """The metric's stored points in the range (all dimension values)."""
+        """The metric's stored points in the range (all dimension values).
+
+        Sources, periods, time zones and dimension sets repeat over the rows (a day's points
+        share a period, a source's points their dimension sets), so their raw driver values are
+        converted once each, by each column type's own processor (``_Memo``)."""
         if metric in self._rows:
             return self._rows[metric]
         rows: list[Row] = []
         if self.source_ids:
             lo, hi = self.window.bounds()
-            stmt = select(
-                DataPoint.id,
+            dialect = self.session.get_bind().dialect
+            columns = (
                 DataPoint.source_id,
                 DataPoint.granularity,
                 DataPoint.period_start,
@@ -425,32 +491,48 @@ class SeriesQuery:
                 DataPoint.value,
                 DataPoint.weight,
                 DataPoint.complete,
+            )
+            # the repeating ones are fetched raw and converted once per distinct value
+            repeating = {"source_id", "period_start", "period_end", "dimensions"}
+            memo = [_Memo(c, dialect) if c.key in repeating else None for c in columns]
+            stmt = select(
+                *(
+                    type_coerce(c, NullType()).label(c.key) if c.key in repeating else c
+                    for c in columns
+                )
             ).where(DataPoint.metric == metric, DataPoint.source_id.in_(self.source_ids))
             if lo is not None:
                 stmt = stmt.where(DataPoint.period_start >= lo)
             if hi is not None:
                 stmt = stmt.where(DataPoint.period_start < hi)
             scope = self.scope.get(metric)
-            for r in self.session.execute(stmt):
-                if scope is not None and (r.source_id, r.dimensions_key) not in scope:
+            days: dict[tuple[datetime, str], date] = {}
+            for raw in self.session.execute(stmt):
+                r: list[Any] = [
+                    value if convert is None else convert(value)
+                    for convert, value in zip(memo, raw, strict=True)
+                ]
+                source_id, period_start, tz_name, dimensions_key = r[0], r[2], r[4], r[6]
+                if scope is not None and (source_id, dimensions_key) not in scope:
                     continue
-                day = local_day(r.period_start, r.timezone)
-                if not self.window.contains(r.period_start, day):
+                day = days.get((period_start, tz_name))
+                if day is None:
+                    day = days[(period_start, tz_name)] = local_day(period_start, tz_name)
+                if not self.window.contains(period_start, day):
                     continue
                 rows.append(
                     Row(
-                        r.id,
-                        r.source_id,
-                        r.granularity,
-                        r.period_start,
-                        r.period_end,
+                        source_id,
+                        r[1],
+                        period_start,
+                        r[3],
                         day,
-                        r.timezone,
-                        r.dimensions,
-                        r.dimensions_key,
-                        r.value,
-                        r.weight,
-                        r.complete,
+                        tz_name,
+                        r[5],
+                        dimensions_key,
+                        r[7],
+                        r[8],
+                        r[9],
                     )
                 )
         self._rows[metric] = rows
@@ -557,6 +639,42 @@ class SeriesQuery:
         """The whole range as one period (``None`` when it holds no point)."""
         cell = self.cells(metric, lambda _day: WHOLE, per_day=per_day).get(WHOLE)
         return self._period(WHOLE, cell) if cell is not None else None
+
+
+class SeriesCache:
+    """Series recently answered, each reused while what it read is unchanged.
+
+    A series costs a pass over every stored point it reads (thousands, in Python); checking
+    that those points are unchanged is one aggregate query over the same index range
+    (``SeriesQuery.fingerprint``: per metric read, the count, the latest ``updated_at`` and the
+    sum of values, and the sources' own ``updated_at``). An entry also ends when its next
+    period ends (a period's ``complete`` flips then). Entries are per process, bounded (LRU).
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[Hashable, tuple[Hashable, datetime, list[Period]]] = (
+            OrderedDict()
+        )
+
+    def series(self, query: SeriesQuery, metric: str, granularity: Granularity) -> list[Period]:
+        key = (metric, granularity, *query.key())
+        fingerprint = query.fingerprint(metric)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and found[0] == fingerprint and query.now < found[1]:
+                self._entries.move_to_end(key)
+                return found[2]
+        periods = query.series(metric, granularity)
+        upcoming = [p.end for p in periods if p.end > query.now]
+        until = min(upcoming, default=datetime.max.replace(tzinfo=UTC))
+        with self._lock:
+            self._entries[key] = (fingerprint, until, periods)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return periods
 
 
 @dataclass
