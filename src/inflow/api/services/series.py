@@ -45,7 +45,7 @@ from itertools import pairwise
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Dialect, case, func, select, type_coerce
+from sqlalchemy import Dialect, Numeric, case, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
@@ -450,7 +450,8 @@ class SeriesQuery:
                 DataPoint.metric,
                 func.count(),
                 func.max(DataPoint.updated_at),
-                func.sum(DataPoint.value),
+                # numeric: a sum of doubles near 1e308 overflows on PostgreSQL (an error)
+                func.sum(cast(DataPoint.value, Numeric)),
                 func.sum(case((DataPoint.complete, 1), else_=0)),
             )
             .where(DataPoint.metric.in_(sorted(names)), DataPoint.source_id.in_(self.source_ids))
