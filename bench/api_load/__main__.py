@@ -106,6 +106,16 @@ def seed(db_url: str, data_dir: Path, points: int) -> dict[str, Any]:
                             )
                         )
             repo.upsert_data_points(session, source_id=source.id, points=batch)
+    # A database that has settled: its planner statistics up to date, as autovacuum leaves a
+    # real one (otherwise PostgreSQL's autovacuum analyses the fresh million rows during the load)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE data_points"
+            )
+        else:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
     engine.dispose()
     loader["stored"] = count * PER_SOURCE
     loader["seed_s"] = time.perf_counter() - started
@@ -113,8 +123,10 @@ def seed(db_url: str, data_dir: Path, points: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def serve(db_url: str, data_dir: Path, log: Path) -> Iterator[str]:
-    """``inflow serve`` in its own process; yields its URL once /api/health answers."""
+def serve(db_url: str, data_dir: Path, log: Path, *, external: bool = False) -> Iterator[str]:
+    """``inflow serve`` in its own process; yields its URL once /api/health answers. With
+    ``external``, syncs run in an ``inflow worker`` process beside it (INFLOW_WORKER=external),
+    as a team on PostgreSQL runs them, instead of in the API's interpreter."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("INFLOW_")}
     env.update(
@@ -124,10 +136,16 @@ def serve(db_url: str, data_dir: Path, log: Path) -> Iterator[str]:
         INFLOW_ALLOW_PRIVATE_URLS="true",
         INFLOW_RATE_LIMIT_DEFAULT="100000000/minute",  # the load is one user: measure the rest
         INFLOW_LOG_LEVEL="WARNING",
+        INFLOW_WORKER="external" if external else "embedded",
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [str(INFLOW), "serve", "--port", str(port)], env=env, stdout=out, stderr=out
+        )
+        worker = (
+            subprocess.Popen([str(INFLOW), "worker"], env=env, stdout=out, stderr=out)
+            if external
+            else None
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -142,12 +160,15 @@ def serve(db_url: str, data_dir: Path, log: Path) -> Iterator[str]:
                 time.sleep(0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a stalled server does not finish its requests
-            proc.kill()
-            proc.wait(timeout=30)
+        for child in (proc, worker):
+            if child is None:
+                continue
+            child.terminate()
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a stalled server does not finish its requests
+                child.kill()
+                child.wait(timeout=30)
 
 
 def fresh_token(db_url: str, email: str) -> str:
@@ -244,7 +265,9 @@ def one_backend(backend: str, args: argparse.Namespace, dbs: Databases, tmp: Pat
             f"{sandbox_url}/_sandbox/example/config",
             json={"volume": {"pages": args.sync_pages, "reports": 0, "dashboards": 0}},
         ).raise_for_status()
-        with serve(db_url, data_dir, tmp / f"serve-{backend}.log") as url:
+        external = args.external_worker and backend == "postgres"
+        log = tmp / f"serve-{backend}.log"
+        with serve(db_url, data_dir, log, external=external) as url:
             for round_, clients in enumerate(args.clients):
                 write_source = loader["sources"][round_ % len(loader["sources"])]
                 token = fresh_token(db_url, loader["email"])
@@ -322,6 +345,11 @@ def main() -> None:
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--no-sync", action="store_true", help="no sync during the load")
     parser.add_argument("--small", action="store_true", help="10,000 points, 3 s loads")
+    parser.add_argument(
+        "--external-worker",
+        action="store_true",
+        help="PostgreSQL: syncs in an `inflow worker` process (INFLOW_WORKER=external)",
+    )
     args = parser.parse_args()
     if args.small:
         args.points, args.seconds, args.sync_pages = 10_000, 3.0, 50
@@ -331,6 +359,7 @@ def main() -> None:
         f"{platform.python_version()}, {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f}; {args.points:,} points, {args.seconds:.0f} s per load, "
         f"think {args.think} s, client timeout {args.timeout:.0f} s"
+        + (", PostgreSQL syncs in an `inflow worker` process" if args.external_worker else "")
     )
     with tempfile.TemporaryDirectory(prefix="inflow-api-load-") as tmp:
         dbs = Databases(Path(tmp))
