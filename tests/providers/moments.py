@@ -5,7 +5,29 @@ two reads shows (both agree unless a day began meanwhile)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import time
+from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
+
+
+class HeldClock:
+    """A sandbox clock: the test's clock, moved on by ``days`` when a test says so, or held at
+    one moment while the test reads what the API showed then (``at``)."""
+
+    def __init__(self) -> None:
+        self.days = 0.0
+        self.held: float | None = None
+
+    def __call__(self) -> float:
+        return (time.time() if self.held is None else self.held) + self.days * 86400
+
+    @contextmanager
+    def at(self, moment: float) -> Iterator[None]:
+        self.held = moment
+        try:
+            yield
+        finally:
+            self.held = None
 
 
 def assert_between(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -23,7 +21,7 @@ from inflow.connectors.records import dimensions_key
 from inflow.sandbox import create_app as create_sandbox
 from inflow.sandbox.instagram import ACCOUNT_ID, EXPIRED_TOKEN, TOKEN
 from inflow.storage.models import DataPoint
-from tests.providers.moments import assert_between
+from tests.providers.moments import HeldClock, assert_between
 from tests.sync.helpers import (
     SandboxControl,
     create_source,
@@ -115,23 +113,7 @@ def stored(factory: sessionmaker[Session], source_id: str) -> list[Row]:
     return [(m, start.date(), key, value, complete) for m, start, key, value, complete in rows]
 
 
-class Clock:
-    """The sandbox's clock: the test's, or held at one moment while the test reads what Graph
-    showed then (`at`)."""
-
-    def __init__(self) -> None:
-        self.held: float | None = None
-
-    def __call__(self) -> float:
-        return time.time() if self.held is None else self.held
-
-    @contextmanager
-    def at(self, moment: float) -> Iterator[None]:
-        self.held = moment
-        try:
-            yield
-        finally:
-            self.held = None
+Clock = HeldClock
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -34,7 +33,7 @@ from inflow.sandbox.linkedin import (
 )
 from inflow.storage.models import DataPoint, DataSource
 from tests.providers.emulator import Emulator, location, relative
-from tests.providers.moments import assert_between
+from tests.providers.moments import HeldClock, assert_between
 from tests.sync.helpers import SANDBOX_HOST, health, person, points_of, sync_and_wait
 
 SLUG = "linkedin"
@@ -65,24 +64,7 @@ VIEW_FIELDS = {
 # ---------------------------------------------------------------- fixtures
 
 
-class Clock:
-    """The sandbox's clock: the test's clock, moved on by `days` when a test says so, or held
-    at one moment while the test reads what the API showed then (`at`)."""
-
-    def __init__(self) -> None:
-        self.days = 0.0
-        self.held: float | None = None
-
-    def __call__(self) -> float:
-        return (time.time() if self.held is None else self.held) + self.days * 86400
-
-    @contextmanager
-    def at(self, moment: float) -> Iterator[None]:
-        self.held = moment
-        try:
-            yield
-        finally:
-            self.held = None
+Clock = HeldClock
 
 
 @pytest.fixture
