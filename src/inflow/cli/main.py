@@ -176,14 +176,18 @@ def worker(
 def scheduler(
     tick: Annotated[float, typer.Option(min=1, help="Seconds between checks.")] = 30.0,
 ) -> None:
-    """Distributed mode: enqueue scheduled syncs for the workers (run one of these)."""
+    """Distributed mode: enqueue scheduled syncs for the workers (run one of these). SIGTERM or
+    Ctrl-C stops it between checks."""
     import asyncio
 
     from inflow.sync.scheduler import run_scheduler
+    from inflow.sync.worker import until_stopped
 
     rt = _runtime()
     console.print("scheduler running; runs are queued for `inflow worker`")
-    asyncio.run(run_scheduler(rt.factory, lambda _run_id: None, tick_s=tick))
+    asyncio.run(until_stopped(run_scheduler(rt.factory, lambda _run_id: None, tick_s=tick)))
+    rt.engine.dispose()
+    console.print("scheduler stopped")
 
 
 @app.command()
