@@ -113,16 +113,13 @@ def stored(factory: sessionmaker[Session], source_id: str) -> list[Row]:
     return [(m, start.date(), key, value, complete) for m, start, key, value, complete in rows]
 
 
-Clock = HeldClock
+@pytest.fixture
+def clock() -> HeldClock:
+    return HeldClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> FastAPI:
+def sandbox(clock: HeldClock) -> FastAPI:
     return create_sandbox(clock=clock)
 
 
@@ -213,7 +210,7 @@ def posts(sb: SandboxControl) -> dict[tuple[str, str], float]:
 
 def assert_synced(
     sb: SandboxControl,
-    clock: Clock,
+    clock: HeldClock,
     factory: sessionmaker[Session],
     source_id: str,
     began: float,

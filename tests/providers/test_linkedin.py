@@ -64,16 +64,13 @@ VIEW_FIELDS = {
 # ---------------------------------------------------------------- fixtures
 
 
-Clock = HeldClock
+@pytest.fixture
+def clock() -> HeldClock:
+    return HeldClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def sandbox(clock: Clock) -> FastAPI:
+def sandbox(clock: HeldClock) -> FastAPI:
     return create_sandbox(clock=clock)
 
 
@@ -222,7 +219,7 @@ def today() -> date:
     return datetime.now(UTC).date()
 
 
-def shown(li: LinkedIn, clock: Clock, moment: float, first: date, last: date) -> Table:
+def shown(li: LinkedIn, clock: HeldClock, moment: float, first: date, last: date) -> Table:
     """The oracle as LinkedIn's API showed it at ``moment`` (the sandbox's clock held there).
     The member's daily quota is lifted for the reads: they are the test's, not Inflow's."""
     li.configure(volume={"memberDailyLimit": 0, "appDailyLimit": 0})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias, get_args
 
 import orjson
 from fastapi import APIRouter, Request
@@ -35,18 +35,7 @@ FaultKind = Literal[
     "slow",
     "mutate",
 ]
-ALL_FAULTS: frozenset[FaultKind] = frozenset(
-    (
-        "rate_limit",
-        "server_error",
-        "unavailable",
-        "truncate",
-        "drop",
-        "expired_token",
-        "slow",
-        "mutate",
-    )
-)
+ALL_FAULTS: frozenset[FaultKind] = frozenset(get_args(FaultKind))
 
 Credentials = Callable[[str], JSONObject]
 """base URL of the emulator's prefix → a complete working config for an Inflow data source."""
