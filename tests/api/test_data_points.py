@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from inflow.api.routes.data_points import SeriesPublic
 from inflow.storage.models import AuditEvent, DataPoint, DataPointRevision, ExperimentDataPoint
 from tests.api.objects import assert_problem, create_source, field_errors, person
 
@@ -447,6 +448,37 @@ def test_periods_follow_each_points_own_time_zone(client, factory):
     assert values(weekly) == {"2025-03-31T00:00:00+09:00": 10}  # Monday 31 March, local
     in_april = series(client, headers, "visits", **{"from": "2025-04-01", "to": "2025-04-30"})
     assert values(in_april) == {"2025-04-01T00:00:00+09:00": 6}
+
+
+def test_the_series_json_is_what_its_documented_model_writes(client, factory):
+    # The series route renders its points without a model per period (its hot path): its
+    # body must be byte for byte what pydantic writes for the SeriesPublic it documents.
+    _, headers = person(factory)
+    source = create_source(client, headers)
+    store(
+        client,
+        headers,
+        [
+            point(source, "visits", 0.1, "2025-03-31", start="2025-03-30T15:00:00.000120+00:00"),
+            point(source, "visits", 1e300, "2025-04-02", tz="Asia/Tokyo"),
+            point(source, "visits", 7, "2025-04-05", tz="America/St_Johns"),  # UTC-02:30
+            point(source, "signups", 1, "2025-04-05"),
+        ],
+    )
+    response = client.get(
+        "/api/data-points",
+        headers=headers,
+        params={"metric": "visits", "from": "2025-03-25", "to": "2025-04-10"},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    rendered = SeriesPublic.model_validate_json(response.content)
+    assert response.content == rendered.model_dump_json(by_alias=True).encode()
+    assert {p.value for p in rendered.points} == {0.1, 1e300, 7}
+    documented = client.get("/openapi.json").json()["paths"]["/api/data-points"]["get"]
+    schema = documented["responses"]["200"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/SeriesPublic"}
 
 
 def test_a_period_is_complete_only_when_all_its_points_are(client, factory):

@@ -461,11 +461,13 @@ class SeriesQuery:
             stmt = stmt.where(DataPoint.period_start >= lo)
         if hi is not None:
             stmt = stmt.where(DataPoint.period_start < hi)
-        points = tuple(sorted(tuple(row) for row in self.session.execute(stmt)))
-        configs = self.session.execute(
-            select(func.max(DataSource.updated_at)).where(DataSource.id.in_(self.source_ids))
-        ).scalar_one()
-        return points, configs
+        configs = (
+            select(func.max(DataSource.updated_at))
+            .where(DataSource.id.in_(self.source_ids))
+            .scalar_subquery()
+        )
+        # one round trip: the sources' latest change rides along on each metric's row
+        return tuple(sorted(tuple(row) for row in self.session.execute(stmt.add_columns(configs))))
 
     # ------------------------------------------------------------ rows
 
