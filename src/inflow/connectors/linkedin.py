@@ -26,6 +26,7 @@ from inflow.connectors.spec import (
     Kind,
     MetricDef,
     OAuth2AuthorizationCode,
+    Offset,
     Quota,
     Resolution,
     Stream,
@@ -123,6 +124,9 @@ def _point(metric: str, value: float, day: datetime, **extra: Any) -> DataPoint:
     return DataPoint(metric, float(value), day, day + DAY, complete=complete, **extra)
 
 
+# LinkedIn's finders page with `start`/`count` (default count 10) and say `paging.total`;
+# production integrations ask for 100 a page (a year of days is four pages a finder).
+PAGES = Offset(param="start", limit_param="count", limit=100, total_path="paging.total")
 Reader = Callable[[Mapping[str, Any], datetime], Iterator[DataPoint]]
 # Items carry epoch-ms `timeRange`s, no ISO cursor: the state is the end of the window read.
 # Data is kept 12 months; the last days are restated, so each sync re-reads a week.
@@ -132,9 +136,11 @@ DAILY = Incremental(
 
 
 def daily(resource: str, finder: str, reader: Reader) -> Stream:
-    """A time-bound (DAY) statistics finder, read with `reader` for every day of the window; a
-    day LinkedIn leaves out (no activity) reads as zeros. Rest.li 2.0: the URN is
-    percent-encoded, `timeIntervals` keeps `(`, `:` and `,` literal (re-encoded: a 400)."""
+    """A time-bound (DAY) statistics finder, read with `reader` for each day LinkedIn answers
+    for: a day it leaves out (no activity, or not computed yet) and a field it leaves out are
+    no point, never a zero it did not give. Paged with `start`/`count` until `paging.total`
+    (or a short page). Rest.li 2.0: the URN is percent-encoded, `timeIntervals` keeps `(`,
+    `:` and `,` literal (re-encoded: a 400)."""
 
     def target(ctx: Context) -> str:
         start, end = (int(m.timestamp() * 1000) for m in _days(ctx))
@@ -146,34 +152,50 @@ def daily(resource: str, finder: str, reader: Reader) -> Stream:
         seen = {int(i.get("timeRange", {}).get("start", -1)): i for i in items}
         day, end = _days(ctx)
         while day < end:
-            yield from reader(seen.get(int(day.timestamp() * 1000), {}), day)
+            item = seen.get(int(day.timestamp() * 1000))
+            if item is not None:
+                yield from reader(item, day)
             day += DAY
 
     path = f"/{resource}"
-    return Stream(resource, path, "elements", target=target, reduce=reduce, incremental=DAILY)
+    return Stream(
+        resource,
+        path,
+        "elements",
+        pages=PAGES,
+        target=target,
+        reduce=reduce,
+        incremental=DAILY,
+    )
 
 
 def follower_gains(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
     gains = item.get("followerGains") or {}
     for source in ("organic", "paid"):
-        value = gains.get(f"{source}FollowerGain", 0)
-        yield _point("followers_gained", value, day, dimensions={"source": source})
+        value = gains.get(f"{source}FollowerGain")
+        if value is not None:
+            yield _point("followers_gained", value, day, dimensions={"source": source})
 
 
 def share_statistics(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
     stats = item.get("totalShareStatistics") or {}
     for metric, field in COUNTS.items():
-        yield _point(metric, stats.get(field, 0), day)
-    impressions = stats.get("impressionCount", 0)
-    if impressions > 0:  # rates of a day without impressions are undefined, not zero
-        yield _point("engagement_rate", stats["engagement"], day, weight=impressions)
-        yield _point("ctr", stats["clickCount"] / impressions, day, weight=impressions)
+        if stats.get(field) is not None:
+            yield _point(metric, stats[field], day)
+    impressions = stats.get("impressionCount")
+    if impressions:  # rates of a day without impressions are undefined, not zero
+        if stats.get("engagement") is not None:
+            yield _point("engagement_rate", stats["engagement"], day, weight=impressions)
+        if stats.get("clickCount") is not None:
+            yield _point("ctr", stats["clickCount"] / impressions, day, weight=impressions)
 
 
 def page_views(item: Mapping[str, Any], day: datetime) -> Iterator[DataPoint]:
     views = (item.get("totalPageStatistics") or {}).get("views") or {}
     for metric, field in VIEWS.items():
-        yield _point(metric, (views.get(field) or {}).get("pageViews", 0), day)
+        value = (views.get(field) or {}).get("pageViews")
+        if value is not None:
+            yield _point(metric, value, day)
 
 
 def followers_total(item: Mapping[str, Any], ctx: Context) -> Iterator[DataPoint]:
@@ -277,7 +299,8 @@ CONNECTOR = Connector(
     headers={"LinkedIn-Version": "{config.api_version}", "X-Restli-Protocol-Version": "2.0.0"},
     classify=classify,
     reset_after=until_midnight,
-    # Development tier: 100 calls per member a day (unverified; per source here): a sync is 4.
+    # Development tier: 100 calls per member a day (unverified; per source here): a first
+    # sync (a year, four pages a finder) is 13 calls, a later one (a week) is 4.
     quota=Quota(limit=100, per="day"),
     history=timedelta(days=365),  # statistics cover a rolling 12 months
     max_range=timedelta(days=365),  # one read spans under 14 months; history is the bound

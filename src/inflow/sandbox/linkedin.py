@@ -7,7 +7,8 @@ REST under `/rest` (`LinkedIn-Version: YYYYMM` required: missing → 400 `VERSIO
 or unknown → 426 `NONEXISTENT_VERSION`; a version lives until the 15th of its month a year on):
 `organizationAcls` (roleAssignee finder, `start`/`count`), `organizations/{id}`,
 `networkSizes/{urn}`, and the DAY statistics `organizationalEntityFollowerStatistics`,
-`organizationalEntityShareStatistics`, `organizationPageStatistics`. With
+`organizationalEntityShareStatistics`, `organizationPageStatistics` (finders page with
+`start`/`count`: 10 by default, at most 100, `paging.total` and a `next` link). With
 `X-Restli-Protocol-Version: 2.0.0` parameters are Rest.li 2.0 (`timeIntervals=(timeRange:(…))`
 with literal structure, URNs percent-encoded); without it, Rest.li 1.0 dotted parameters. A wrong
 encoding is 400 "Parameter '…' is invalid". Errors: `{"status", "serviceErrorCode", "code",
@@ -463,8 +464,17 @@ def entity(query: Query, finder: str) -> int:
     return int(found[1])
 
 
-def elements(body: list[JSONValue]) -> Response:
-    return json_response({"paging": {"count": 10, "start": 0, "links": []}, "elements": body})
+def elements(request: Request, query: Query, body: list[JSONValue]) -> Response:
+    """A finder's page: `start`/`count` (default 10, at most 100) of `body`, with `paging.total`
+    and a `next` link while more remain (as `organizationAcls` pages)."""
+    start, count = query.number("start", 0, 1_000_000), query.number("count", 10, 100)
+    links: list[JSONValue] = []
+    if start + count < len(body):
+        after = {**query.raw, "start": str(start + count), "count": str(count)}
+        href = f"{request.url.path}?" + "&".join(f"{k}={v}" for k, v in after.items())
+        links.append({"rel": "next", "type": "application/json", "href": href})
+    paging: JSONObject = {"count": count, "start": start, "total": len(body), "links": links}
+    return json_response({"paging": paging, "elements": body[start : start + count]})
 
 
 def _range(day: date) -> JSONObject:
@@ -544,13 +554,17 @@ async def follower_statistics(request: Request, who: CallerDep) -> Response:
     if days is None:
         counts = {"organicFollowerCount": followers_total(state, today), "paidFollowerCount": 0}
         facet: list[JSONValue] = [{"staffCountRange": "SIZE_2_TO_10", "followerCounts": counts}]
-        return elements([{"organizationalEntity": urn, "followerCountsByStaffCountRange": facet}])
+        return elements(
+            request,
+            query,
+            [{"organizationalEntity": urn, "followerCountsByStaffCountRange": facet}],
+        )
     rows: list[JSONValue] = []
     for day in days:
         n = day_numbers(state, day, today)
         gains = {"organicFollowerGain": n.organic_gain, "paidFollowerGain": n.paid_gain}
         rows.append({"organizationalEntity": urn, "timeRange": _range(day), "followerGains": gains})
-    return elements(rows)
+    return elements(request, query, rows)
 
 
 @api.get("/organizationalEntityShareStatistics")
@@ -581,7 +595,7 @@ async def share_statistics(request: Request, who: CallerDep) -> Response:
         if days is not None:
             row["timeRange"] = _range(day)
         rows.append(row)
-    return elements(rows)
+    return elements(request, query, rows)
 
 
 @api.get("/organizationPageStatistics")
@@ -604,7 +618,7 @@ async def page_statistics(request: Request, who: CallerDep) -> Response:
         if days is not None:
             row["timeRange"] = _range(day)
         rows.append(row)
-    return elements(rows)
+    return elements(request, query, rows)
 
 
 # ---------------------------------------------------------------- sandbox hooks
