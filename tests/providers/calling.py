@@ -4,7 +4,7 @@ log, the stored points as the same table, and the comparison. Days are the sourc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -16,14 +16,28 @@ DIMS = ("", "direction=inbound", "direction=outbound")
 
 Table = dict[tuple[str, str, str], float]
 Call = tuple[datetime, bool, bool, bool, float]  # started, inbound, answered, missed, talk s
+# ... and, on a platform with inbound outcomes, the outcome its oracle judged
+Judged = Call | tuple[datetime, bool, bool, bool, float, str]
 
 
-def daily(calls: Iterable[Call], first: date, last: date, zone: tzinfo = UTC) -> Table:
+def daily(
+    calls: Iterable[Judged],
+    first: date,
+    last: date,
+    zone: tzinfo = UTC,
+    outcomes: Sequence[str] = (),
+) -> Table:
     """The six daily metrics of ``first``..``last`` (days in ``zone``), in total and by
-    direction, from calls each platform's oracle has already judged answered or missed."""
+    direction, from calls each platform's oracle has already judged answered or missed; and
+    inbound calls by each of ``outcomes`` (the sixth element of an inbound call)."""
     sums: dict[tuple[str, str], list[float]] = {}
-    for started, inbound, answered, missed, talk in calls:
+    by_outcome: dict[tuple[str, str], int] = {}
+    for call in calls:
+        started, inbound, answered, missed, talk = call[:5]
         day = started.astimezone(zone).date().isoformat()
+        if inbound and outcomes:
+            key = (day, str(call[5]))
+            by_outcome[key] = by_outcome.get(key, 0) + 1
         for key in ("", "direction=inbound" if inbound else "direction=outbound"):
             acc = sums.setdefault((day, key), [0.0, 0.0, 0.0, 0.0])
             acc[0] += 1
@@ -33,6 +47,9 @@ def daily(calls: Iterable[Call], first: date, last: date, zone: tzinfo = UTC) ->
     out: Table = {}
     day = first
     while day <= last:
+        for outcome in outcomes:
+            value = float(by_outcome.get((day.isoformat(), outcome), 0))
+            out[("inbound_calls", day.isoformat(), f"outcome={outcome}")] = value
         for key in DIMS:
             total, answered, missed, talk = sums.get((day.isoformat(), key), [0.0] * 4)
             values = {

@@ -53,6 +53,9 @@ class Call:
     answered: bool
     missed: bool
     talk_seconds: float = 0.0
+    # the platform's own category of an inbound call, where it has them (Aircall's analytics:
+    # answered, abandoned, out of business hours, voicemail, missed); None elsewhere
+    outcome: str | None = None
 
 
 Normalizer = Callable[[Mapping[str, Any]], Call | None]
@@ -60,14 +63,31 @@ Normalizer = Callable[[Mapping[str, Any]], Call | None]
 leg of a call already counted, a fax, a deleted record)."""
 
 
-def metrics(*, answered: str, missed: str, extra: str = "") -> tuple[MetricDef, ...]:
-    """The calling catalog, with the platform's definitions of answered and missed."""
+def metrics(
+    *, answered: str, missed: str, extra: str = "", outcomes: str = ""
+) -> tuple[MetricDef, ...]:
+    """The calling catalog, with the platform's definitions of answered and missed (and of
+    its inbound outcomes, where it has them: ``inbound_calls`` by ``outcome``)."""
     directions = (
         "Per day in the source's time zone (UTC unless set), in total and by direction "
         "(inbound, outbound)."
     )
     note = f" {extra}" if extra else ""
+    by_outcome = (
+        (
+            MetricDef(
+                "inbound_calls",
+                "Inbound calls by outcome",
+                "count",
+                f"{outcomes} Per day in the source's time zone, by `outcome`; the outcomes "
+                "add up to the inbound calls.",
+            ),
+        )
+        if outcomes
+        else ()
+    )
     return (
+        *by_outcome,
         MetricDef("total_calls", "Total calls", "count", f"Every call. {directions}{note}"),
         MetricDef("answered_calls", "Answered calls", "count", f"{answered} {directions}"),
         MetricDef("missed_calls", "Missed calls", "count", f"{missed} {directions}"),
@@ -138,10 +158,16 @@ TimeZone = Annotated[
 
 
 def aggregate(
-    calls: Sequence[Call], start: datetime, end: datetime, *, now: datetime | None = None
+    calls: Sequence[Call],
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime | None = None,
+    outcomes: Sequence[str] = (),
 ) -> Iterator[DataPoint]:
     """Daily points for every day of ``[start, end)`` (days without calls are zeros: that is a
-    fact, not a gap), in total and per direction; a call seen twice counts once (its last
+    fact, not a gap), in total and per direction, and inbound calls by each of ``outcomes``
+    (the platform's own categories, if it has them); a call seen twice counts once (its last
     version wins). Today's points are marked incomplete."""
     now = now or datetime.now(UTC)
     zone = start.tzinfo or UTC  # the runtime's windows start at midnight in the source's zone
@@ -150,10 +176,13 @@ def aggregate(
         latest[call.id] = call
     # day -> direction key ("" = all) -> [total, answered, missed, talk seconds]
     totals: dict[datetime, dict[str, list[float]]] = {}
+    by_outcome: dict[tuple[datetime, str], int] = {}
     for call in latest.values():
         if not start <= call.started_at < end:
             continue  # read through a neighbour's window (bounds are inclusive on some APIs)
         day = _midnight(call.started_at, zone)
+        if call.direction == "inbound" and call.outcome is not None:
+            by_outcome[day, call.outcome] = by_outcome.get((day, call.outcome), 0) + 1
         by_dir = totals.setdefault(day, {})
         keys = ("", call.direction) if call.direction else ("",)
         for key in keys:
@@ -168,6 +197,16 @@ def aggregate(
         complete = day_end <= now
         first, last = day.astimezone(UTC), day_end.astimezone(UTC)
         by_dir = totals.get(day, {})
+        for outcome in outcomes:
+            yield DataPoint(
+                "inbound_calls",
+                float(by_outcome.get((day, outcome), 0)),
+                first,
+                last,
+                dimensions={"outcome": outcome},
+                timezone=zone_name,
+                complete=complete,
+            )
         for key in ("", *DIRECTIONS):
             total, answered, missed, talk = by_dir.get(key, (0.0, 0.0, 0.0, 0.0))
             dims = {"direction": key} if key else {}
@@ -192,8 +231,9 @@ def aggregate(
                 )
 
 
-def daily(normalize: Normalizer) -> SliceReducer:
-    """A stream's ``reduce``: the window's call-log items → the daily calling points."""
+def daily(normalize: Normalizer, outcomes: Sequence[str] = ()) -> SliceReducer:
+    """A stream's ``reduce``: the window's call-log items → the daily calling points (with
+    inbound calls by each of ``outcomes``, the ``Call.outcome`` values the platform has)."""
 
     def reduce(items: list[Mapping[str, Any]], ctx: Context) -> Iterator[DataPoint]:
         window = ctx.window
@@ -203,8 +243,9 @@ def daily(normalize: Normalizer) -> SliceReducer:
                 return iter(())
             first = min(c.started_at for c in calls)
             last = max(c.started_at for c in calls)
-            return aggregate(calls, _midnight(first), _midnight(last) + timedelta(days=1))
-        return aggregate(calls, window.start, window.end)
+            end = _midnight(last) + timedelta(days=1)
+            return aggregate(calls, _midnight(first), end, outcomes=outcomes)
+        return aggregate(calls, window.start, window.end, outcomes=outcomes)
 
     return reduce
 

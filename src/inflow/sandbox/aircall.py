@@ -7,7 +7,7 @@ with `from`/`to` (UNIX seconds, both inclusive, on `started_at`), `order` (`asc`
 {count, total, current_page, per_page, next_page_link, previous_page_link}}` with absolute
 links; only the first 10,000 calls of a query are served, silently (`total` stays the true
 count, the last page's `next_page_link` is null, pages past it are empty). `GET /v1/calls/{id}`
-→ `{"call": {...}}` or 404. A company's budget is `rateLimit` requests (60) per fixed window of
+→ `{"call": {...}}` or 404. A company's budget is `rateLimit` requests (120, the API reference's) per fixed window of
 `rateWindowS` seconds (60); every authenticated response carries `X-AircallApi-Limit`,
 `-Remaining` and `-Reset` (epoch seconds), and past the budget a 429 (no Retry-After).
 
@@ -136,7 +136,7 @@ async def company(request: Request) -> Company:
     if not good:
         raise _error(403, "Forbidden", "Verify your API ID and API token")
     now = clock_now(request)
-    limit = state.volume_of("rateLimit") or 60
+    limit = state.volume_of("rateLimit") or 120
     span = max(1, state.volume_of("rateWindowS"))
     books, window = live(state), int(now // span)
     if books.window != window:
@@ -491,13 +491,13 @@ EMULATOR = Emulator(
         "revision": 0,
         "peakCalls": 0,
         "peakDay": 1,
-        "rateLimit": 60,
+        "rateLimit": 120,
         "rateWindowS": 60,
     },
     error_body=error_body,
     # Names for injected 429s (the handlers send the real window's values themselves).
     rate_limit_headers=RateLimitHeaders(
-        limit=60,
+        limit=120,
         limit_header="X-AircallApi-Limit",
         remaining_header="X-AircallApi-Remaining",
         reset_header="X-AircallApi-Reset",

@@ -54,19 +54,26 @@ def test_answered_means_an_answered_at_and_talk_runs_from_it():
 
 
 @pytest.mark.parametrize(
-    ("reason", "voicemail"),
+    ("reason", "voicemail", "outcome"),
     [
-        ("out_of_opening_hours", None),
-        ("short_abandoned", None),
-        ("abandoned_in_ivr", None),
-        ("agents_did_not_answer", "https://x/vm.mp3"),
+        ("out_of_opening_hours", None, "out_of_business_hours"),
+        ("out_of_opening_hours", "https://x/vm.mp3", "out_of_business_hours"),
+        ("short_abandoned", None, "abandoned"),
+        ("abandoned_in_ivr", None, "abandoned"),
+        ("abandoned_in_classic", None, "abandoned"),
+        ("agents_did_not_answer", "https://x/vm.mp3", "voicemail"),
+        ("no_available_agent", "https://x/vm.mp3", "voicemail"),
+        ("agents_did_not_answer", None, "missed"),
+        ("no_available_agent", None, "missed"),
+        (None, None, "missed"),
     ],
 )
-def test_an_inbound_call_without_answered_at_is_missed_whatever_the_reason(reason, voicemail):
+def test_an_unanswered_inbound_call_takes_aircalls_analytics_outcome(reason, voicemail, outcome):
     got = normalize(call(answered_at=None, missed_call_reason=reason, voicemail=voicemail))
 
     assert got is not None
-    assert (got.answered, got.missed, got.talk_seconds) == (False, True, 0.0)
+    assert (got.answered, got.talk_seconds, got.outcome) == (False, 0.0, outcome)
+    assert got.missed is (outcome == "missed")  # "missed" as Aircall's dashboard counts it
 
 
 def test_an_unanswered_outbound_call_is_neither_and_live_calls_wait():
@@ -83,8 +90,9 @@ def test_an_unanswered_outbound_call_is_neither_and_live_calls_wait():
 def test_the_catalog_states_aircalls_definitions():
     text = {m.key: m.description for m in CONNECTOR.metrics}
     assert "answered_at" in text["answered_calls"]
-    assert "missed_call_reason" in text["missed_calls"]
+    assert "no agent was available" in text["missed_calls"]
     assert "voicemail" in text["missed_calls"]
+    assert "out_of_business_hours" in text["inbound_calls"]
     assert "ended_at - answered_at" in text["total_calls"]
     assert CONNECTOR.family == "calling"
     assert AircallConfig.model_json_schema(by_alias=True)["properties"]["platform"]["default"] == (
