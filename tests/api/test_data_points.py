@@ -509,6 +509,39 @@ def test_a_period_is_complete_only_when_all_its_points_are(client, factory):
     assert [p["complete"] for p in weekly["points"][:2]] == [False, True]
 
 
+def test_a_period_the_range_cuts_is_partial(client, factory):
+    _, headers = person(factory)
+    source = create_source(client, headers)
+    # Monday 3 March .. Sunday 16 March 2025: two whole ISO weeks, a point a day
+    store(client, headers, [point(source, "visits", 1, date(2025, 3, d)) for d in range(3, 17)])
+
+    def weeks(**params):
+        body = series(client, headers, "visits", granularity="week", **params)
+        return [(p["periodStart"][:10], p["value"], p["complete"]) for p in body["points"]]
+
+    # from Wednesday 5 March: the first week is read from its third day on
+    assert weeks(**{"from": "2025-03-05", "to": "2025-03-16"}) == [
+        ("2025-03-03", 5, False),
+        ("2025-03-10", 7, True),
+    ]
+    # to Thursday 13 March: the last week is read to its fourth day
+    assert weeks(**{"from": "2025-03-03", "to": "2025-03-13"}) == [
+        ("2025-03-03", 7, True),
+        ("2025-03-10", 4, False),
+    ]
+    # instants: from Monday 12:00 UTC cuts the first week, to Monday 00:00 UTC cuts nothing
+    assert weeks(**{"from": "2025-03-03T12:00:00Z", "to": "2025-03-17T00:00:00Z"}) == [
+        ("2025-03-03", 6, False),
+        ("2025-03-10", 7, True),
+    ]
+    assert weeks(**{"from": "2025-03-03", "to": "2025-03-16"}) == [
+        ("2025-03-03", 7, True),
+        ("2025-03-10", 7, True),
+    ]
+    days = series(client, headers, "visits", **{"from": "2025-03-05", "to": "2025-03-13"})
+    assert all(p["complete"] for p in days["points"])  # a day is never cut by a date range
+
+
 # ---------------------------------------------------------------- trends
 
 

@@ -22,7 +22,8 @@ Which points count, so nothing is counted twice:
 
 Periods are calendar days, ISO weeks (Monday to Sunday) or calendar months of each point's own
 time zone (``timezone``, the local date of its ``periodStart``). A period is complete only if
-all its points are and it is over. A custom metric aggregates each operand by its own rule
+all its points are, it is over, and the ``from``/``to`` range holds all of it (a week cut by
+the range's start is partial). A custom metric aggregates each operand by its own rule
 per period first and then applies its formula (a ratio of sums, never a sum of ratios); a
 missing operand or a division by zero leaves that period's value null.
 
@@ -128,6 +129,18 @@ class Range:
         if isinstance(self.end, datetime):
             return instant < self.end
         return self.end is None or day <= self.end
+
+    def cuts(self, key: Bucket, start: datetime, end: datetime) -> bool:
+        """Whether the range leaves out part of the period ``key`` (its local first day and the
+        day after its last; ``start``/``end`` its instants): such a period is partial."""
+        if isinstance(self.start, datetime):
+            if start < self.start:
+                return True
+        elif self.start is not None and key[0] < self.start:
+            return True
+        if isinstance(self.end, datetime):
+            return self.end < end
+        return self.end is not None and shift(self.end, 1) < key[1]
 
     def bounds(self) -> tuple[datetime | None, datetime | None]:
         """Instants that surely hold the range, whatever the points' time zones (a local date
@@ -628,7 +641,9 @@ class SeriesQuery:
             start = datetime.combine(key[0], time.min, tz)
             # a period cut at the calendar's end ends at its last instant
             end = datetime.combine(key[1], time.max if key[1] == date.max else time.min, tz)
-        return Period(start, end, cell.value, cell.complete and end <= self.now, len(cell.days))
+        whole = key == WHOLE or not self.window.cuts(key, start, end)
+        complete = cell.complete and end <= self.now and whole
+        return Period(start, end, cell.value, complete, len(cell.days))
 
     def series(self, metric: str, granularity: Granularity) -> list[Period]:
         cells = self.cells(metric, lambda day: bucket_of(day, granularity))
