@@ -117,7 +117,7 @@ def test_create_all_takes_the_fetch_preview_as_is(client, factory):
     _, headers = person(factory)
     source = create_source(client, headers, type="microsoft_clarity", config=CLARITY)
     preview = {
-        "metric": "scroll_depth",
+        "metric": "pages_per_session",
         "value": 61.5,
         "unit": "percent",
         "periodStart": "2025-03-03T13:00:00Z",
@@ -165,6 +165,37 @@ def test_restated_value_updates_the_point_and_keeps_its_history(client, factory)
     assert revisions[0]["recordedAt"] == oldest["replacedAt"]
     assert count(factory, DataPoint) == 1
     assert count(factory, DataPointRevision) == 2
+
+
+def test_restating_only_the_weight_or_the_period_end_reaches_every_read(client, factory):
+    _, headers = person(factory)
+    source = create_source(client, headers, type="microsoft_clarity", config=CLARITY)
+    day = "2025-03-03"
+    # pages per session, weighted by sessions: 0.5 over 10 and 0.1 over 30 sessions
+    first = [
+        point(source, "pages_per_session", 0.5, day, weight=10, dimensions={"device": "PC"}),
+        point(source, "pages_per_session", 0.1, day, weight=30, dimensions={"device": "Mobile"}),
+    ]
+    store(client, headers, first)
+    before = values(series(client, headers, "pages_per_session"))
+    # the provider corrects only the sessions behind the PC value: 10 → 90
+    again = [{**first[0], "weight": 90}, first[1]]
+    counts = store(client, headers, again)
+    after = values(series(client, headers, "pages_per_session"))
+    longer = {**again[1], "periodEnd": "2025-03-03T12:00:00+00:00"}
+    ended = store(client, headers, [again[0], longer])
+    raw = client.get("/api/data-points/raw", headers=headers).json()["items"]
+    mobile = next(p for p in raw if p["dimensions"] == {"device": "Mobile"})
+    history = client.get(f"/api/data-points/{mobile['id']}/history", headers=headers).json()
+
+    # weighted means computed here: (0.5*10 + 0.1*30) / 40 and (0.5*90 + 0.1*30) / 120
+    assert before == {"2025-03-03T00:00:00Z": pytest.approx(0.2)}
+    assert counts == {"created": 0, "updated": 1, "unchanged": 1}
+    assert after == {"2025-03-03T00:00:00Z": pytest.approx(0.4)}
+    assert ended == {"created": 0, "updated": 1, "unchanged": 1}
+    assert mobile["periodEnd"] == "2025-03-03T12:00:00Z"
+    assert [(r["value"], r["weight"]) for r in history["revisions"]] == [(0.1, 30)]
+    assert history["revisions"][0]["periodEnd"] == "2025-03-04T00:00:00Z"
 
 
 def test_create_all_refuses_bad_items_naming_each_and_stores_nothing(client, factory):

@@ -253,6 +253,9 @@ class DataPointRevision(Base):
     )
     value: Mapped[float] = mapped_column(Float)
     complete: Mapped[bool] = mapped_column(Boolean)
+    # the replaced weight and period end (null in revisions written before they were kept)
+    weight: Mapped[float | None] = mapped_column(Float, default=None)
+    period_end: Mapped[datetime | None] = mapped_column(default=None)
     recorded_at: Mapped[datetime] = mapped_column()
     replaced_at: Mapped[datetime] = mapped_column(default=utcnow)
 

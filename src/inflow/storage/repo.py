@@ -111,25 +111,30 @@ def upsert_data_points(
     changed: list[dict[str, Any]] = []
     revisions: list[dict[str, Any]] = []
     for key, p in latest.items():
-        point_id, value, complete, recorded = existing[key]
-        if point_id in ours:
+        stored = existing[key]
+        if stored.id in ours:
             counts.created += 1
-        elif value != p.value or complete != p.complete:
+        elif stored.restated_by(p):  # any field a read uses: value, weight, period end, ...
             changed.append(
                 {
-                    "_id": point_id,
+                    "_id": stored.id,
                     "value": p.value,
                     "complete": p.complete,
                     "weight": p.weight,
+                    "period_end": p.period_end,
+                    "unit": p.unit,
+                    "timezone": p.timezone,
                     "updated_at": now,
                 }
             )
             revisions.append(
                 {
-                    "data_point_id": point_id,
-                    "value": value,
-                    "complete": complete,
-                    "recorded_at": recorded,  # when the replaced value was written
+                    "data_point_id": stored.id,
+                    "value": stored.value,
+                    "complete": stored.complete,
+                    "weight": stored.weight,
+                    "period_end": stored.period_end,
+                    "recorded_at": stored.updated_at,  # when the replaced value was written
                     "replaced_at": now,
                 }
             )
@@ -143,6 +148,9 @@ def upsert_data_points(
                 value=bindparam("value"),
                 complete=bindparam("complete"),
                 weight=bindparam("weight"),
+                period_end=bindparam("period_end"),
+                unit=bindparam("unit"),
+                timezone=bindparam("timezone"),
                 updated_at=bindparam("updated_at"),
             ),
             changed,
@@ -257,7 +265,7 @@ def _lookup_statement() -> TextualSelect:
     sql = (
         f"WITH batch_keys (metric, granularity, period_start, dimensions_key) AS (VALUES {keys}) "  # noqa: S608 (only placeholders)
         "SELECT p.id, p.metric, p.granularity, p.period_start, p.dimensions_key, p.value, "
-        "p.complete, p.updated_at FROM batch_keys AS k JOIN data_points AS p ON p.source_id = :source_id "
+        "p.complete, p.weight, p.period_end, p.unit, p.timezone, p.updated_at FROM batch_keys AS k JOIN data_points AS p ON p.source_id = :source_id "
         "AND p.metric = k.metric AND p.granularity = k.granularity "
         "AND p.period_start = k.period_start AND p.dimensions_key = k.dimensions_key"
     )
@@ -275,16 +283,44 @@ def _lookup_statement() -> TextualSelect:
             table.c.dimensions_key,
             table.c.value,
             table.c.complete,
+            table.c.weight,
+            table.c.period_end,
+            table.c.unit,
+            table.c.timezone,
             table.c.updated_at,
         )
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A stored point's fields that a restatement may change (its key aside)."""
+
+    id: uuid.UUID
+    value: float
+    complete: bool
+    weight: float | None
+    period_end: datetime
+    unit: str | None
+    timezone: str
+    updated_at: datetime
+
+    def restated_by(self, point: DataPoint) -> bool:
+        return (
+            self.value != point.value
+            or self.complete != point.complete
+            or self.weight != point.weight
+            or self.period_end != point.period_end
+            or self.unit != point.unit
+            or self.timezone != point.timezone
+        )
+
+
 def _stored_points(
     session: Session, source_id: uuid.UUID, keys: Sequence[_Key]
-) -> dict[_Key, tuple[uuid.UUID, float, bool, datetime]]:
-    """``(id, value, complete, updated_at)`` of the stored points among ``keys``."""
-    found: dict[_Key, tuple[uuid.UUID, float, bool, datetime]] = {}
+) -> dict[_Key, _Stored]:
+    """The stored points among ``keys``."""
+    found: dict[_Key, _Stored] = {}
     statement = _lookup_statement()
     for chunk in _chunks(keys, KEY_CHUNK):
         padded = [*chunk, *[chunk[-1]] * (KEY_CHUNK - len(chunk))]  # one statement for all
@@ -293,10 +329,14 @@ def _stored_points(
             params[f"m{i}"], params[f"g{i}"] = metric, granularity
             params[f"p{i}"], params[f"d{i}"] = start, dims
         for row in session.execute(statement, params):
-            found[(row.metric, row.granularity, row.period_start, row.dimensions_key)] = (
+            found[(row.metric, row.granularity, row.period_start, row.dimensions_key)] = _Stored(
                 row.id,
                 row.value,
                 row.complete,
+                row.weight,
+                row.period_end,
+                row.unit,
+                row.timezone,
                 row.updated_at,
             )
     return found

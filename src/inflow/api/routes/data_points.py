@@ -118,6 +118,8 @@ class PointsPublic(Schema):
 class RevisionPublic(Schema):
     value: float
     complete: bool
+    weight: float | None = None
+    period_end: datetime | None = None  # null in revisions written before it was kept
     recorded_at: datetime
     replaced_at: datetime
 
