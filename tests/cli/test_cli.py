@@ -221,7 +221,7 @@ def demo_login(server) -> tuple[str, str]:
     login = DEMO_LOGIN.search(out)
     assert url, out
     assert login, out
-    assert url.group(1) == server.base_url
+    assert url.group(1) == f"{server.base_url}/"  # the UI's address
     return login.group(1), login.group(2)
 
 

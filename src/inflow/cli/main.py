@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
+import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,7 +71,8 @@ def _runtime(migrate: bool = True) -> Runtime:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     engine = create_db_engine(settings.resolved_database_url)
-    if migrate:
+    if migrate:  # quietly: the command's own output is what its user reads
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade(engine)
     return Runtime(settings, engine, make_session_factory(engine))
 
@@ -150,21 +154,46 @@ def serve(
     )
 
 
-@app.command()
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, taken before anything else: ``OSError`` when the port is busy."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@app.command(epilog="Exit codes: 0 stopped; 1 failed; 4 the port is busy (nothing was changed).")
 def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """The embedded default: SQLite in the data dir, the sandbox, a demo admin, demo data."""
-    import threading
-
+    """The embedded default: SQLite in the data dir, the sandbox, a demo admin, demo data.
+    The server's log (each request too) goes to demo.log in the data dir."""
     from inflow.api.app import create_app
     from inflow.api.services import accounts
     from inflow.api.services import demo as demo_data
     from inflow.sandbox import create_app as create_sandbox
+    from inflow.storage.files import private_dir, private_file
 
+    try:  # first: a busy port (another demo?) is refused before any data is touched
+        sock = _bind(host, port)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise _fail(
+            f"{host}:{port} is already in use ({reason}): another Inflow may be running there; "
+            "stop it or choose another port (inflow demo --port 8010, make demo PORT=8010)",
+            EXIT_CONFLICT,
+        ) from None
     settings = get_settings().model_copy(update={"allow_private_urls": True})
-    configure_logging(settings.log_level, settings.log_format)
+    log_file = settings.data_dir / "demo.log"
+    private_dir(settings.data_dir)
+    private_file(log_file)  # request paths and server messages: the owner's eyes only
+    configure_logging(settings.log_level, "json", file=log_file)
     fastapi_app = create_app(settings, scheduler=True)
     fastapi_app.mount("/sandbox", create_sandbox())
     password = secrets.token_urlsafe(12)
@@ -179,17 +208,19 @@ def demo(
     server = uvicorn.Server(
         uvicorn.Config(fastapi_app, host=host, port=port, log_config=None, access_log=False)
     )
+    stopped = threading.Event()
 
     def announce_and_seed() -> None:
         try:
             demo_data.wait_until_up(url)
         except RuntimeError:
-            return  # the server did not start (port taken?); uvicorn says why
-        console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}]{url}[/link]")
-        console.print(f"  data dir : {settings.data_dir}")
+            return  # the server did not start; its log says why
+        console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}/]{url}/[/link]")
+        console.print(f"  login    : {DEMO_ADMIN}  /  {password}")
         console.print(f"  API docs : {url}/docs")
         console.print(f"  sandbox  : {url}/sandbox/_sandbox/credentials")
-        console.print(f"  login    : {DEMO_ADMIN}  /  {password}\n")
+        console.print(f"  data dir : {settings.data_dir}")
+        console.print(f"  log      : {log_file} (requests and server messages)\n")
         ids = demo_data.seed_and_sync(
             url,
             fastapi_app.state.session_factory,
@@ -197,10 +228,47 @@ def demo(
             fastapi_app.state.worker,
             admin_id,
         )
-        console.print(f"  syncing {len(ids)} demo source(s) from the sandbox\n")
+        console.print(f"syncing {len(ids)} demo source(s) from the sandbox; Ctrl-C stops\n")
+        watch_demo(fastapi_app.state.session_factory, ids, stopped)
 
-    threading.Thread(target=announce_and_seed, name="demo-seed", daemon=True).start()
-    server.run()
+    seeder = threading.Thread(target=announce_and_seed, name="demo-seed", daemon=True)
+    seeder.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        stopped.set()
+        seeder.join(timeout=2)
+
+
+def watch_demo(
+    factory: sessionmaker[Session], ids: list[uuid.UUID], stopped: threading.Event
+) -> None:
+    """The demo's syncs: a live table in a terminal, else a line as each sync ends."""
+    from rich.live import Live
+
+    from inflow.api.services.demo import latest_runs
+    from inflow.api.services.sources import shown_type
+    from inflow.cli.views import runs_table
+
+    def rows() -> list[tuple[DataSource, str, Any]]:
+        return [(s, shown_type(s.type), r) for s, r in latest_runs(factory, ids)]
+
+    if console.is_terminal:
+        with Live(runs_table(rows()), console=console, refresh_per_second=2) as live:
+            while not stopped.wait(1.0):
+                live.update(runs_table(rows()))
+        return
+    told: set[uuid.UUID] = set()
+    while not stopped.wait(1.0):
+        for source, type_, run in rows():
+            if run is None or run.finished_at is None or run.id in told:
+                continue
+            told.add(run.id)
+            error = (run.error or {}).get("message")
+            console.print(
+                f"  {source.name} ({type_}): sync {run.status}, {run.created} created, "
+                f"{run.updated} updated" + (f": {error}" if error else "")
+            )
 
 
 @app.command()
