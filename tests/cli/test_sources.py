@@ -306,3 +306,17 @@ def test_a_failing_sync_exits_1_with_its_reason(ws, db, sandbox_url, admin):
             select(SyncRun.status).where(SyncRun.source_id == uuid.UUID(source_id))
         )
     assert status == "failed"
+
+
+def test_a_rate_limited_sync_waits_retries_and_says_so(ws, db, sandbox_url, admin):
+    source_id = twilio_source(db, sandbox_url, admin[0])
+    faults = {"faults": {"status429Burst": 2, "retryAfterS": 1}}
+    assert httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json=faults).status_code == 200
+    try:
+        result = ws.run("sources", "sync", source_id)
+    finally:
+        reset = {"faults": {"status429Burst": 0, "retryAfterS": 1}}
+        httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json=reset)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "(2 retried)" in result.stdout
+    assert "sync succeeded:" in result.stdout

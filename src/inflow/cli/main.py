@@ -576,7 +576,10 @@ def sources_fetch(
     ] = False,
     experiment: Annotated[
         list[str] | None,
-        typer.Option("--experiment", help="A test (experiment) id to link the stored points to."),
+        typer.Option(
+            "--experiment",
+            help="A test (experiment) id to link the stored points to; repeat for several.",
+        ),
     ] = None,
 ) -> None:
     """Read metrics for a date range and show them; with --create store them (idempotently)."""
