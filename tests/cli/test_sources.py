@@ -4,6 +4,7 @@ sandbox (``inflow sandbox``, a process too) and a real SQLite file; the API's ow
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -320,3 +321,28 @@ def test_a_rate_limited_sync_waits_retries_and_says_so(ws, db, sandbox_url, admi
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "(2 retried)" in result.stdout
     assert "sync succeeded:" in result.stdout
+
+
+def test_ctrl_c_ends_the_sync_as_interrupted_and_exits_130(ws, db, sandbox_url, admin, tmp_path):
+    source_id = twilio_source(db, sandbox_url, admin[0])
+    factory, _ = db
+
+    def status() -> str | None:
+        with factory() as session:
+            return session.scalar(
+                select(SyncRun.status).where(SyncRun.source_id == uuid.UUID(source_id))
+            )
+
+    slow = {"faults": {"latencyMs": 3000}}
+    assert httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json=slow).status_code == 200
+    try:
+        sync = Process("sources", "sync", source_id, env=ws.env, workdir=tmp_path)
+        sync.wait_for("a running sync", lambda: status() == "running")
+        sync.proc.send_signal(signal.SIGINT)
+        code = sync.proc.wait(timeout=30)
+    finally:
+        httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json={"faults": {"latencyMs": 0}})
+    assert code == 130, sync.output
+    assert "sync interrupted; the next one resumes from the last checkpoint" in sync.output
+    assert "Traceback" not in sync.output
+    assert status() == "interrupted"

@@ -85,7 +85,7 @@ EXIT_CONFLICT = 4  # a sync of the source is already queued or running; the demo
 EXIT_CODES = (
     "Exit codes: 0 done; 1 failed (the test, fetch or sync ran and failed); 2 invalid input "
     "(malformed id or date, bad range); 3 no such source or test; 4 a sync already queued "
-    "or running."
+    "or running; 130 interrupted (Ctrl-C)."
 )
 OPTION_OF = {"startDate": "--from", "endDate": "--to", "linkToTests": "--experiment"}
 
@@ -526,6 +526,8 @@ def _deps(rt: Runtime) -> EngineDeps:
     from inflow.api.app import engine_deps
     from inflow.storage.crypto import KeyRing, Vault
 
+    if logging.getLogger().level >= logging.INFO:  # the command prints what happened itself
+        logging.getLogger("inflow").setLevel(logging.WARNING)
     return engine_deps(rt.settings, rt.factory, Vault.from_keyring(KeyRing(rt.settings)))
 
 
@@ -611,9 +613,13 @@ def sources_fetch(
             for test_id in body.link_to_tests:
                 if session.get(Experiment, test_id) is None:
                     raise NotFoundError(f"test {test_id} not found")
-        points = asyncio.run(fetch_points(_deps(rt), source.id, window))
     except InflowError as exc:
         raise _error(exc) from exc
+    try:
+        points = asyncio.run(fetch_points(_deps(rt), source.id, window))
+    except InflowError as exc:
+        _audit(rt, "source.fetch", "failure", f"data_sources:{source.id}", error=exc.message)
+        raise _fail(f"fetch failed: {exc.message}") from exc
     console.print(points_table(points, fetched_totals(points, connector, source.config)))
     console.print(f"{len(points)} data points for {window.start.date()} to {window.end.date()}")
     created = 0
@@ -655,9 +661,16 @@ def sources_sync(source_id: SourceId) -> None:
         raise _error(exc) from exc
     _audit(rt, "source.sync", "success", f"data_sources:{source.id}", runId=str(run_id))
     recorder = RunRecorder()
-    result = asyncio.run(
-        follow_run(console, f"sync {source.name}", run_sync(_deps(rt), run_id, recorder), recorder)
-    )
+    try:
+        result = asyncio.run(
+            follow_run(
+                console, f"sync {source.name}", run_sync(_deps(rt), run_id, recorder), recorder
+            )
+        )
+    except KeyboardInterrupt:  # the run ends as interrupted; what was stored stays
+        raise _fail(
+            "sync interrupted; the next one resumes from the last checkpoint", 130
+        ) from None
     counts = result.counts
     summary = (
         f"{counts.created} created, {counts.updated} updated, {counts.unchanged} unchanged, "
