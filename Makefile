@@ -7,8 +7,9 @@ help: ## list the targets
 dev: ## create .venv with the app and the dev tools
 	scripts/bootstrap
 
-demo: ## install, then run `inflow demo` (SQLite + sandbox + demo admin) on :8000
-	scripts/bootstrap --no-dev && .venv/bin/inflow demo
+PORT ?= 8000
+demo: ## install, then run `inflow demo` (SQLite + sandbox + demo admin) on PORT (make demo PORT=8010)
+	scripts/bootstrap --no-dev && .venv/bin/inflow demo --port $(PORT)
 
 check: ## install what the tests need, then ruff, mypy and every test suite (what CI runs)
 	scripts/check

@@ -117,8 +117,9 @@ class InflowServer:
                     f"inflow {self.command} exited with {self.proc.returncode}\n"
                     f"stdout:\n{self.stdout}\nstderr:\n{self.stderr}"
                 )
-            # Our own uvicorn's line first: /api/health alone could be another server's answer.
-            if "Uvicorn running on" in self.stderr:
+            # Our own uvicorn's line first (the demo logs to a file and prints its address):
+            # /api/health alone could be another server's answer.
+            if "Uvicorn running on" in self.stderr or f" on {self.base_url}/" in self.stdout:
                 try:
                     if httpx.get(f"{self.base_url}/api/health", timeout=1).status_code == 200:
                         return True

@@ -221,7 +221,7 @@ def demo_login(server) -> tuple[str, str]:
     login = DEMO_LOGIN.search(out)
     assert url, out
     assert login, out
-    assert url.group(1) == server.base_url
+    assert url.group(1) == f"{server.base_url}/"  # the UI's address
     return login.group(1), login.group(2)
 
 
@@ -275,6 +275,9 @@ def test_demo_prints_a_working_login_and_a_new_password_each_start(tmp_path, spa
     for source in sources:
         status = wait_for_run(first.base_url, auth, source["id"])
         assert status == "succeeded", (source["type"], source["health"])
+    # the terminal's view of the demo's syncs: a line as each one ends (no terminal here)
+    first.wait_for(lambda: "Demo Example (sandbox) (example): sync succeeded" in first.stdout)
+    assert '"request"' not in first.stdout + first.stderr  # access logs go to demo.log
     (space,) = httpx.get(f"{first.base_url}/api/spaces", headers=auth, timeout=10).json()
     reports = httpx.get(
         f"{first.base_url}/api/spaces/{space['id']}/reports", headers=auth, timeout=10

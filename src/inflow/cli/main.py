@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
+import socket
+import threading
+import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import uvicorn
@@ -16,9 +22,20 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow import __version__
+from inflow.errors import (
+    BadRequestError,
+    ConflictError,
+    InflowError,
+    NotFoundError,
+    ValidationFailedError,
+)
 from inflow.logging import configure_logging
 from inflow.settings import Settings, get_settings
 from inflow.storage.db import create_db_engine, make_session_factory, session_scope, upgrade
+from inflow.storage.models import DataSource
+
+if TYPE_CHECKING:
+    from inflow.sync.engine import EngineDeps
 
 app = typer.Typer(help="Inflow: a self-hosted data integration hub.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -54,20 +71,58 @@ def _runtime(migrate: bool = True) -> Runtime:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     engine = create_db_engine(settings.resolved_database_url)
-    if migrate:
+    if migrate:  # quietly: the command's own output is what its user reads
+        logging.getLogger("alembic").setLevel(logging.WARNING)
         upgrade(engine)
     return Runtime(settings, engine, make_session_factory(engine))
 
 
-def _fail(message: str) -> typer.Exit:
+# Exit codes (``inflow sources test|fetch|sync`` and ``demo``; every command exits 1 on an error):
+EXIT_FAILED = 1  # the test, fetch or sync ran and failed (or any other error)
+EXIT_USAGE = 2  # invalid input: a malformed id or date, a bad range (typer's usage errors too)
+EXIT_NOT_FOUND = 3  # no such data source (or test)
+EXIT_CONFLICT = 4  # a sync of the source is already queued or running; the demo's port is busy
+EXIT_CODES = (
+    "Exit codes: 0 done; 1 failed (the test, fetch or sync ran and failed); 2 invalid input "
+    "(malformed id or date, bad range); 3 no such source or test; 4 a sync already queued "
+    "or running; 130 interrupted (Ctrl-C)."
+)
+OPTION_OF = {"startDate": "--from", "endDate": "--to", "linkToTests": "--experiment"}
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {escape(message)}")
-    return typer.Exit(code=1)
+    return typer.Exit(code=code)
 
 
-def _invalid(exc: ValidationError) -> str:
-    """One line per bad field, e.g. ``password: String should have at least 8 characters``."""
+def _error(exc: InflowError) -> typer.Exit:
+    """One line for an error the services raise, with the exit code of its kind."""
+    code = EXIT_FAILED
+    message = exc.message
+    if isinstance(exc, NotFoundError):
+        code = EXIT_NOT_FOUND
+    elif isinstance(exc, ConflictError):
+        code = EXIT_CONFLICT
+    elif isinstance(exc, ValidationFailedError | BadRequestError):
+        code = EXIT_USAGE
+    if isinstance(exc, ValidationFailedError) and exc.errors:
+        message = "; ".join(
+            f"{OPTION_OF.get(e.field.split('.')[0], e.field)}: {e.message}" for e in exc.errors
+        )
+    return _fail(message, code)
+
+
+def _invalid(exc: ValidationError, names: dict[str, str] | None = None) -> str:
+    """One line per bad field, e.g. ``password: String should have at least 8 characters``;
+    ``names`` gives a field its option's name (``startDate`` → ``--from``)."""
+    if names is None:
+        return "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or 'input'}: {err['msg']}"
+            for err in exc.errors()
+        )
     return "; ".join(
-        f"{'.'.join(str(part) for part in err['loc']) or 'input'}: {err['msg']}"
+        f"{names.get(str(err['loc'][0]), str(err['loc'][0])) if err['loc'] else 'input'}: "
+        f"{err['msg'].removeprefix('Value error, ')}"
         for err in exc.errors()
     )
 
@@ -99,21 +154,46 @@ def serve(
     )
 
 
-@app.command()
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, taken before anything else: ``OSError`` when the port is busy."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@app.command(epilog="Exit codes: 0 stopped; 1 failed; 4 the port is busy (nothing was changed).")
 def demo(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
-    """The embedded default: SQLite in the data dir, the sandbox, a demo admin, demo data."""
-    import threading
-
+    """The embedded default: SQLite in the data dir, the sandbox, a demo admin, demo data.
+    The server's log (each request too) goes to demo.log in the data dir."""
     from inflow.api.app import create_app
     from inflow.api.services import accounts
     from inflow.api.services import demo as demo_data
     from inflow.sandbox import create_app as create_sandbox
+    from inflow.storage.files import private_dir, private_file
 
+    try:  # first: a busy port (another demo?) is refused before any data is touched
+        sock = _bind(host, port)
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise _fail(
+            f"{host}:{port} is already in use ({reason}): another Inflow may be running there; "
+            "stop it or choose another port (inflow demo --port 8010, make demo PORT=8010)",
+            EXIT_CONFLICT,
+        ) from None
     settings = get_settings().model_copy(update={"allow_private_urls": True})
-    configure_logging(settings.log_level, settings.log_format)
+    log_file = settings.data_dir / "demo.log"
+    private_dir(settings.data_dir)
+    private_file(log_file)  # request paths and server messages: the owner's eyes only
+    configure_logging(settings.log_level, "json", file=log_file)
     fastapi_app = create_app(settings, scheduler=True)
     fastapi_app.mount("/sandbox", create_sandbox())
     password = secrets.token_urlsafe(12)
@@ -128,17 +208,19 @@ def demo(
     server = uvicorn.Server(
         uvicorn.Config(fastapi_app, host=host, port=port, log_config=None, access_log=False)
     )
+    stopped = threading.Event()
 
     def announce_and_seed() -> None:
         try:
             demo_data.wait_until_up(url)
         except RuntimeError:
-            return  # the server did not start (port taken?); uvicorn says why
-        console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}]{url}[/link]")
-        console.print(f"  data dir : {settings.data_dir}")
+            return  # the server did not start; its log says why
+        console.print(f"\n[bold]Inflow {__version__}[/bold] demo on [link={url}/]{url}/[/link]")
+        console.print(f"  login    : {DEMO_ADMIN}  /  {password}")
         console.print(f"  API docs : {url}/docs")
         console.print(f"  sandbox  : {url}/sandbox/_sandbox/credentials")
-        console.print(f"  login    : {DEMO_ADMIN}  /  {password}\n")
+        console.print(f"  data dir : {settings.data_dir}")
+        console.print(f"  log      : {log_file} (requests and server messages)\n")
         ids = demo_data.seed_and_sync(
             url,
             fastapi_app.state.session_factory,
@@ -146,10 +228,47 @@ def demo(
             fastapi_app.state.worker,
             admin_id,
         )
-        console.print(f"  syncing {len(ids)} demo source(s) from the sandbox\n")
+        console.print(f"syncing {len(ids)} demo source(s) from the sandbox; Ctrl-C stops\n")
+        watch_demo(fastapi_app.state.session_factory, ids, stopped)
 
-    threading.Thread(target=announce_and_seed, name="demo-seed", daemon=True).start()
-    server.run()
+    seeder = threading.Thread(target=announce_and_seed, name="demo-seed", daemon=True)
+    seeder.start()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        stopped.set()
+        seeder.join(timeout=2)
+
+
+def watch_demo(
+    factory: sessionmaker[Session], ids: list[uuid.UUID], stopped: threading.Event
+) -> None:
+    """The demo's syncs: a live table in a terminal, else a line as each sync ends."""
+    from rich.live import Live
+
+    from inflow.api.services.demo import latest_runs
+    from inflow.api.services.sources import shown_type
+    from inflow.cli.views import runs_table
+
+    def rows() -> list[tuple[DataSource, str, Any]]:
+        return [(s, shown_type(s.type), r) for s, r in latest_runs(factory, ids)]
+
+    if console.is_terminal:
+        with Live(runs_table(rows()), console=console, refresh_per_second=2) as live:
+            while not stopped.wait(1.0):
+                live.update(runs_table(rows()))
+        return
+    told: set[uuid.UUID] = set()
+    while not stopped.wait(1.0):
+        for source, type_, run in rows():
+            if run is None or run.finished_at is None or run.id in told:
+                continue
+            told.add(run.id)
+            error = (run.error or {}).get("message")
+            console.print(
+                f"  {source.name} ({type_}): sync {run.status}, {run.created} created, "
+                f"{run.updated} updated" + (f": {error}" if error else "")
+            )
 
 
 @app.command()
@@ -221,7 +340,6 @@ def users_create(
     """Create a user."""
     from inflow.api.schemas import UserCreate
     from inflow.api.services import accounts
-    from inflow.errors import ConflictError
     from inflow.storage.audit import append_event
 
     try:
@@ -362,9 +480,10 @@ def connectors() -> None:
 
 @sources_app.command("list")
 def sources_list() -> None:
-    """List every data source with its health."""
+    """List every data source with its type (as the API names it) and health."""
     from sqlalchemy import select
 
+    from inflow.api.services.sources import shown_type
     from inflow.storage.models import DataSource, User
 
     rt = _runtime()
@@ -376,8 +495,191 @@ def sources_list() -> None:
             .order_by(DataSource.created_at)
         ).all()
         for source, email in rows:
-            table.add_row(str(source.id), source.name, source.type, email, source.health_status)
+            table.add_row(
+                str(source.id), source.name, shown_type(source.type), email, source.health_status
+            )
     console.print(table)
+
+
+SourceId = Annotated[str, typer.Argument(metavar="ID", help="The source's id (sources list).")]
+
+
+def _source_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise _fail(f"not a data source id: {text!r}", EXIT_USAGE) from None
+
+
+def _source(rt: Runtime, text: str) -> DataSource:
+    """The source (detached) an argument names; exit 2 for a malformed id, 3 for an unknown one."""
+    source_id = _source_id(text)
+    with rt.factory() as session:
+        source = session.get(DataSource, source_id)
+        if source is None:
+            raise _fail(f"data source {source_id} not found", EXIT_NOT_FOUND)
+        session.expunge(source)
+    return source
+
+
+def _deps(rt: Runtime) -> EngineDeps:
+    from inflow.api.app import engine_deps
+    from inflow.storage.crypto import KeyRing, Vault
+
+    if logging.getLogger().level >= logging.INFO:  # the command prints what happened itself
+        logging.getLogger("inflow").setLevel(logging.WARNING)
+    return engine_deps(rt.settings, rt.factory, Vault.from_keyring(KeyRing(rt.settings)))
+
+
+def _audit(rt: Runtime, action: str, outcome: str, target: str, **details: Any) -> None:
+    from inflow.storage.audit import append_event
+
+    with session_scope(rt.factory) as session:
+        append_event(
+            session, action=action, outcome=outcome, actor="cli", target=target, details=details
+        )
+
+
+@sources_app.command("test", epilog=EXIT_CODES)
+def sources_test(source_id: SourceId) -> None:
+    """Test the connection step by step, as the API's Test does; updates the source's health."""
+    from inflow.sync.engine import test_source
+
+    rt = _runtime()
+    source = _source(rt, source_id)
+    steps = asyncio.run(test_source(_deps(rt), source.id))
+    for step in steps:
+        mark = "[green]✓[/green]" if step.ok else "[red]✗[/red]"
+        console.print(f"{mark} {escape(step.name)}: {escape(step.message)}")
+    failed = next((s for s in steps if not s.ok), None)
+    _audit(rt, "source.test", "failure" if failed else "success", f"data_sources:{source.id}")
+    if failed is not None:
+        raise _fail(f"connection test failed at {failed.name}: {failed.message}")
+    console.print("connection test passed")
+
+
+@sources_app.command("fetch", epilog=EXIT_CODES)
+def sources_fetch(
+    source_id: SourceId,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="First day (YYYY-MM-DD) or instant; default: a week "
+            "before --to, within what the provider serves.",
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", help="Last day (YYYY-MM-DD, included) or instant; default: now."),
+    ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help='Store the points (as "Create All Data Points").')
+    ] = False,
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--experiment",
+            help="A test (experiment) id to link the stored points to; repeat for several.",
+        ),
+    ] = None,
+) -> None:
+    """Read metrics for a date range and show them; with --create store them (idempotently)."""
+    from inflow.api.routes.runs import FetchRequest, fetch_window, link_points
+    from inflow.api.services.series import fetched_totals
+    from inflow.cli.views import points_table
+    from inflow.connectors import get_connector
+    from inflow.storage import repo
+    from inflow.storage.models import Experiment
+    from inflow.sync.engine import fetch_points
+
+    try:
+        body = FetchRequest.model_validate(
+            {
+                "startDate": start,
+                "endDate": end,
+                "autoCreate": create,
+                "linkToTests": experiment or [],
+            }
+        )
+    except ValidationError as exc:
+        raise _fail(_invalid(exc, OPTION_OF), EXIT_USAGE) from exc
+    rt = _runtime()
+    source = _source(rt, source_id)
+    connector = get_connector(source.type)
+    try:
+        window = fetch_window(body, datetime.now(UTC), connector)
+        with rt.factory() as session:
+            for test_id in body.link_to_tests:
+                if session.get(Experiment, test_id) is None:
+                    raise NotFoundError(f"test {test_id} not found")
+    except InflowError as exc:
+        raise _error(exc) from exc
+    try:
+        points = asyncio.run(fetch_points(_deps(rt), source.id, window))
+    except InflowError as exc:
+        _audit(rt, "source.fetch", "failure", f"data_sources:{source.id}", error=exc.message)
+        raise _fail(f"fetch failed: {exc.message}") from exc
+    console.print(points_table(points, fetched_totals(points, connector, source.config)))
+    console.print(f"{len(points)} data points for {window.start.date()} to {window.end.date()}")
+    created = 0
+    if create:
+        with session_scope(rt.factory) as session:
+            counts = repo.upsert_data_points(session, source_id=source.id, points=points)
+            session.flush()
+            link_points(session, source_id=source.id, points=points, test_ids=body.link_to_tests)
+        created = counts.created
+        console.print(
+            f"stored: {counts.created} created, {counts.updated} updated, "
+            f"{counts.unchanged} unchanged"
+            + (f"; linked to {len(body.link_to_tests)} test(s)" if body.link_to_tests else "")
+        )
+    _audit(
+        rt,
+        "source.fetch",
+        "success",
+        f"data_sources:{source.id}",
+        points=len(points),
+        created=created,
+        autoCreate=create,
+    )
+
+
+@sources_app.command("sync", epilog=EXIT_CODES)
+def sources_sync(source_id: SourceId) -> None:
+    """Run an incremental sync here, with its progress (records, requests, what it waits for)."""
+    from inflow.cli.views import follow_run
+    from inflow.sync.engine import RunRecorder, enqueue_run, run_sync
+
+    rt = _runtime()
+    source = _source(rt, source_id)
+    try:
+        with session_scope(rt.factory) as session:
+            run = enqueue_run(session, source=session.merge(source), trigger="manual")
+            run_id = run.id
+    except InflowError as exc:
+        raise _error(exc) from exc
+    _audit(rt, "source.sync", "success", f"data_sources:{source.id}", runId=str(run_id))
+    recorder = RunRecorder()
+    try:
+        result = asyncio.run(
+            follow_run(
+                console, f"sync {source.name}", run_sync(_deps(rt), run_id, recorder), recorder
+            )
+        )
+    except KeyboardInterrupt:  # the run ends as interrupted; what was stored stays
+        raise _fail(
+            "sync interrupted; the next one resumes from the last checkpoint", 130
+        ) from None
+    counts = result.counts
+    summary = (
+        f"{counts.created} created, {counts.updated} updated, {counts.unchanged} unchanged, "
+        f"{counts.deleted} deleted (run {run_id})"
+    )
+    if result.status != "succeeded":
+        message = (result.error or {}).get("message") or result.status
+        raise _fail(f"sync {result.status}: {message}; {summary}")
+    console.print(f"sync succeeded: {summary}")
 
 
 if __name__ == "__main__":

@@ -250,6 +250,7 @@ class RunRecorder:
         self.waiting: dict[str, Any] | None = None
         self.skipped = 0  # items a stream could not read, skipped (the first reasons kept)
         self.skip_reasons: list[str] = []
+        self.records = 0  # records read so far (for a live view; not stored)
 
     def on_timeline(self, entry: TimelineEntry) -> None:
         self.entries.append(entry)
@@ -520,6 +521,7 @@ async def _sync_stream(
             chunk = getter.result()
             if chunk is None:
                 break
+            writer.recorder.records += len(chunk.records)
             pending.extend(chunk.records)
             if chunk.state is not None:
                 latest = chunk.state
@@ -644,9 +646,12 @@ class RunResult:
     error: dict[str, Any] | None = None
 
 
-async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
+async def run_sync(
+    deps: EngineDeps, run_id: uuid.UUID, recorder: RunRecorder | None = None
+) -> RunResult:
     """Execute a queued run to its end: succeeded, failed (classified) or cancelled; a run
-    whose task is cancelled (the process is stopping) ends as interrupted."""
+    whose task is cancelled (the process is stopping) ends as interrupted. A ``recorder``
+    given by the caller shows the run live (records read, requests, what it waits for)."""
     try:
         run = await asyncio.to_thread(_claim, deps.factory, run_id)
     except ConflictError:  # cancelled, or taken by another worker, before it started
@@ -655,7 +660,8 @@ async def run_sync(deps: EngineDeps, run_id: uuid.UUID) -> RunResult:
     async def persist_waiting(waiting: dict[str, Any]) -> None:
         await asyncio.to_thread(_save_waiting, deps.factory, run_id, waiting)
 
-    recorder = RunRecorder(persist=persist_waiting)
+    recorder = recorder or RunRecorder()
+    recorder.persist = persist_waiting
     started = time.perf_counter()
     writer: _Writer | None = None
     heartbeat = asyncio.create_task(_keep_lease(deps.factory, run_id))

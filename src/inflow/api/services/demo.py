@@ -265,3 +265,23 @@ def seed_and_sync(
     wait_for_runs(factory, linkedin)
     seed_test(factory, admin_id=admin_id, source_ids=ids)
     return ids
+
+
+def latest_runs(
+    factory: sessionmaker[Session], source_ids: list[uuid.UUID]
+) -> list[tuple[DataSource, SyncRun | None]]:
+    """Each demo source with its latest run (the demo's live view of its syncs)."""
+    with factory() as session:
+        found: list[tuple[DataSource, SyncRun | None]] = []
+        for source in session.execute(
+            select(DataSource).where(DataSource.id.in_(source_ids)).order_by(DataSource.name)
+        ).scalars():
+            run = session.execute(
+                select(SyncRun)
+                .where(SyncRun.source_id == source.id)
+                .order_by(SyncRun.created_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            found.append((source, run))
+        session.expunge_all()
+    return found

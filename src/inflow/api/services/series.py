@@ -52,7 +52,7 @@ from sqlalchemy.types import NullType
 
 from inflow.api.services.formula import Formula
 from inflow.api.services.metrics import catalog
-from inflow.connectors import get_connector
+from inflow.connectors import get_connector, records
 from inflow.connectors.spec import Aggregation, Connector, MetricDef
 from inflow.errors import FieldError, ValidationFailedError
 from inflow.storage.models import DataPoint, DataSource
@@ -706,3 +706,46 @@ def change(current: float | None, previous: float | None) -> Change:
         return Change(None, None)
     absolute = current - previous
     return Change(absolute, absolute / abs(previous) if previous != 0 else None)
+
+
+# ---------------------------------------------------------------- fetched points
+
+
+def fetched_totals(
+    points: Sequence[records.DataPoint],
+    connector: Connector | None,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, float | None]:
+    """Each metric's total over the points of one fetch (read, not stored), by the rules a
+    stored series follows (the module docstring): what the fetch review shows as its total."""
+    source = uuid.UUID(int=0)  # one source: the points' own
+    rows: dict[str, list[Row]] = defaultdict(list)
+    for p in points:
+        key = records.dimensions_key(p.dimensions)
+        rows[p.metric].append(
+            Row(
+                source,
+                p.granularity,
+                p.period_start,
+                p.period_end,
+                p.period_start.date(),
+                p.timezone,
+                p.dimensions,
+                key,
+                p.value,
+                p.weight,
+                p.complete,
+            )
+        )
+    totals: dict[str, float | None] = {}
+    for metric, metric_rows in rows.items():
+        found = connector.metric(metric, config) if connector is not None else None
+        if found is None:
+            found = catalog().get(metric)
+        rule = Rule(found.aggregation, found.weight_metric) if found else Rule()
+        weights: dict[tuple[object, ...], float] = {
+            (w.source_id, w.granularity, w.period_start, w.dimensions_key): w.value
+            for w in rows.get(rule.weight_metric or "", [])
+        }
+        totals[metric] = _combine(_select(metric_rows, {}), rule, weights)
+    return totals
