@@ -372,6 +372,32 @@ def test_the_users_aggregations_rule_the_series(client, factory, emu):
     assert unknown.status_code == 200  # a path-named metric of a custom source may be any key
 
 
+def test_a_formula_may_use_the_metrics_the_users_custom_source_gives(client, factory, emu):
+    configure(emu, days=3, perDay=30, badItems=0)
+    items = raw_items(emu)
+    _, headers = person(factory)
+    _, stranger = person(factory)
+    source = create(client, headers, credentials(emu)).json()
+    assert sync_and_wait(client, headers, source["id"])["status"] == "succeeded"
+    body = {"key": "revenue_k", "label": "Revenue (k)", "unit": "kEUR", "formula": "revenue / 1000"}
+
+    mine = client.post("/api/metrics", headers=headers, json=body)
+    theirs = client.post("/api/metrics", headers=stranger, json=body)
+    params = {"metric": "revenue_k", "sourceId": source["id"]}
+    got = client.get("/api/data-points", headers=headers, params=params).json()
+
+    assert mine.status_code == 201, mine.text
+    assert theirs.status_code == 422  # no source of theirs gives "revenue"
+    assert "revenue" in theirs.text
+    revenue: dict[str, float] = defaultdict(float)
+    for item in items:
+        if item["event"]["name"] == "revenue":
+            revenue[item["recordedAt"][:10]] += float(item["stats"]["value"])
+    assert {p["periodStart"][:10]: p["value"] for p in got["points"]} == pytest.approx(
+        {day: total / 1000 for day, total in revenue.items()}
+    )
+
+
 def test_a_constant_metric_key_and_a_week_granularity(client, factory, emu):
     configure(emu, days=28, perDay=12, badItems=0)
     items = raw_items(emu)

@@ -1,7 +1,8 @@
 """Metric keys: the connectors' catalogs and each user's custom metrics (formulas over keys).
 
 A custom metric belongs to its creator. Its key may not shadow a catalog metric, its formula
-may name only known keys (catalog metrics and the owner's other custom metrics) and may not
+may name only known keys (catalog metrics, the metrics the owner's custom sources declare and
+the owner's other custom metrics) and may not
 reach itself through them; a custom metric another one uses cannot be deleted.
 """
 
@@ -55,15 +56,24 @@ def is_known(session: Session, *, owner_id: uuid.UUID, key: str) -> bool:
     (a custom source names its own metrics in its mapping)."""
     if key in catalog() or key in formulas(session, owner_id=owner_id):
         return True
+    return bool(declared(session, owner_id=owner_id, keys=[key]))
+
+
+def declared(session: Session, *, owner_id: uuid.UUID, keys: list[str]) -> set[str]:
+    """Those of ``keys`` that a source of the owner declares (a custom source's own metrics)."""
     declaring = {c.slug: c for c in registry().values() if c.declared is not None}
-    if not declaring:
-        return False
+    if not declaring or not keys:
+        return set()
     rows = session.execute(
         select(DataSource.type, DataSource.config).where(
             DataSource.owner_id == owner_id, DataSource.type.in_(declaring)
         )
-    )
-    return any(declaring[r.type].metric(key, config=r.config) is not None for r in rows)
+    ).all()
+    return {
+        key
+        for key in keys
+        if any(declaring[r.type].metric(key, config=r.config) is not None for r in rows)
+    }
 
 
 def create_custom(
@@ -86,6 +96,9 @@ def create_custom(
         errors.append(FieldError("formula", str(exc)))
     if parsed is not None:
         unknown = [k for k in parsed.operands if k not in builtin and k not in others]
+        # a custom source's own metrics (its mapping declares them) are known too
+        ours = declared(session, owner_id=owner.id, keys=[k for k in unknown if k != key])
+        unknown = [k for k in unknown if k not in ours]
         if key in unknown:
             errors.append(FieldError("formula", f"the formula uses {key!r} itself: a cycle"))
             unknown.remove(key)
