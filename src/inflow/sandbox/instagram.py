@@ -179,6 +179,14 @@ def graph_error(
     return Reject(json_response({"error": err}, status, headers))
 
 
+def not_found(path: str) -> tuple[int, JSONObject]:
+    """Graph's answer to a path it cannot route: a 400 `OAuthException` code 2500."""
+    edge = "/" + path.strip("/").rsplit("/", 1)[-1]
+    message = f"Unknown path components: {edge}"
+    error: JSONObject = {"message": message, "type": "OAuthException", "code": 2500}
+    return 400, {"error": {**error, "fbtrace_id": trace_id(message, path)}}
+
+
 def error_body(status: int, message: str) -> JSONObject:
     """Injected faults in Graph's shape (Graph throttles with codes, not 429: see `enter`)."""
     code, text = {
@@ -714,4 +722,5 @@ EMULATOR = Emulator(
         "callBudget": 20_000,
     },
     error_body=error_body,
+    not_found=not_found,
 )

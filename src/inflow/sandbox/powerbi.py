@@ -84,6 +84,17 @@ def api_error(status: int, code: str, message: str | None = None) -> Reject:
     return Reject(json_response({"error": body}, status, {"RequestId": str(uuid.uuid4())}))
 
 
+def not_found(_path: str) -> tuple[int, JSONObject]:
+    """Power BI's answer to an entity (or a route) it does not have."""
+    entity: JSONObject = {
+        "code": "PowerBIEntityNotFound",
+        "parameters": {},
+        "details": [],
+        "exceptionCulprit": 1,
+    }
+    return 404, {"error": {"code": "PowerBIEntityNotFound", "pbi.error": entity}}
+
+
 def error_body(status: int, message: str) -> JSONObject:
     """Body of an injected fault: a 429 carries only `message`, as Power BI's does."""
     if status == 429:
@@ -489,4 +500,5 @@ EMULATOR = Emulator(
         "ratePerSecond": 0,
     },
     error_body=error_body,
+    not_found=not_found,
 )

@@ -146,6 +146,11 @@ def invalid(name: str, value: str) -> Reject:
     return fail(400, error("CMN-101", message, parameterName=name, parameterValue=value))
 
 
+def not_found(_path: str) -> tuple[int, JSONObject]:
+    """The API gateway's answer to a route it does not have."""
+    return 404, error("AGW-404", "Resource not found")
+
+
 def error_body(status: int, message: str) -> JSONObject:
     """Body of an injected fault."""
     if status == 429:
@@ -912,6 +917,7 @@ EMULATOR = Emulator(
     credentials=credentials,
     default_volume={"calls": 2_000, "days": 30, "revision": 0, "rateWindowS": 60},
     error_body=error_body,
+    not_found=not_found,
     rate_limit_headers=None,  # the handlers send X-Rate-Limit-* per group themselves
     oauth=OAUTH,
 )
