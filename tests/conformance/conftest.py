@@ -16,11 +16,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.http.client import HttpOptions
@@ -39,6 +47,7 @@ class LiveSandbox:
         self.url = url
         self.http = httpx.Client(base_url=url, timeout=30)
         self.factory, self.vault = factory, keys
+        self.app: FastAPI | None = None
 
     def _ok(self, response: httpx.Response) -> Any:
         assert response.status_code == 200, response.text
@@ -86,12 +95,13 @@ class _Server(uvicorn.Server):
         pass
 
 
-@pytest.fixture
-def live(factory: sessionmaker[Session], vault: Vault) -> Iterator[LiveSandbox]:  # noqa: F811
-    """A fresh sandbox served over loopback HTTP for one test."""
+@contextlib.contextmanager
+def serve(app: FastAPI, scheme: str = "http", **ssl: str) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port (TLS with ``ssl_certfile`` and
+    ``ssl_keyfile``) in a thread, until the block ends; yields its URL."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **ssl
     )
     server = _Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -101,10 +111,69 @@ def live(factory: sessionmaker[Session], vault: Vault) -> Iterator[LiveSandbox]:
         assert thread.is_alive(), "the sandbox stopped before it listened"
         assert time.monotonic() < deadline, "the sandbox did not start"
         time.sleep(0.01)
-    sandbox = LiveSandbox(f"http://127.0.0.1:{port}", factory, vault)
     try:
-        yield sandbox
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
-        sandbox.http.close()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def live(factory: sessionmaker[Session], vault: Vault) -> Iterator[LiveSandbox]:  # noqa: F811
+    """A fresh sandbox served over loopback HTTP for one test."""
+    app = create_app()
+    with serve(app) as url:
+        sandbox = LiveSandbox(url, factory, vault)
+        sandbox.app = app
+        try:
+            yield sandbox
+        finally:
+            sandbox.http.close()
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and its key). OpenSSL checks it against the machine's
+    real clock, not the test's, so it is valid for decades on either side."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(datetime(2000, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2099, 1, 1, tzinfo=UTC))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "sandbox.crt", folder / "sandbox.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture
+def live_tls(
+    live: LiveSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Path]]:
+    """The same sandbox (same state, same tokens) over HTTPS too, for clients that accept
+    only https authorities (MSAL); yields its URL and the certificate to trust.
+
+    requests lets `REQUESTS_CA_BUNDLE`/`CURL_CA_BUNDLE` (set on our machines) win over a
+    session's own `verify` (psf/requests#3829), so they are unset for the test."""
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    cert, key = self_signed(tmp_path)
+    assert live.app is not None
+    with serve(live.app, "https", ssl_certfile=str(cert), ssl_keyfile=str(key)) as url:
+        yield url, cert
