@@ -5,7 +5,8 @@ The paths of graph.facebook.com: `/{version}/me`, `/{version}/{ig-user-id}?field
 `total_value` for the range, 30 days at most, `paging` moving the window),
 `/{version}/{ig-user-id}/media` (newest first, cursor paging with `next`, `since`/`until` on the
 post time) and `/{version}/{ig-media-id}/insights` (lifetime values, metrics per product type).
-`since`/`until` take Unix seconds or strtotime strings (`2026-01-31` is that day in Graph's
+List parameters (`fields`, `metric`) are comma lists or JSON arrays (`metric=["reach","views"]`,
+as the facebook-business SDK sends them). `since`/`until` take Unix seconds or strtotime strings (`2026-01-31` is that day in Graph's
 UTC-7 days, an `until` date runs to the day's end; `-30 days`, `now`, `today`).
 
 Graph's error envelope on every refusal; the token as `access_token=` or `Authorization: Bearer`
@@ -18,9 +19,9 @@ the last 30 days and only with 100 followers; today's values partial; `X-App-Usa
 Volume keys: `followers` (below 100: no `follower_count`), `media` (posts listed), `mediaEveryHours`
 (a post every N hours), `preConversion` (the oldest N listed posts predate the business
 conversion: subcode 2108006), `tokenExpired` (1: the token answers 190/463), `insightsPermission`
-(0: insights answer (#10)), `throttleAfter`/`throttleCalls`/`throttleCode` (the emulator's requests
-number throttleAfter+1 … throttleAfter+throttleCalls answer that code, 0 = 4, 17, 32, 613 in
-turn), `regainMinutes` (`estimated_time_to_regain_access`), `callBudget` (calls making 100 %).
+(0: insights answer (#10)), `throttleAfter`/`throttleCalls`/`throttleCode` (the requests since
+the switch was last set, the first numbered 1: numbers throttleAfter+1 … throttleAfter+throttleCalls
+answer that code, 0 = 4, 17, 32, 613 in turn), `regainMinutes` (`estimated_time_to_regain_access`), `callBudget` (calls making 100 %).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ CDN = "https://scontent.cdninstagram.example"
 MEDIA_ORIGIN = 1_577_891_045  # 2020-01-01T15:04:05Z: the account's first post
 MEDIA_ID_BASE = 17_900_000_000_000_000
 LEGACY_VIDEO_END = 1_656_633_600  # 2022-07-01: later feed videos are all reels
+THROTTLE_SWITCH = ("throttleAfter", "throttleCalls", "throttleCode")
 VERSION_RE = re.compile(r"v(\d{1,2})\.0")
 RELATIVE_RE = re.compile(r"(-)?\s*(\d+)\s+days?(\s+ago)?")
 THROTTLES = {
@@ -259,7 +261,10 @@ def enter(request: Request, version: str) -> Call:
         raise graph_error(message, 190, subcode=463, headers=auth)
     if token != TOKEN:
         raise graph_error("Invalid OAuth access token - Cannot parse access token", 190)
-    ordinal, after = state.stats.total, state.volume_of("throttleAfter")
+    # Requests are numbered from the last time the throttle switch was set: the first call
+    # after it is number 1, whatever was asked before.
+    since = max(state.volume_set_at.get(key, 0) for key in THROTTLE_SWITCH)
+    ordinal, after = state.stats.total - since, state.volume_of("throttleAfter")
     headers = {"facebook-api-version": version, "x-fb-trace-id": trace_id(ordinal)}
     if after < ordinal <= after + state.volume_of("throttleCalls"):
         code = state.volume_of("throttleCode") or (4, 17, 32, 613)[(ordinal - after - 1) % 4]
@@ -274,8 +279,23 @@ def enter(request: Request, version: str) -> Call:
     return Call(state, int(found.group(1)), now, headers)
 
 
+def list_param(request: Request, name: str, default: str = "") -> list[str]:
+    """A list parameter as Graph reads one: `a,b` or a JSON array `["a","b"]` (what the
+    facebook-business SDK sends for a list)."""
+    raw = request.query_params.get(name, default).strip()
+    if raw.startswith("["):
+        try:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise graph_error(f"(#100) Param {name} must be an array of strings", 100)
+        return [i.strip() for i in items if i.strip()]
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 def fields_of(request: Request, allowed: frozenset[str], node: str, default: str) -> list[str]:
-    names = [f for f in request.query_params.get("fields", default).split(",") if f]
+    names = list_param(request, "fields", default)
     for name in names:
         if name not in allowed:
             raise graph_error(
@@ -474,7 +494,7 @@ async def get_node(request: Request, version: str, node: str) -> Response:
 
 
 def _metrics(request: Request) -> list[str]:
-    metrics = [m for m in request.query_params.get("metric", "").split(",") if m]
+    metrics = list_param(request, "metric")
     if not metrics:
         raise graph_error("(#100) The parameter metric is required", 100)
     return metrics
