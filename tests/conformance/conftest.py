@@ -3,8 +3,8 @@ HTTP, and Inflow syncs the same source against the same server in the same test.
 
 The sandbox runs as a real server (uvicorn on a free loopback port, in a thread of the test
 process): the SDKs speak HTTP to it exactly as to the vendor, through their documented base-URL
-hooks, and its clock is the test's (time-machine moves ``time.time()`` for every thread), so the
-SDK, the sandbox and Inflow's sync agree on "today". The SDKs are test-only dependencies: no
+hooks, and its clock stands at the test's start (the pinned test clock), so the SDK, the sandbox
+and Inflow's sync agree on "today" and on every value. The SDKs are test-only dependencies: no
 module under src/ imports one.
 """
 
@@ -120,8 +120,11 @@ def serve(app: FastAPI, scheme: str = "http", **ssl: str) -> Iterator[str]:
 
 @pytest.fixture
 def live(factory: sessionmaker[Session], vault: Vault) -> Iterator[LiveSandbox]:  # noqa: F811
-    """A fresh sandbox served over loopback HTTP for one test."""
-    app = create_app()
+    """A fresh sandbox served over loopback HTTP for one test, its clock standing still at
+    the test's start (the test clock's noon): what the SDK reads and what Inflow syncs a
+    moment later are the same data."""
+    moment = time.time()
+    app = create_app(clock=lambda: moment)
     with serve(app) as url:
         sandbox = LiveSandbox(url, factory, vault)
         sandbox.app = app

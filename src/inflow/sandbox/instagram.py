@@ -5,8 +5,9 @@ The paths of graph.facebook.com: `/{version}/me`, `/{version}/{ig-user-id}?field
 `total_value` for the range, 30 days at most, `paging` moving the window),
 `/{version}/{ig-user-id}/media` (newest first, cursor paging with `next`, `since`/`until` on the
 post time) and `/{version}/{ig-media-id}/insights` (lifetime values, metrics per product type).
-List parameters (`fields`, `metric`) are comma lists or JSON arrays (`metric=["reach","views"]`,
-as the facebook-business SDK sends them). `since`/`until` take Unix seconds or strtotime strings (`2026-01-31` is that day in Graph's
+A trailing slash is ignored, as Graph does (the facebook-business SDK sends `/{id}/` for a
+node), not redirected. List parameters (`fields`, `metric`, `period`) are comma lists or JSON arrays
+(`metric=["reach","views"]`, `period=["day"]`, as the facebook-business SDK sends them). `since`/`until` take Unix seconds or strtotime strings (`2026-01-31` is that day in Graph's
 UTC-7 days, an `until` date runs to the day's end; `-30 days`, `now`, `today`).
 
 Graph's error envelope on every refusal; the token as `access_token=` or `Authorization: Bearer`
@@ -462,6 +463,7 @@ api = APIRouter(tags=[SLUG])
 
 
 @api.get("/{version}/me")
+@api.get("/{version}/me/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_me(request: Request, version: str) -> Response:
     """The token's Facebook user."""
     call = enter(request, version)
@@ -471,6 +473,7 @@ async def get_me(request: Request, version: str) -> Response:
 
 
 @api.get("/{version}/{node}")
+@api.get("/{version}/{node}/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_node(request: Request, version: str, node: str) -> Response:
     """The IG user node (only the fields asked for)."""
     call = enter(request, version)
@@ -517,6 +520,7 @@ def _refuse_unknown(
 
 
 @api.get("/{version}/{node}/insights")
+@api.get("/{version}/{node}/insights/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_insights(request: Request, version: str, node: str) -> Response:
     """Account insights (day buckets) or a post's lifetime insights."""
     call = enter(request, version)
@@ -533,8 +537,8 @@ def account_insights(request: Request, call: Call) -> Response:
     metrics = _metrics(request)
     served = [m for m, r in USER_RULES.items() if r.served(call.version, today)]
     _refuse_unknown(USER_RULES, served, metrics, call, "user")
-    period = q.get("period")
-    if period != "day":
+    period = list_param(request, "period")  # the SDK sends a list: `["day"]`
+    if period != ["day"]:
         raise graph_error(
             "(#100) The parameter period is required and must be day for these metrics", 100
         )
@@ -651,6 +655,7 @@ def media_insights(request: Request, call: Call, node: str) -> Response:
 
 
 @api.get("/{version}/{node}/media")
+@api.get("/{version}/{node}/media/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_media(request: Request, version: str, node: str) -> Response:
     """The account's posts, newest first: cursors, `next`/`previous`, `since`/`until`."""
     call = enter(request, version)
