@@ -101,7 +101,13 @@ def serve(app: FastAPI, scheme: str = "http", **ssl: str) -> Iterator[str]:
     ``ssl_keyfile``) in a thread, until the block ends; yields its URL."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **ssl
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=2,
+        **ssl,
     )
     server = _Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)

@@ -503,7 +503,10 @@ async def dashboard(request: Request, uid: str, who: Identity = Who) -> Response
         **folder,
         "provisioned": False,
         "provisionedExternalId": "",
-        "annotationsPermissions": None,
+        "annotationsPermissions": {
+            scope: dict.fromkeys(("canAdd", "canEdit", "canDelete"), False)
+            for scope in ("dashboard", "organization")
+        },
         "isStarred": False,
         "publicDashboardEnabled": False,
     }
