@@ -50,7 +50,7 @@ def test_the_sdk_reads_what_inflow_stores(live: LiveSandbox, closing: contextlib
     )
     pages = live.stats(SLUG)["byEndpoint"][CALLS] - before
     assert len(rows) > 100
-    assert pages == len(rows) // 50 + 1  # every page read, the last one short (or empty)
+    assert pages in (-(-len(rows) // 50), len(rows) // 50 + 1)  # every page, none twice
     calls = [
         (
             row.start_time,
