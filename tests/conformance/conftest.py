@@ -58,15 +58,13 @@ class LiveSandbox:
         return self._ok(self.http.post(f"/_sandbox/{slug}/config", json=body))
 
     def credentials(self, slug: str) -> dict[str, Any]:
-        """The emulator's working source config (and its OAuth client, when it has one)."""
+        """The emulator's entry of `/_sandbox/credentials`: `config`, a working source config
+        (and `oauth`, its OAuth client, when it has one)."""
         entry: dict[str, Any] = self._ok(self.http.get("/_sandbox/credentials"))[slug]
         return entry
 
     def stats(self, slug: str) -> Any:
         return self._ok(self.http.get(f"/_sandbox/{slug}/stats"))
-
-    def expected(self, slug: str, **params: Any) -> Any:
-        return self._ok(self.http.get(f"/_sandbox/{slug}/expected", params=params))
 
     def deps(self) -> EngineDeps:
         """The sync engine's dependencies, over real HTTP to this server."""

@@ -42,24 +42,20 @@ def app(
     secret: str = CLIENT_SECRET,
     tenant: str = TENANT_ID,
 ) -> msal.ConfidentialClientApplication:
-    """An app as MSAL's docs make one, its requests session closed when the test ends."""
+    """An app as MSAL's docs make one. Its `http_client` (a documented parameter) is the
+    requests session MSAL would make itself, trusting the sandbox's certificate, handed in so
+    the test can close it."""
     url, cert, closing = tls
     session = requests.Session()
+    session.verify = str(cert)
     closing.callback(session.close)
     return msal.ConfidentialClientApplication(
         CLIENT_ID,
         authority=f"{url}/{SLUG}/{tenant}",
         client_credential=secret,
-        instance_discovery=False,
-        verify=str(cert),
-        http_client=with_verify(session, cert),
+        instance_discovery=False,  # its instance discovery asks the host's root (no port)
+        http_client=session,
     )
-
-
-def with_verify(session: requests.Session, cert: Path) -> requests.Session:
-    """The session MSAL makes for itself (`verify` set), handed in so the test can close it."""
-    session.verify = str(cert)
-    return session
 
 
 def calls(live: LiveSandbox, endpoint: str) -> int:
