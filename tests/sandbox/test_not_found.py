@@ -54,6 +54,22 @@ PROVIDERS = {
         },
     ),
 }
+PROVIDERS["linkedin"] = (
+    404,
+    {
+        "status": 404,
+        "serviceErrorCode": 0,
+        "code": "RESOURCE_NOT_FOUND",
+        "message": "No virtual resource found",
+    },
+)
+PROVIDERS["aircall"] = (
+    404,
+    {
+        "error": "Not Found",
+        "troubleshoot": "No route matches /no/such/route; see developer.aircall.io",
+    },
+)
 PATHS = {"twilio": "/2010-04-01/No/Such.json", "looker_studio": "/No/Such.json"}
 
 
