@@ -21,11 +21,13 @@ from inflow.api.routes.auth import log_in
 from inflow.api.security import hash_token
 from inflow.errors import AuthenticationError, RateLimitExceededError
 from inflow.storage.models import ApiToken
+from inflow.web import runs
 from inflow.web import session as web_session
 from inflow.web.session import PageUser, local_path, optional_user
 from inflow.web.templating import NAV, render
 
 router = APIRouter(include_in_schema=False)
+router.include_router(runs.router)
 HOME = "/sources"
 
 
@@ -130,7 +132,6 @@ PLANNED = {
     "spaces": "The reports, dashboards and folders synced into your spaces.",
     "metrics": "A chart per metric over time, by day, week or month.",
     "tests": "Experiments: a baseline window against a test window.",
-    "runs": "Sync history per source, with live status; the audit log for admins.",
 }
 
 
