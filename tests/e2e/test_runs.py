@@ -142,6 +142,8 @@ def test_a_sync_started_on_the_page_is_watched_live_until_it_succeeds(
     expect(waiting).to_contain_text("Waiting: rate limited by the provider", timeout=LIVE)
     expect(waiting).to_contain_text(re.compile(r"until \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"))
     expect(live).to_have_attribute("data-status", "running")
+    expect(page.locator('.streams-table tr[data-stream="reports"]')).to_contain_text("Reading")
+    expect(page.locator('.streams-table tr[data-stream="metrics"]')).to_contain_text("Pending")
     expect(page.get_by_role("button", name="Cancel sync")).to_be_visible()
     screenshot(page, "runs-run-waiting")
 
@@ -157,8 +159,10 @@ def test_a_sync_started_on_the_page_is_watched_live_until_it_succeeds(
         live.locator(".tile", has_text="Created").locator("dd").inner_text().replace(",", "")
     )
     assert created > 0
-    streams = page.get_by_role("table", name="Each stream's last checkpoint")
-    expect(streams.get_by_text("reached").first).to_be_visible()
+    streams = page.locator(".streams-table")
+    for stream in ("reports", "dashboards", "metrics"):
+        expect(streams.locator(f'tr[data-stream="{stream}"]')).to_contain_text("Done")
+    expect(streams.locator('tr[data-stream="metrics"]')).to_contain_text("(this run)")
     requests = page.get_by_role("table", name="Latest requests")
     expect(requests).to_contain_text("429")  # the waits are in the run's timeline
     expect(live).not_to_have_attribute("hx-trigger", re.compile("every"))  # polling stopped

@@ -85,6 +85,11 @@ def test_the_live_fragment_polls_while_the_run_is_active_and_stops_after(client,
         waiting={"state": "waiting", "reason": "rate limited by the provider", "until": until},
     )
 
+    listing = client.get("/runs", headers=HTML)
+    table = client.get("/runs", headers={**HTML, "HX-Request": "true", "HX-Target": "run-table"})
+    assert 'id="run-table" hx-get="/runs?source=&amp;status=" hx-trigger="every 2s"' in listing.text
+    assert table.text.lstrip().startswith('<div id="run-table"')
+    assert "<html" not in table.text
     running = client.get(f"/runs/{run_id}/live", headers={**HTML, "HX-Request": "true"})
     assert running.status_code == 200
     assert 'hx-trigger="every 2s"' in running.text
@@ -97,6 +102,7 @@ def test_the_live_fragment_polls_while_the_run_is_active_and_stops_after(client,
         row.status, row.finished_at, row.waiting = "succeeded", utcnow(), None
         session.commit()
     ended = client.get(f"/runs/{run_id}/live", headers={**HTML, "HX-Request": "true"})
+    assert "hx-trigger" not in client.get("/runs", headers=HTML).text
     assert "hx-trigger" not in ended.text
     assert 'id="run-actions" class="actions" hx-swap-oob="true"' in ended.text
     assert "Sync again" in ended.text

@@ -227,6 +227,7 @@ def audit_page(
         "paged": page_before is not None,
         "older": events[-1].id if more and events else None,
         "filtered": bool(chosen["action"] or chosen["actor"]),
+        "actions": run_service.audit_actions(session),
     }
     return render(request, "runs/audit.html", context, status_code=422 if errors else 200)
 
@@ -255,7 +256,7 @@ def _run_context(
         "row": _row(public, {source.id: source.name}, now),
         "run": public,
         "source": source,
-        "streams": run_service.stream_progress(session, row, source.type),
+        "streams": run_service.stream_progress(session, row, source.type, public.timeline),
         "waiting": waiting,
         "waiting_until": until,
         "waiting_left": max(0, int((until - now).total_seconds())) if until else None,

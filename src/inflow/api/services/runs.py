@@ -9,16 +9,26 @@ a run stored (``type``, ``fault``, ``message``, from ``inflow.errors``) and says
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inflow.connectors import get_connector
-from inflow.storage.models import DataSource, Role, RunStatus, StreamState, SyncRun, User
+from inflow.storage.models import (
+    AuditEvent,
+    DataSource,
+    Role,
+    RunStatus,
+    StreamState,
+    SyncRun,
+    User,
+)
 
 RUN_STATUSES = tuple(s.value for s in RunStatus)
 ACTIVE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -56,20 +66,43 @@ def visible_runs(
     return list(session.execute(stmt).scalars())
 
 
+StreamStep = Literal["done", "reading", "stopped", "pending", "not read"]
+
+
+def audit_actions(session: Session, limit: int = 200) -> list[str]:
+    """The actions the audit log holds (for the filter's suggestions), alphabetically."""
+    stmt = select(AuditEvent.action).distinct().order_by(AuditEvent.action).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
 @dataclass(frozen=True)
 class StreamProgress:
-    """One stream of a run's source: its last checkpoint, and whether this run reached it."""
+    """One stream of a run's source: where the run is with it, the requests of it in the run's
+    timeline (its latest requests), and its last checkpoint (incremental streams only)."""
 
     name: str
+    step: StreamStep
+    requests: int
     checkpoint_at: datetime | None
     in_this_run: bool
+    incremental: bool
 
 
-def stream_progress(session: Session, run: SyncRun, source_type: str) -> list[StreamProgress]:
-    """The source's streams in the order the engine reads them, with their checkpoints."""
+def _path_pattern(path: str) -> re.Pattern[str]:
+    """A stream's path (``/v1/accounts/{parent.id}/calls``) as a pattern of request paths."""
+    plain = urlsplit(path).path if "://" in path else path
+    parts = re.split(r"\{[^}]*\}", plain.rstrip("/"))
+    return re.compile("[^/]+".join(re.escape(p) for p in parts) + "/?$")
+
+
+def stream_progress(
+    session: Session, run: SyncRun, source_type: str, timeline: dict[str, Any] | None
+) -> list[StreamProgress]:
+    """The source's streams in the order the engine reads them: which are done, which one is
+    being read (the one of the latest request), which are still to come; and checkpoints."""
     connector = get_connector(source_type)
-    names = [
-        s.name
+    streams = [
+        s
         for s in (connector.streams if connector else ())
         if s.parse is not None or s.reduce is not None
     ]
@@ -79,18 +112,47 @@ def stream_progress(session: Session, run: SyncRun, source_type: str) -> list[St
             select(StreamState).where(StreamState.source_id == run.source_id)
         ).scalars()
     }
-    names += [n for n in saved if n not in names]
-    started = run.started_at
+    patterns = [_path_pattern(s.path) for s in streams]
+    counts = [0] * len(streams)
+    last = -1  # the stream of the latest request
+    for entry in (timeline or {}).get("recent", []):
+        path = urlsplit(str(entry.get("path", ""))).path
+        hit = next((i for i, p in enumerate(patterns) if p.search(path)), None)
+        if hit is not None:
+            counts[hit] += 1
+            last = hit
+    active = run.status in ACTIVE
+    if last < 0 and run.status == RunStatus.RUNNING and streams:
+        last = 0  # nothing stored yet: the timeline is stored with each batch; reads are in order
+    started, finished = run.started_at, run.finished_at
+
+    def step(i: int) -> StreamStep:
+        if run.status == RunStatus.SUCCEEDED:
+            return "done"
+        if i < last:
+            return "done"
+        if i == last:
+            return "reading" if active else "stopped"
+        return "pending" if active else "not read"
+
+    def reached(at: datetime | None) -> bool:
+        return (
+            started is not None
+            and at is not None
+            and at >= started
+            and (finished is None or at <= finished)
+        )
+
     return [
         StreamProgress(
-            name=n,
-            checkpoint_at=saved.get(n),
-            in_this_run=started is not None
-            and saved.get(n) is not None
-            and saved[n] >= started
-            and (run.finished_at is None or saved[n] <= run.finished_at),
+            name=s.name,
+            step=step(i),
+            requests=counts[i],
+            checkpoint_at=saved.get(s.name),
+            in_this_run=reached(saved.get(s.name)),
+            incremental=s.incremental is not None,
         )
-        for n in names
+        for i, s in enumerate(streams)
     ]
 
 
