@@ -206,21 +206,32 @@ def test_a_failed_sync_shows_its_error_and_its_fix(page, live_server, api, sandb
     check_page(page, "runs-list-failed")
 
 
-def test_a_running_sync_can_be_cancelled(page, live_server, api, sandbox):
+def test_a_running_sync_can_be_cancelled_with_the_keyboard(page, live_server, api, sandbox):
     source_id = example_source(api, sandbox, "Example to cancel")
-    sandbox_faults(sandbox, status429Burst=1, retryAfterS=4)
+    sandbox_faults(sandbox, status429Burst=2, retryAfterS=5)  # ~10 s of waiting to cancel in
     answer = api.post(f"/api/data-sources/{source_id}/sync")
     assert answer.status_code == 202, answer.text
-    log_in(
-        page, live_server.email, live_server.password, next_path=f"/runs/{answer.json()['runId']}"
-    )
+    run_id = answer.json()["runId"]
+    log_in(page, live_server.email, live_server.password, next_path=f"/runs?source={source_id}")
+
+    # The list polls while the run is active; the focus stays on the link it was on.
+    details = page.locator(f"#run-{run_id}")
+    details.focus()
+    with page.expect_response(lambda r: f"/runs?source={source_id}" in r.url):
+        pass
+    expect(page.locator(f"#run-{run_id}")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"/runs/{run_id}$"))
     expect(page.locator("#run-waiting")).to_be_visible(timeout=LIVE)
 
-    page.get_by_role("button", name="Cancel sync").click()
+    page.get_by_role("button", name="Cancel sync").focus()
+    page.keyboard.press("Enter")
 
     expect(page.locator("#run-actions")).to_contain_text("Cancel requested")
+    expect(page.locator("#cancel-note")).to_be_focused()  # not lost with the button
     expect(page.locator("#run-live")).to_have_attribute("data-status", "cancelled", timeout=LIVE)
     expect(page.get_by_role("button", name="Sync again")).to_be_visible()
+    check_page(page, "runs-run-cancelled")
 
 
 def test_bad_addresses_answer_a_page_not_a_500(page, live_server):

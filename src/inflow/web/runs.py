@@ -305,7 +305,8 @@ def cancel(
         raise NotFoundError(f"run {run_id} not found")
     run_routes.cancel_run(parsed, user, session, audit)
     session.flush()
-    if is_htmx(request):
+    if is_htmx(request):  # the actions come out of band; focus goes to "Cancel requested"
         context = _run_context(request, user, session, audit, run_id)
+        context["just_cancelled"] = True
         return render(request, "runs/_live.html", context)
     return RedirectResponse(f"/runs/{parsed}", status_code=303)
