@@ -74,6 +74,9 @@ def page_user(
     if cookie_user(request, session) is None:
         raise LoginRequired(here)
     user = authenticate(request, session)  # checks the CSRF token on unsafe methods
+    # Detached, so a rollback (a page that fails) does not expire it: the error page that
+    # follows still shows the layout with the user's email.
+    session.expunge(user)
     request.state.user = user
     return user
 
