@@ -168,6 +168,7 @@ def space_page(
             "space": space,
             "folders": folders,
             "has_folders": any(v.asset.folder for v in views),
+            "folder_count": len({v.asset.folder for v in views if v.asset.folder}),
             "total": len(views),
             "installs": installs,
         },
