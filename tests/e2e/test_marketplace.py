@@ -4,6 +4,8 @@ the space; a wrong token's failing Test; Power BI's ``sdk`` embed configuration.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 import time
@@ -94,7 +96,7 @@ def _install(page: Any, service: str, name: str, fields: dict[str, str]) -> None
     page.get_by_role("link", name=f"Install {service}").click()
     page.get_by_label("Installation name").fill(name)
     for label, value in fields.items():
-        field = page.get_by_label(label)
+        field = page.get_by_label(re.compile(rf"^{re.escape(label)}( \*)?$"))
         if field.evaluate("e => e.tagName") == "SELECT":
             field.select_option(value)
         else:
@@ -241,3 +243,112 @@ def test_power_bi_sdk_access_type_shows_its_embed_configuration(page, live_serve
     expect(config).to_contain_text('"accessToken": ')
     assert powerbi["clientSecret"] not in config.inner_text()
     check_page(page, "marketplace-powerbi-sdk")
+
+
+def _publish_to_web_link(tenant: str) -> str:
+    code = base64.urlsafe_b64encode(
+        json.dumps({"k": "3c1e6f0a-2b4d-4e8f-9a7c-5d6e7f8a9b0c", "t": tenant}).encode()
+    )
+    return "https://app.powerbi.com/view?r=" + code.decode().rstrip("=")
+
+
+def _power_bi(
+    page: Any, powerbi: dict[str, str], name: str, space: str, access: dict[str, str]
+) -> None:
+    _install(
+        page,
+        "Power BI",
+        name,
+        {
+            "Space": space,
+            "Directory (tenant) ID": powerbi["tenantId"],
+            "Application (client) ID": powerbi["clientId"],
+            "Client secret (its Value)": powerbi["clientSecret"],
+            **access,
+            "API URL": powerbi["baseUrl"],
+            "Login URL": powerbi["authUrl"],
+        },
+    )
+    page.get_by_role("button", name="Sync").click()
+    expect(page.locator("#sync-run")).to_contain_text("Synced", timeout=30_000)
+
+
+def test_power_bi_embed_urls_and_public_link_are_previewed_in_the_space(
+    page, live_server, credentials
+):
+    powerbi = credentials["powerbi"]["config"]
+    link = _publish_to_web_link(powerbi["tenantId"])
+    # No test reaches the internet: Power BI's pages are answered here.
+    page.route(
+        "https://app.powerbi.com/**",
+        lambda route: route.fulfill(
+            content_type="text/html",
+            body="<!doctype html><html lang=en><title>Report</title><h1>A report</h1></html>",
+        ),
+    )
+    log_in(page, live_server.email, live_server.password, next_path="/marketplace")
+    public_access = {"Access type": "public", "Publish-to-web URL": link}
+    _power_bi(page, powerbi, "Public Power BI", "new", public_access)
+    expect(page.get_by_role("heading", name="Access type: Public link")).to_be_visible()
+    expect(page.get_by_role("link", name=link)).to_be_visible()
+    embed_url = "https://app.powerbi.com/reportEmbed?reportId=7cf389f1-940d-4cf3-91b7-77380c72a72a"
+    embed_access = {"Access type": "embed", "Embed URL": embed_url}
+    _power_bi(page, powerbi, "Embedded Power BI", "Public Power BI", embed_access)
+    page.get_by_role("link", name="See them in the space").click()
+
+    public = page.get_by_role("region", name="Public link · Public Power BI")
+    public.get_by_role("button", name=re.compile("^Preview")).click()
+    expect(public.locator("iframe")).to_have_attribute("src", link)
+    expect(page.frame_locator(".preview iframe").first.get_by_role("heading")).to_have_text(
+        "A report"
+    )
+    folders = page.locator(".folder-card")
+    expect(folders.first.get_by_role("heading")).to_have_text("Growth analytics 1")
+    embedded = page.locator("tr", has_text="Power BI · Embedded Power BI").first
+    public_row = page.locator("tr", has_text="Power BI · Public Power BI").first
+    expect(public_row.get_by_role("button", name=re.compile("^Preview"))).to_have_count(0)
+    expect(public_row.get_by_role("link", name=re.compile("^Open"))).to_have_attribute(
+        "href", re.compile(r"^https://app\.powerbi\.com/groups/")
+    )
+    embedded.get_by_role("button", name=re.compile("^Preview")).click()
+    frame = folders.first.locator(".preview iframe")
+    expect(frame).to_have_attribute("src", re.compile(r"^https://app\.powerbi\.com/\w+Embed\?"))
+    check_page(page, "space-powerbi-previews")
+
+
+def test_looker_studio_connect_starts_oauth_from_the_browser(page, live_server, credentials):
+    looker = credentials["looker_studio"]["config"]
+    log_in(page, live_server.email, live_server.password, next_path="/marketplace")
+    _install(
+        page,
+        "Looker Studio",
+        "Team Looker Studio",
+        {
+            "Space": "new",
+            "OAuth client ID": looker["clientId"],
+            "OAuth client secret": looker["clientSecret"],
+            "API base URL": looker["baseUrl"],
+            "Google OAuth server URL": looker["authUrl"],
+        },
+    )
+    expect(page.get_by_role("status").filter(has_text="Connect it to Google next")).to_be_visible()
+    expect(page.locator("dl.facts")).to_contain_text("not connected yet")
+    installation = page.url.split("?")[0]
+    check_page(page, "marketplace-looker-not-connected")
+
+    # The sandbox's consent page agrees at once and sends the browser back to the callback.
+    # Where the callback then sends the browser is the OAuth route's choice, not asserted here.
+    with page.expect_response(re.compile(r"/api/oauth/looker_studio/callback\?")) as callback:
+        page.get_by_role("button", name="Connect", exact=True).click()
+    assert callback.value.status == 302
+    assert "oauth=connected" in callback.value.headers["location"]
+
+    page.goto(installation)
+    expect(page.locator("dl.facts")).to_contain_text("connected")
+    expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
+    page.get_by_role("button", name="Test").click()
+    expect(page.locator("#test-result")).to_contain_text("Test passed")
+    page.get_by_role("button", name="Sync").click()
+    expect(page.locator("#sync-run")).to_contain_text("Synced", timeout=30_000)
+    expect(page.locator("#sync-run .counts li").first).not_to_contain_text(re.compile(r"^0 "))
+    check_page(page, "marketplace-looker-connected")

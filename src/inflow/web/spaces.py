@@ -18,14 +18,13 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from inflow.api.authz import require
 from inflow.api.deps import AuditDep, SessionDep
 from inflow.api.routes import spaces as api
 from inflow.api.schemas import AssetPublic, SpaceCreate
 from inflow.api.services.validation import field_errors
 from inflow.connectors import get_connector
 from inflow.errors import NotFoundError
-from inflow.storage.models import Asset, DataSource, Space
+from inflow.storage.models import Asset, DataSource
 from inflow.web.forms import FormField, errors_by_field
 from inflow.web.marketplace import FormDep, plugin_kinds
 from inflow.web.session import PageUser
@@ -57,16 +56,19 @@ class AssetView:
 
 
 def preview_url(source: DataSource, asset: AssetPublic) -> str | None:
-    """What an iframe may show: the asset's embed URL for Power BI's ``embed`` access type, the
-    publish-to-web link for ``public``. Other access types (the API, the JS SDK with its
-    token) and other plugins give links only."""
-    access = source.config.get("accessType")
-    if access == "embed":
-        return asset.embed_url
-    if access == "public":
-        value = source.config.get("publicUrl")
-        return str(value) if value else None
-    return None
+    """What an iframe may show of one report: its embed URL, for Power BI's ``embed`` access
+    type (secure embed: the viewer signs in inside the frame). The API and the JS SDK (an
+    embed token) give links only, as do the other plugins."""
+    return asset.embed_url if source.config.get("accessType") == "embed" else None
+
+
+def public_link(source: DataSource) -> str | None:
+    """An installation's publish-to-web link (Power BI's ``public`` access type): one report
+    anyone may view, shown as a preview of the installation itself."""
+    if source.config.get("accessType") != "public":
+        return None
+    value = source.config.get("publicUrl")
+    return str(value) if value else None
 
 
 def _spaces_page(
@@ -171,6 +173,7 @@ def space_page(
             "folder_count": len({v.asset.folder for v in views if v.asset.folder}),
             "total": len(views),
             "installs": installs,
+            "public_links": [s for s in installs if public_link(s)],
         },
     )
 
@@ -185,12 +188,28 @@ def preview(
     audit: AuditDep,
 ) -> Response:
     """The embedded preview (an iframe) of one report, where its access type allows it."""
-    require(session, user, Space, space_id, audit=audit, action="read")
-    asset = next(
-        (a for a in api.list_reports(space_id, user, session, audit) if a.id == asset_id), None
-    )
+    assets = api.list_reports(space_id, user, session, audit)  # checks the membership
+    asset = next((a for a in assets if a.id == asset_id), None)
     source = session.get(DataSource, asset.source_id) if asset is not None else None
     url = preview_url(source, asset) if source is not None and asset is not None else None
     if asset is None or url is None:
         raise NotFoundError(f"no preview of {asset_id} in this space")
-    return render(request, "spaces/_preview.html", {"asset": asset, "url": url})
+    return render(request, "spaces/_preview.html", {"name": asset.name, "url": url})
+
+
+@router.get("/spaces/{space_id}/installations/{source_id}/preview")
+def public_preview(
+    space_id: uuid.UUID,
+    source_id: uuid.UUID,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    audit: AuditDep,
+) -> Response:
+    """The preview of an installation's public link (publish to web)."""
+    api.get_space(space_id, user, session, audit)  # checks the membership
+    source = session.get(DataSource, source_id)
+    url = public_link(source) if source is not None and source.space_id == space_id else None
+    if source is None or url is None:
+        raise NotFoundError(f"no public link of {source_id} in this space")
+    return render(request, "spaces/_preview.html", {"name": source.name, "url": url})
