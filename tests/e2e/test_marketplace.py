@@ -210,6 +210,19 @@ def test_a_wrong_token_fails_the_test_with_its_reason(page, live_server, credent
     expect(run.locator(".fix")).to_contain_text("Check the credentials")
     check_page(page, "marketplace-sync-failed")
 
+    page.get_by_role("link", name="Edit").click()
+    token = page.get_by_label("Service account token")
+    expect(token).to_have_value("")  # a stored secret is never sent back
+    expect(token).to_have_attribute("placeholder", "Stored; leave empty to keep it")
+    expect(page.get_by_label("Grafana URL")).to_have_value(grafana["baseUrl"])
+    check_page(page, "marketplace-edit")
+    token.fill(grafana["apiKey"])
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status").filter(has_text="Saved")).to_be_visible()
+    page.get_by_role("button", name="Test").click()
+    expect(page.locator("#test-result")).to_contain_text("Test passed")
+    expect(page.locator("#health")).to_contain_text("Healthy")
+
 
 def test_power_bi_sdk_access_type_shows_its_embed_configuration(page, live_server, credentials):
     powerbi = credentials["powerbi"]["config"]

@@ -141,3 +141,51 @@ def test_bad_addresses_are_4xx_pages_never_500(browser_client, path):
 
     assert 400 <= r.status_code < 500
     assert r.headers["content-type"].startswith("text/html")
+
+
+def test_edit_keeps_a_secret_left_empty_and_shows_field_errors(browser_client, factory):
+    r = _install(
+        browser_client,
+        "grafana",
+        name="Ops",
+        spaceId="new",
+        baseUrl="https://grafana.example.com",
+        apiKey="glsa_secret_value",
+    )
+    installation = r.headers["location"].split("?")[0]
+    space_id = re.search(r'href="/spaces/([0-9a-f-]+)"', browser_client.get(installation).text)
+    assert space_id is not None
+    form = browser_client.get(installation + "/edit")
+    assert form.status_code == 200
+    assert "glsa_secret_value" not in form.text
+    assert 'placeholder="Stored; leave empty to keep it"' in form.text
+
+    bad = browser_client.post(
+        installation + "/edit",
+        data={"name": "Ops", "spaceId": space_id.group(1), "baseUrl": "nope", "apiKey": ""},
+    )
+    good = browser_client.post(
+        installation + "/edit",
+        data={"name": "Ops 2", "spaceId": space_id.group(1), "baseUrl": "https://g.example.com"},
+        follow_redirects=False,
+    )
+
+    assert bad.status_code == 422
+    assert _field_error(bad.text, "baseUrl") is not None
+    assert good.status_code == 303
+    page = browser_client.get(installation).text
+    assert "Ops 2" in page
+    assert "https://g.example.com" in page
+    assert "stored, never shown" in page  # the token is still there
+
+
+def test_a_report_without_an_embed_access_type_has_no_preview(browser_client):
+    space = browser_client.post("/spaces", data={"name": "S"}, follow_redirects=False)
+    space_path = space.headers["location"]
+    missing = "00000000-0000-0000-0000-000000000000"
+
+    r = browser_client.get(f"{space_path}/assets/{missing}/preview")
+    s = browser_client.get(f"{space_path}/installations/{missing}/preview")
+
+    assert r.status_code == 404
+    assert s.status_code == 404

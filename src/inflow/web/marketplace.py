@@ -24,12 +24,13 @@ from inflow.api.deps import AuditDep, SessionDep, VaultDep
 from inflow.api.routes import marketplace as api
 from inflow.api.routes import spaces as spaces_api
 from inflow.api.routes.oauth import authorize
-from inflow.api.schemas import SpaceCreate
+from inflow.api.routes.sources import update_source
+from inflow.api.schemas import SourceUpdate, SpaceCreate
 from inflow.api.services import sources as svc
 from inflow.api.services.marketplace import PluginPublic, list_plugins, require_plugin
 from inflow.connectors import get_connector
 from inflow.connectors.spec import Connector, OAuth2AuthorizationCode
-from inflow.errors import ConflictError, NotFoundError, ValidationFailedError
+from inflow.errors import ConflictError, FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.models import Asset, DataSource, RunStatus, Space, SyncRun, User
 from inflow.sync.engine import enqueue_run
 from inflow.web.forms import FormField, config_from_form, errors_by_field, form_fields
@@ -218,6 +219,7 @@ def _install_page(
     errors: dict[str, str] | None = None,
     message: str = "",
     status_code: int = 200,
+    source: DataSource | None = None,
 ) -> Response:
     fields, _ = plugin_fields(connector)
     spaces = writable_spaces(session, user)
@@ -227,7 +229,9 @@ def _install_page(
         "marketplace/install.html",
         {
             "section": "marketplace",
-            "title": f"Install {connector.title}",
+            "title": f"Edit {source.name}" if source else f"Install {connector.title}",
+            "source": source,
+            "secret_names": set(source.secret_names) if source else set(),
             "connector": connector,
             "plugin": _plugin_view(require_plugin_public(connector.slug)),
             "name_field": NAME_FIELD,
@@ -317,6 +321,78 @@ def install(
     )
 
 
+# ---------------------------------------------------------------- edit
+
+
+def _current_values(source: DataSource, lists: set[str]) -> dict[str, str]:
+    values = {"name": source.name, "spaceId": str(source.space_id or NEW_SPACE)}
+    for key, value in source.config.items():
+        if value is None or key in source.secret_names:
+            continue
+        values[key] = ", ".join(map(str, value)) if key in lists else str(value)
+    return values
+
+
+@router.get("/marketplace/installations/{installation_id}/edit")
+def edit_form(
+    installation_id: uuid.UUID,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    audit: AuditDep,
+) -> Response:
+    source = _installation(session, user, installation_id, audit, "write")
+    connector = require_plugin(source.type)
+    _, lists = plugin_fields(connector)
+    values = _current_values(source, lists)
+    return _install_page(request, session, user, connector, values=values, source=source)
+
+
+@router.post("/marketplace/installations/{installation_id}/edit")
+def edit(
+    installation_id: uuid.UUID,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    vault: VaultDep,
+    audit: AuditDep,
+    form: FormDep,
+) -> Response:
+    """Change an installation: a secret left empty keeps its stored value."""
+    source = _installation(session, user, installation_id, audit, "write")
+    connector = require_plugin(source.type)
+    name, space_id, errors = _form_errors(form)
+    found: list[FieldError] = []
+    if not errors:
+        try:
+            if space_id is None:
+                created = spaces_api.create_space(SpaceCreate(name=name), user, session, audit)
+                space_id = created.id
+            body = SourceUpdate(name=name, config=read_config(connector, form), space_id=space_id)
+            update_source(source.id, body, user, session, vault, audit, origin="")
+        except ValidationFailedError as exc:
+            session.rollback()
+            found = exc.errors
+        else:
+            target = f"/marketplace/installations/{source.id}?saved=1"
+            return RedirectResponse(target, status_code=303)
+    by_field = errors_by_field(found, "config.")
+    errors = {k.split(".")[0]: v for k, v in reversed(by_field.items())} | errors
+    general = errors.pop("config", "") or errors.pop("", "")
+    source = _installation(session, user, installation_id, audit, "write")
+    return _install_page(
+        request,
+        session,
+        user,
+        connector,
+        values={k: v for k, v in form.items() if k != "csrf_token"},
+        errors=errors,
+        message=general or "Some fields need a change: see the messages below.",
+        status_code=422,
+        source=source,
+    )
+
+
 # ---------------------------------------------------------------- one installation
 
 
@@ -395,6 +471,7 @@ def installation_page(
     session: SessionDep,
     audit: AuditDep,
     installed: str = "",
+    saved: str = "",
     oauth: str = "",
     error: str = "",
 ) -> Response:
@@ -417,6 +494,7 @@ def installation_page(
             "oauth": is_oauth(connector),
             "connected": _connected(source),
             "installed": bool(installed),
+            "saved": bool(saved),
             "oauth_result": oauth,
             "oauth_error": error,
             "config_rows": config_rows(connector, source),
