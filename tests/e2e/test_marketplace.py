@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 # A small Grafana, so the space's page reads whole: 14 dashboards in 4 folders (and the root).
 GRAFANA_VOLUME = {"dashboards": 14, "folders": 4}
+MEMBER = "market-member@example.com"  # a member with nothing of their own yet
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     url = f"sqlite:///{workdir / 'inflow.db'}"
     engine = create_db_engine(url)
     upgrade(engine)
-    admin = make_user(make_session_factory(engine), "market-admin@example.com", role="admin")
+    factory = make_session_factory(engine)
+    admin = make_user(factory, "market-admin@example.com", role="admin")
+    make_user(factory, MEMBER)
     engine.dispose()
     env = inflow_env(workdir / "data", url, INFLOW_ALLOW_PRIVATE_URLS="true", **clock_env())
     server = InflowServer("serve", env=env, workdir=workdir)
@@ -365,3 +368,23 @@ def test_looker_studio_connect_starts_oauth_from_the_browser(page, live_server, 
     expect(page.locator("#sync-run")).to_contain_text("Synced", timeout=30_000)
     expect(page.locator("#sync-run .counts li").first).not_to_contain_text(re.compile(r"^0 "))
     check_page(page, "marketplace-looker-connected")
+
+
+def test_spaces_start_empty_and_a_new_space_says_what_to_do_first(page, live_server):
+    log_in(page, MEMBER, live_server.password, next_path="/spaces")
+    expect(page.get_by_text("No spaces yet.")).to_be_visible()
+    check_page(page, "spaces-empty")
+
+    page.get_by_role("button", name="Create space").click()
+    expect(page.locator("[data-field=name] .field-error")).to_be_visible()
+    page.get_by_label("Name").fill("Growth team")
+    page.get_by_label("Description").fill("Dashboards the growth team reads every Monday")
+    page.get_by_role("button", name="Create space").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("Growth team")
+    expect(page.get_by_text("Nothing synced into this space yet.")).to_be_visible()
+    expect(page.get_by_role("link", name="Install a plugin in the Marketplace")).to_be_visible()
+    check_page(page, "space-empty")
+    page.goto("/marketplace/grafana/install")
+    expect(page.get_by_label("Space")).to_have_value(re.compile("^[0-9a-f-]{36}$"))
+    expect(page.get_by_label("Space").locator("option:checked")).to_have_text("Growth team")
