@@ -242,6 +242,10 @@ def _install_page(
             "errors": errors or {},
             "message": message,
             "oauth": is_oauth(connector),
+            "access_types": [
+                (a, *ACCESS_TYPES[a])
+                for a in (require_plugin_public(connector.slug).access_types or ())
+            ],
         },
         status_code=status_code,
     )
