@@ -7,6 +7,9 @@ import re
 import pytest
 
 from inflow.api.security import csrf_token
+from inflow.api.services import accounts
+from inflow.storage.db import session_scope
+from inflow.storage.models import User
 from tests.factories import person
 
 HTML = {"Accept": "text/html"}
@@ -189,3 +192,35 @@ def test_a_report_without_an_embed_access_type_has_no_preview(browser_client):
 
     assert r.status_code == 404
     assert s.status_code == 404
+
+
+def test_a_space_member_sees_the_space_but_not_a_link_to_another_s_installation(
+    browser_client, factory
+):
+    r = _install(
+        browser_client,
+        "grafana",
+        name="Owner's Grafana",
+        spaceId="new",
+        baseUrl="https://grafana.example.com",
+        apiKey="glsa_secret_value",
+    )
+    installation = r.headers["location"].split("?")[0]
+    space = re.search(r'href="(/spaces/[0-9a-f-]+)"', browser_client.get(installation).text)
+    assert space is not None
+    member, _ = person(factory)
+    added = browser_client.post(
+        f"/api{space.group(1)}/members", json={"userId": str(member.id), "role": "viewer"}
+    )
+    assert added.status_code == 201, added.text
+    with session_scope(factory) as session:
+        _, token = accounts.issue_token(session, user=session.get(User, member.id), name="t")
+    browser_client.cookies.set("inflow_session", token)
+
+    page = browser_client.get(space.group(1))
+
+    assert page.status_code == 200
+    assert "Owner&#39;s Grafana" in page.text
+    assert f'href="{installation}"' not in page.text
+    assert "their owners can press Sync" in page.text
+    assert browser_client.get(installation).status_code == 404

@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
+from inflow.api.authz import allowed
 from inflow.api.deps import AuditDep, SessionDep
 from inflow.api.routes import spaces as api
 from inflow.api.schemas import AssetPublic, SpaceCreate
@@ -143,6 +144,15 @@ def space_page(
             .order_by(DataSource.name)
         ).scalars()
     )
+    # The provider's own update time where it gives one (Looker Studio), else when Inflow saw
+    # the item change.
+    remote = dict(
+        session.execute(
+            select(Asset.id, Asset.remote_updated_at).where(
+                Asset.id.in_([a.id for a in assets]), Asset.remote_updated_at.is_not(None)
+            )
+        ).all()
+    )
     views = []
     for a in assets:
         source = sources[a.source_id]
@@ -152,7 +162,7 @@ def space_page(
                 asset=a,
                 source_name=source.name,
                 plugin=connector.title if connector else a.service_id,
-                updated=a.updated_at,
+                updated=remote.get(a.id) or a.updated_at,
                 preview=preview_url(source, a) is not None,
             )
         )
@@ -174,6 +184,8 @@ def space_page(
             "total": len(views),
             "installs": installs,
             "public_links": [s for s in installs if public_link(s)],
+            # an installation's own page is its owner's (and an admin's): the others get a name
+            "linked": {s.id for s in installs if allowed(session, user, s, "read")},
         },
     )
 
