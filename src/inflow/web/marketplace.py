@@ -194,6 +194,10 @@ def _plugin_view(plugin: PluginPublic) -> dict[str, Any]:
 @router.get("/marketplace")
 def marketplace_page(request: Request, user: PageUser, session: SessionDep) -> Response:
     installed = installations_of(session, user)
+    space_ids = {s.space_id for s in installed if s.space_id}
+    spaces = dict(
+        session.execute(select(Space.id, Space.name).where(Space.id.in_(space_ids))).all()
+    )
     return render(
         request,
         "marketplace/index.html",
@@ -202,6 +206,7 @@ def marketplace_page(request: Request, user: PageUser, session: SessionDep) -> R
             "title": "Marketplace",
             "plugins": [_plugin_view(p) for p in list_plugins()],
             "installations": [(s, asset_counts(session, s.id)) for s in installed],
+            "spaces": spaces,
         },
     )
 
