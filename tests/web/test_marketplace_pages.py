@@ -224,3 +224,36 @@ def test_a_space_member_sees_the_space_but_not_a_link_to_another_s_installation(
     assert f'href="{installation}"' not in page.text
     assert "their owners can press Sync" in page.text
     assert browser_client.get(installation).status_code == 404
+
+
+def test_installing_into_a_space_one_cannot_change_is_an_error_at_the_space_field(
+    browser_client,
+):
+    r = _install(
+        browser_client,
+        "grafana",
+        name="Ops",
+        spaceId="00000000-0000-0000-0000-000000000000",
+        baseUrl="https://grafana.example.com",
+        apiKey="glsa_secret_value",
+    )
+
+    assert r.status_code == 422
+    assert _field_error(r.text, "spaceId") == '<span aria-hidden="true">⚠</span> no such space'
+
+
+def test_connect_of_an_installation_without_oauth_is_a_400_page(browser_client):
+    r = _install(
+        browser_client,
+        "grafana",
+        name="Ops",
+        spaceId="new",
+        baseUrl="https://grafana.example.com",
+        apiKey="glsa_secret_value",
+    )
+    installation = r.headers["location"].split("?")[0]
+
+    answer = browser_client.post(installation + "/connect", follow_redirects=False)
+
+    assert answer.status_code == 400
+    assert "does not connect through an OAuth consent flow" in answer.text
