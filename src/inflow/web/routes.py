@@ -21,11 +21,14 @@ from inflow.api.routes.auth import log_in
 from inflow.api.security import hash_token
 from inflow.errors import AuthenticationError, RateLimitExceededError
 from inflow.storage.models import ApiToken
+from inflow.web import experiments, metrics
 from inflow.web import session as web_session
 from inflow.web.session import PageUser, local_path, optional_user
 from inflow.web.templating import NAV, render
 
 router = APIRouter(include_in_schema=False)
+router.include_router(metrics.router)
+router.include_router(experiments.router)
 HOME = "/sources"
 
 
@@ -128,8 +131,6 @@ PLANNED = {
     "sources": "Your data sources: add, test, fetch and review data points.",
     "marketplace": "BI plugins (Power BI, Grafana, Looker Studio): install, test and sync.",
     "spaces": "The reports, dashboards and folders synced into your spaces.",
-    "metrics": "A chart per metric over time, by day, week or month.",
-    "tests": "Experiments: a baseline window against a test window.",
     "runs": "Sync history per source, with live status; the audit log for admins.",
 }
 
