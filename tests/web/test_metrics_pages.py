@@ -140,3 +140,103 @@ def test_custom_metric_form_errors_then_created_and_charted(client, member):
         "/api/data-points?metric=signup_rate&from=2026-10-01&to=2026-10-28", headers=member[0]
     ).json()
     assert embedded(page.text, "chart-signup_rate")["series"][0]["data"] == api
+
+
+def _csrf(client) -> str:
+    found = re.search(
+        r'name="csrf-token" content="([^"]+)"', client.get("/tests", headers=HTML).text
+    )
+    assert found is not None
+    return found.group(1)
+
+
+def test_test_form_errors_at_fields_then_created(client, member):
+    csrf = _csrf(client)
+    bad = client.post(
+        "/tests",
+        data={
+            "csrf_token": csrf,
+            "name": "",
+            "metric": "nope",
+            "startDate": "2026-10-15",
+            "endDate": "2026-10-01",
+        },
+        headers=HTML,
+    )
+    assert bad.status_code == 422
+    assert 'id="t-name-error"' in bad.text
+    assert "neither a connector metric nor a custom one" in bad.text
+    assert "the end date is before the start date" in bad.text
+    good = client.post(
+        "/tests",
+        data={
+            "csrf_token": csrf,
+            "name": "Shorter form",
+            "metric": "visits",
+            "startDate": "2026-10-15",
+            "endDate": "2026-10-28",
+        },
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert good.status_code == 303
+    listed = client.get("/api/tests", headers=member[0]).json()
+    assert [t["name"] for t in listed] == ["Shorter form"]
+    assert good.headers["location"] == f"/tests/{listed[0]['id']}"
+
+
+def test_linking_points_then_the_results_are_the_api_results(client, member):
+    headers, source_id = member
+    test = client.post(
+        "/api/tests",
+        json={
+            "name": "Pricing copy",
+            "metric": "signups",
+            "startDate": "2026-10-15",
+            "endDate": "2026-10-28",
+        },
+        headers=headers,
+    ).json()
+    csrf = _csrf(client)
+    empty = client.post(
+        f"/tests/{test['id']}/link",
+        data={
+            "csrf_token": csrf,
+            "source": source_id,
+            "metric": "signups",
+            "from": "2025-01-01",
+            "to": "2025-01-31",
+        },
+        headers=HTML,
+    )
+    assert empty.status_code == 422
+    assert "has no signups points in that range" in empty.text
+    linked = client.post(
+        f"/tests/{test['id']}/link",
+        data={
+            "csrf_token": csrf,
+            "source": source_id,
+            "metric": "signups",
+            "from": "2026-10-01",
+            "to": "2026-10-28",
+        },
+        headers=HTML,
+    )
+    assert linked.status_code == 200, linked.text
+    assert "Linked 28 data points" in linked.text
+    results = client.get(f"/api/tests/{test['id']}/results", headers=headers).json()
+    signups = results["metrics"][0]
+    assert signups["baseline"]["days"] == 14
+    chart = embedded(linked.text, "result-chart-1")
+    assert [b["kind"] for b in chart["bands"]] == ["baseline", "test"]
+    assert [lv["value"] for lv in chart["levels"]] == [
+        signups["baseline"]["value"],
+        signups["during"]["value"],
+    ]
+    assert len(chart["series"][0]["data"]["points"]) == 28
+    verdict = {True: "Significant", False: "Not significant", None: "Significance unknown"}
+    assert verdict[signups["significant"]] in linked.text
+    assert client.get(f"/tests/{test['id']}", headers=HTML).status_code == 200
+    assert (
+        client.get("/tests/00000000-0000-0000-0000-000000000000", headers=HTML).status_code == 404
+    )

@@ -123,6 +123,7 @@ def create_test(
         created = tests_api.create_test(body, user, session, audit)
     except ValidationError as exc:
         errors = _pydantic_errors(exc)
+        errors = _checked_fields(session, user, values) | errors  # every bad field at once
     except ValidationFailedError as exc:
         errors = _field_errors(exc.errors)
     if errors:
@@ -133,6 +134,26 @@ def create_test(
     if request.headers.get("hx-request") == "true":
         return Response(status_code=204, headers={"HX-Redirect": target})
     return RedirectResponse(target, status_code=303)
+
+
+def _checked_fields(session: SessionDep, user: User, values: dict[str, str]) -> dict[str, str]:
+    """The service's checks (a known metric, the end after the start) of the values that parse,
+    so a form with a missing name still names an unknown metric."""
+    try:
+        start = date.fromisoformat(values["startDate"])
+    except ValueError:
+        start = date.min
+    try:
+        end = date.fromisoformat(values["endDate"]) if values["endDate"] else None
+    except ValueError:
+        end = None
+    try:
+        svc.check_fields(
+            session, owner_id=user.id, metric=values["metric"] or None, start=start, end=end
+        )
+    except ValidationFailedError as exc:
+        return _field_errors(exc.errors)
+    return {}
 
 
 # ---------------------------------------------------------------- one test

@@ -238,7 +238,7 @@ def build_panel(
         )
 
     try:
-        panel.series.append({"label": "All", "dimensions": {}, "data": series(None)})
+        panel.series.append({"label": "Total", "dimensions": {}, "data": series(None)})
         panel.trend = _dump(
             points_api.trends(
                 key, user, session, audit, source_id=filters.source, start=start, end=end
