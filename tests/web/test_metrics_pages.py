@@ -84,6 +84,25 @@ def test_metrics_page_embeds_the_api_series_and_trends(client, member):
     assert shown in page.text
 
 
+def test_month_view_and_htmx_swap_push_a_clean_url(client, member):
+    headers, _ = member
+    swap = client.get(
+        "/metrics?granularity=month&source=&from=2026-10-01&to=",
+        headers=HTML | {"HX-Request": "true", "HX-Target": "metric-panels"},
+    )
+    assert swap.status_code == 200
+    assert swap.headers["HX-Push-Url"] == "/metrics?granularity=month&from=2026-10-01"
+    assert "<html" not in swap.text  # the fragment only
+    api = client.get(
+        "/api/data-points?metric=signups&granularity=month&from=2026-10-01&to=2026-11-18",
+        headers=headers,
+    ).json()
+    assert embedded(swap.text, "chart-signups")["series"][0]["data"] == api
+    far = client.get("/metrics?from=0001-01-01", headers=HTML)
+    assert far.status_code == 422
+    assert "between 1970-01-01 and 2999-12-31" in far.text
+
+
 def test_breakdown_draws_one_series_per_dimension_value(client, member):
     headers, _ = member
     page = client.get("/metrics/m/visits?from=2026-10-01&to=2026-10-28&by=page", headers=HTML)

@@ -21,6 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from inflow import bounds
 from inflow.api.deps import AuditDep, SessionDep
 from inflow.api.routes import data_points as points_api
 from inflow.api.routes import metrics as metrics_api
@@ -92,10 +93,14 @@ def _day(value: str, name: str, errors: dict[str, str]) -> date | None:
     if not value.strip():
         return None
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         errors[name] = "a date as YYYY-MM-DD"
         return None
+    if not bounds.MIN_DATE <= day <= bounds.MAX_DATE:
+        errors[name] = f"a date {bounds.DATE_RANGE}"
+        return None
+    return day
 
 
 def read_filters(request: Request, sources: dict[uuid.UUID, str]) -> Filters:
@@ -330,7 +335,21 @@ def metrics_page(
     template = "metrics/index.html"
     if request.headers.get("hx-target") == "metric-panels":
         template = "metrics/_panels.html"
-    return render(request, template, context, status_code=422 if context["filters"].errors else 200)
+    return render(
+        request,
+        template,
+        context,
+        status_code=422 if context["filters"].errors else 200,
+        headers=_pushed("/metrics", context["filters"], request),
+    )
+
+
+def _pushed(path: str, filters: Filters, request: Request) -> dict[str, str] | None:
+    """For an htmx swap, the URL to show: the filters' own query (no empty fields)."""
+    if request.headers.get("hx-request") != "true":
+        return None
+    query = filters.query()
+    return {"HX-Push-Url": f"{path}?{query}" if query else path}
 
 
 @router.get("/metrics/m/{key}", name="page_metric")
@@ -372,7 +391,13 @@ def metric_page(
     template = "metrics/metric.html"
     if request.headers.get("hx-target") == "metric-detail":
         template = "metrics/_detail.html"
-    return render(request, template, context, status_code=422 if filters.errors else 200)
+    return render(
+        request,
+        template,
+        context,
+        status_code=422 if filters.errors else 200,
+        headers=_pushed(f"/metrics/m/{key}", filters, request),
+    )
 
 
 # ---------------------------------------------------------------- custom metrics
