@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from inflow.storage.db import create_db_engine, make_session_factory, upgrade
 from tests.conftest import TEST_CLOCK, clock_env
 from tests.e2e.conftest import HOST, LiveServer
-from tests.e2e.ui import check_page, log_in
+from tests.e2e.ui import check_page, log_in, screenshot
 from tests.factories import EXAMPLE_CONFIG, PASSWORD, make_user
 from tests.servers import InflowServer, inflow_env
 
@@ -175,6 +175,14 @@ def test_metrics_charts_week_switch_breakdown_and_custom_metric(page, live_serve
     assert embedded(page, "chart-signup_rate")["series"][0]["data"] == rate
     assert any(p["value"] for p in rate["points"])
     check_page(page, "metric-custom")
+    over = page.locator("#chart-signup_rate .u-over")
+    box = over.bounding_box()
+    over.hover(position={"x": box["width"] - 2, "y": box["height"] / 2})  # the last day: today
+    tip = page.locator("#chart-signup_rate .chart-tooltip")
+    expect(tip).to_be_visible()
+    expect(tip).to_contain_text(f"{TODAY.day} {TODAY:%b} {TODAY.year}")
+    expect(tip).to_contain_text(f"{rate['points'][-1]['value']:.2f} (partial)")
+    screenshot(page, "metric-custom-tooltip")
     page.goto("/metrics")
     expect(page.locator("article[data-metric=signup_rate]")).to_contain_text("Custom")
 
