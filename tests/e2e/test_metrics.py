@@ -185,6 +185,9 @@ def test_metrics_charts_week_switch_breakdown_and_custom_metric(page, live_serve
     screenshot(page, "metric-custom-tooltip")
     page.goto("/metrics")
     expect(page.locator("article[data-metric=signup_rate]")).to_contain_text("Custom")
+    expect_chart(page, "chart-signup_rate")
+    expect(page.get_by_role("button", name="Delete signup_rate")).to_be_visible()
+    check_page(page, "metrics-with-custom")
 
 
 def test_a_test_created_points_linked_results_drawn(page, live_server, seeded):
@@ -227,6 +230,13 @@ def test_a_test_created_points_linked_results_drawn(page, live_server, seeded):
     ]
     check_page(page, "test-results")
 
+    page.get_by_label("Status").select_option("completed")
+    page.get_by_role("button", name="Save status").click()
+    expect(page.get_by_label("Status")).to_have_value("completed")
+
     page.goto("/tests")
     expect(page.get_by_role("link", name="Shorter signup form")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("Shorter signup form"))).to_contain_text(
+        "completed"
+    )
     check_page(page, "tests")

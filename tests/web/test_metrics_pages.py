@@ -259,3 +259,51 @@ def test_linking_points_then_the_results_are_the_api_results(client, member):
     assert (
         client.get("/tests/00000000-0000-0000-0000-000000000000", headers=HTML).status_code == 404
     )
+
+
+def test_custom_metric_deleted_unless_another_uses_it(client, member):
+    headers, _ = member
+    for key, formula in (("rate", "signups / visits"), ("rate_pct", "rate * 100")):
+        created = client.post(
+            "/api/metrics", json={"key": key, "label": key, "formula": formula}, headers=headers
+        )
+        assert created.status_code == 201, created.text
+    csrf = _csrf(client)
+    used = client.post("/metrics/custom/rate/delete", data={"csrf_token": csrf}, headers=HTML)
+    assert used.status_code == 409
+    assert "is used by rate_pct" in used.text
+    gone = client.post(
+        "/metrics/custom/rate_pct/delete",
+        data={"csrf_token": csrf},
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert gone.status_code == 303
+    assert [m["key"] for m in client.get("/api/metrics", headers=headers).json()] == ["rate"]
+
+
+def test_status_change_and_a_bad_one(client, member):
+    headers, _ = member
+    test = client.post(
+        "/api/tests", json={"name": "T", "startDate": "2026-11-01"}, headers=headers
+    ).json()
+    csrf = _csrf(client)
+    bad = client.post(
+        f"/tests/{test['id']}/status", data={"csrf_token": csrf, "status": "won"}, headers=HTML
+    )
+    assert bad.status_code == 422
+    assert "choose draft, running, completed or cancelled" in bad.text
+    done = client.post(
+        f"/tests/{test['id']}/status",
+        data={"csrf_token": csrf, "status": "completed"},
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert client.get(f"/api/tests/{test['id']}", headers=headers).json()["status"] == "completed"
+    missing = client.post(
+        "/tests/00000000-0000-0000-0000-000000000000/status",
+        data={"csrf_token": csrf, "status": "won"},
+        headers=HTML,
+    )
+    assert missing.status_code == 404

@@ -409,3 +409,28 @@ def link_points(
     )
     template = "tests/_body.html" if request.headers.get("hx-request") else "tests/test.html"
     return render(request, template, context, status_code=422 if errors else 200)
+
+
+@router.post("/tests/{test_id}/status", name="page_test_status")
+def change_status(
+    request: Request,
+    test_id: uuid.UUID,
+    user: PageUser,
+    session: SessionDep,
+    audit: AuditDep,
+    status: Annotated[str, Form(max_length=40)] = "",
+) -> Response:
+    """Change a test's status through the API's update route."""
+    try:
+        test = require(session, user, Experiment, test_id, audit=audit)
+    except NotFoundError as exc:
+        return error_page(request, exc, 404, "Not Found")
+    try:
+        body = tests_api.ExperimentUpdate.model_validate({"status": status})
+    except ValidationError:
+        context = _detail_context(session, user, audit, test) | {
+            "status_error": "choose draft, running, completed or cancelled"
+        }
+        return render(request, "tests/test.html", context, status_code=422)
+    tests_api.update_test(test.id, body, user, session, audit)
+    return RedirectResponse(f"/tests/{test.id}", status_code=303)

@@ -444,3 +444,21 @@ def _field_errors(errors: list[FieldError]) -> dict[str, str]:
     for e in errors:
         found.setdefault(e.field.split(".")[0], e.message)
     return found
+
+
+@router.post("/metrics/custom/{key}/delete", name="page_metrics_custom_delete")
+def delete_custom(
+    request: Request, key: str, user: PageUser, session: SessionDep, audit: AuditDep
+) -> Response:
+    """Delete a custom metric through the API's route function (a 409 while another uses it)."""
+    try:
+        metrics_api.delete_metric(key, user, session, audit)
+    except (NotFoundError, ConflictError) as exc:
+        context = _context(request, session, user, audit) | {
+            "values": {},
+            "errors": {},
+            "custom_error": exc.message[:1].upper() + exc.message[1:] + ".",
+        }
+        status = 404 if isinstance(exc, NotFoundError) else 409
+        return render(request, "metrics/index.html", context, status_code=status)
+    return RedirectResponse("/metrics#new-custom", status_code=303)
