@@ -307,3 +307,10 @@ def test_status_change_and_a_bad_one(client, member):
         headers=HTML,
     )
     assert missing.status_code == 404
+
+
+def test_a_range_without_values_says_so_instead_of_an_empty_chart(client, member):
+    page = client.get("/metrics?from=2025-01-01&to=2025-01-31", headers=HTML)
+    assert page.status_code == 200
+    assert page.text.count("No values in this range") == 2  # visits and signups
+    assert 'id="chart-visits"' not in page.text

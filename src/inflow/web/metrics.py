@@ -151,6 +151,11 @@ class Panel:
         return {"kind": "series", "unit": self.unit, "series": self.series}
 
     @property
+    def empty(self) -> bool:
+        """No series has a period with a value in the range."""
+        return not any(p["value"] is not None for s in self.series for p in s["data"]["points"])
+
+    @property
     def direction(self) -> str:
         change = (self.trend or {}).get("change") or {}
         absolute = change.get("absolute")
