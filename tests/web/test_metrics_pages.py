@@ -314,3 +314,17 @@ def test_a_range_without_values_says_so_instead_of_an_empty_chart(client, member
     assert page.status_code == 200
     assert page.text.count("No values in this range") == 2  # visits and signups
     assert 'id="chart-visits"' not in page.text
+
+
+def test_a_test_without_data_says_what_to_do_first(client, factory):
+    _, headers = person(factory)
+    client.cookies.set("inflow_session", headers["Authorization"].removeprefix("Bearer "))
+    test = client.post(
+        "/api/tests", json={"name": "Early", "startDate": "2026-11-01"}, headers=headers
+    ).json()
+    page = client.get(f"/tests/{test['id']}", headers=HTML)
+    assert page.status_code == 200
+    assert "You have no data source yet." in page.text
+    assert "No metric to show yet" in page.text
+    empty = client.get("/metrics", headers=HTML)
+    assert "No data points yet" in empty.text

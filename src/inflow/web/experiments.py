@@ -307,7 +307,8 @@ def _detail_context(
             k: v for k, v in results.items() if k not in ("testId", "metrics", "rule", "started")
         },
         "sources": sources,
-        "metric_choices": _metric_choices(session, user),
+        # only metrics with stored points can be linked (a custom metric has none of its own)
+        "link_metrics": stored_metrics(session, [s.id for s in sources]),
         "link_values": values,
         "link_errors": link_errors or {},
         "linked": linked,
