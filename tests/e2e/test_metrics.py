@@ -137,6 +137,15 @@ def test_metrics_charts_week_switch_breakdown_and_custom_metric(page, live_serve
     check_page(page, "metrics-week")
     page.reload()  # the URL alone brings the week view back
     expect(page.get_by_role("radio", name="Week")).to_be_checked()
+    # by keyboard: an arrow key moves to Month; focus stays on the switch after the swap
+    page.get_by_role("radio", name="Week").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page).to_have_url(re.compile(r"/metrics\?granularity=month$"))
+    expect(page.locator("#chart-visits")).to_have_attribute("data-granularity", "month")
+    expect(page.get_by_role("radio", name="Month")).to_be_focused()
+    page.keyboard.press("ArrowLeft")
+    expect(page).to_have_url(re.compile(r"/metrics\?granularity=week$"))
+    expect(page.locator("#chart-visits")).to_have_attribute("data-granularity", "week")
 
     # a metric's page, broken down by page: one series per value, each the API's
     visits_panel.get_by_role("link", name="Visits").click()
