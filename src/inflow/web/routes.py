@@ -21,7 +21,7 @@ from inflow.api.routes.auth import log_in
 from inflow.api.security import hash_token
 from inflow.errors import AuthenticationError, RateLimitExceededError
 from inflow.storage.models import ApiToken
-from inflow.web import marketplace, runs, spaces
+from inflow.web import experiments, marketplace, metrics, runs, spaces
 from inflow.web import session as web_session
 from inflow.web.session import PageUser, local_path, optional_user
 from inflow.web.templating import NAV, render
@@ -30,6 +30,8 @@ router = APIRouter(include_in_schema=False)
 router.include_router(runs.router)
 router.include_router(marketplace.router)
 router.include_router(spaces.router)
+router.include_router(metrics.router)
+router.include_router(experiments.router)
 HOME = "/sources"
 
 
@@ -130,8 +132,6 @@ def logout(request: Request, user: PageUser, session: SessionDep, audit: AuditDe
 # What each section not built yet will hold (shown on its placeholder page).
 PLANNED = {
     "sources": "Your data sources: add, test, fetch and review data points.",
-    "metrics": "A chart per metric over time, by day, week or month.",
-    "tests": "Experiments: a baseline window against a test window.",
 }
 
 
