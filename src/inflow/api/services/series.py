@@ -1,31 +1,12 @@
 """Metric series: stored data points aggregated per period, each metric by its own rule.
 
-How points combine (over periods, dimension values and sources), from the connector's
-``MetricDef.aggregation``:
-
-| rule | a period's value |
-|---|---|
-| ``sum`` | the sum (counts add) |
-| ``average``, ``ratio`` | the mean weighted by each point's ``weight`` or, where a point has none, by the value of its ``weight_metric`` point (same source, period and dimensions); a point whose weight is unknown is left out; a plain mean only when no point has a weight. Never a sum. |
-| ``last`` | per source, the level of its latest stored period in the period (a level: the total over the dimension values read, see below), added over sources |
-| ``max``, ``min`` | the largest / smallest level of a stored period (its total over sources and dimension values), never a single dimension value against a total |
-
-Which points count, so nothing is counted twice:
-- per source and metric, only the finest granularity stored (hour < day < week < month);
-- per source and metric, periods that overlap: the shorter one counts, and of equal length the
-  later one (Clarity's rolling 24/48/72-hour windows: a 3-day fetch and later daily syncs);
-- per source, metric and stored period, only the coarsest breakdown among the points that
-  match the ``dimensions`` filter: the dimensionless point (the provider's own total) when
-  there is one, else the set of dimension names with the fewest names (ties: alphabetical).
-  Points by ``page`` and points by ``device`` both add up to the total, so only one of them
-  is used; without a filter the series is the metric's total over all dimension values.
-
-Periods are calendar days, ISO weeks (Monday to Sunday) or calendar months of each point's own
-time zone (``timezone``, the local date of its ``periodStart``). A period is complete only if
-all its points are, it is over, and the ``from``/``to`` range holds all of it (a week cut by
-the range's start is partial). A custom metric aggregates each operand by its own rule
-per period first and then applies its formula (a ratio of sums, never a sum of ratios); a
-missing operand or a division by zero leaves that period's value null.
+How points combine (over periods, dimension values and sources) is written down once, in
+``docs/aggregation.md``: which stored points count (finest granularity, no overlapping periods,
+the coarsest breakdown per stored period), each rule (``sum``; ``average``/``ratio`` weighted,
+a point of unknown weight left out; ``last`` and ``max``/``min`` over whole-period levels;
+formulas per period), periods in each point's own time zone, and when a period is complete.
+This module follows that table; ``tests/api/test_aggregation_properties.py`` holds it to an
+oracle written from it.
 
 Input is bounded (``inflow/bounds.py``), but a point stored before the bounds existed may sit
 at the ends of the calendar: dates move by saturating arithmetic (a period that would end
