@@ -176,7 +176,7 @@ def test_fetch_create_stores_what_the_apis_fetch_reads(ws, db, sandbox_url, admi
 
     preview = ws.run("sources", "fetch", source_id, "--from", FROM, "--to", TO)
     assert preview.returncode == 0, preview.stderr
-    assert f"{len(expected)} data points for {FROM} to 2026-11-17" in preview.stdout
+    assert f"{len(expected)} data points for {FROM} to {TO} (UTC)" in preview.stdout
     assert "total" in preview.stdout
     assert "direction=inbound" in preview.stdout
     assert stored(db, source_id) == set()  # a preview stores nothing

@@ -381,6 +381,34 @@ def test_days_follow_the_sources_time_zone_and_it_stays_fixed(
     assert renamed.json()["config"]["timezone"] == "America/New_York"
 
 
+def test_a_fetch_of_seven_days_reads_seven_of_the_sources_own_days(client, factory, tw):
+    _, headers = person(factory)
+    zone = ZoneInfo("America/New_York")
+    tw.configure(volume={"calls": 3_000, "days": 20})
+    source = new_source(client, headers, {**tw.config(), "timezone": "America/New_York"})
+    today = datetime.now(zone).date()
+    first, last = today - timedelta(days=9), today - timedelta(days=3)
+
+    body = {"startDate": first.isoformat(), "endDate": last.isoformat()}
+    response = client.post(f"/api/data-sources/{source['id']}/fetch", headers=headers, json=body)
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    days = {
+        datetime.fromisoformat(p["periodStart"]).astimezone(zone).date()
+        for p in result["dataPoints"]
+    }
+    assert sorted(days) == [first + timedelta(days=k) for k in range(7)]  # 7 New York days, not 8
+    assert result["message"].endswith(f"for {first} to {last} (America/New_York)")
+    want = expected(tw.log(), first, last, zone)
+    got = {
+        (p["metric"], datetime.fromisoformat(p["periodStart"]).astimezone(zone).date().isoformat(),
+         ",".join(f"{k}={v}" for k, v in sorted(p["dimensions"].items()))): p["value"]
+        for p in result["dataPoints"]
+    }  # fmt: skip
+    assert_same(got, want)
+
+
 def test_a_time_zone_is_checked_when_the_source_is_saved(client, factory, tw):
     _, headers = person(factory)
     body = {"name": "Twilio", "type": "calling", "config": {**tw.config(), "timezone": "Mars/Base"}}

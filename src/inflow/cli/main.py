@@ -585,10 +585,11 @@ def sources_fetch(
     ] = None,
 ) -> None:
     """Read metrics for a date range and show them; with --create store them (idempotently)."""
-    from inflow.api.routes.runs import FetchRequest, fetch_window, link_points
+    from inflow.api.routes.runs import FetchRequest, fetch_window, link_points, read_range
     from inflow.api.services.series import fetched_totals
     from inflow.cli.views import points_table
     from inflow.connectors import get_connector
+    from inflow.connectors.runtime import days_zone
     from inflow.storage import repo
     from inflow.storage.models import Experiment
     from inflow.sync.engine import fetch_points
@@ -607,8 +608,9 @@ def sources_fetch(
     rt = _runtime()
     source = _source(rt, source_id)
     connector = get_connector(source.type)
+    zone = days_zone(connector, source.config)
     try:
-        window = fetch_window(body, datetime.now(UTC), connector)
+        window = fetch_window(body, datetime.now(UTC), connector, zone)
         with rt.factory() as session:
             for test_id in body.link_to_tests:
                 if session.get(Experiment, test_id) is None:
@@ -621,7 +623,7 @@ def sources_fetch(
         _audit(rt, "source.fetch", "failure", f"data_sources:{source.id}", error=exc.message)
         raise _fail(f"fetch failed: {exc.message}") from exc
     console.print(points_table(points, fetched_totals(points, connector, source.config)))
-    console.print(f"{len(points)} data points for {window.start.date()} to {window.end.date()}")
+    console.print(f"{len(points)} data points for {read_range(window, zone)}")
     created = 0
     if create:
         with session_scope(rt.factory) as session:

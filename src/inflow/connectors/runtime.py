@@ -215,6 +215,24 @@ def _utc_dates(window: Window) -> Window:
     return Window(start, end + timedelta(days=1) if end < window.end else end)
 
 
+def days_zone(connector: Connector | None, config: Mapping[str, Any]) -> tzinfo:
+    """The time zone whose days a source's data follow: the zone its streams cut days in (the
+    calling platforms' ``timezone`` setting), else UTC. ``config`` is the stored (public)
+    config; an unknown zone name reads as UTC (the source's own validation names it)."""
+    for stream in connector.streams if connector is not None else ():
+        inc = stream.incremental
+        if inc is None or not inc.zone:
+            continue
+        name = inc.zone
+        if name.startswith("{config.") and name.endswith("}"):
+            name = str(config.get(name[len("{config.") : -1]) or "UTC")
+        try:
+            return UTC if name == "UTC" else ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            return UTC
+    return UTC
+
+
 def windows(start: datetime, end: datetime, size: timedelta | None) -> list[Window]:
     if size is None or start >= end:
         return [Window(start, end)]

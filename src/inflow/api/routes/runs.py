@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,6 +16,7 @@ from inflow.api.schemas import DayOrMoment, Schema
 from inflow.api.services import data_points
 from inflow.connectors import get_connector
 from inflow.connectors.records import DataPoint
+from inflow.connectors.runtime import days_zone
 from inflow.connectors.spec import Connector, Window
 from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage import repo
@@ -148,11 +149,28 @@ def test(
     )
 
 
-def _as_moment(value: datetime | date, *, end: bool) -> datetime:
+def _as_moment(value: datetime | date, *, end: bool, zone: tzinfo = UTC) -> datetime:
+    """An instant as given; a date as the midnight that starts it (``end``: the one after it)
+    in ``zone``, the source's own days."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    moment = datetime.combine(value, time.min, UTC)
-    return moment + timedelta(days=1) if end else moment  # a date as end means "through it"
+    day = value + timedelta(days=1) if end and value < date.max else value
+    moment = datetime.combine(day, time.min, zone)
+    if end and value == date.max:
+        moment = datetime.combine(value, time.max, zone)
+    return moment.astimezone(UTC)
+
+
+def read_range(window: Window, zone: tzinfo = UTC) -> str:
+    """The range a read covered, as a person names it: the source's days, first and last
+    included (``2026-11-30 to 2026-12-06 (America/New_York)``), or instants where a bound is
+    not a midnight of ``zone``."""
+    start, end = window.start.astimezone(zone), window.end.astimezone(zone)
+    name = getattr(zone, "key", "UTC")
+    if start.time() == end.time() == time.min:
+        last = (end - timedelta(days=1)).date()
+        return f"{start.date()} to {last} ({name})"
+    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} ({name})"
 
 
 def _span(length: timedelta) -> str:
@@ -166,17 +184,20 @@ def _span(length: timedelta) -> str:
 FETCH_SLACK = timedelta(minutes=5)  # a range computed a moment ago still fits
 
 
-def fetch_window(body: FetchRequest, now: datetime, connector: Connector | None = None) -> Window:
+def fetch_window(
+    body: FetchRequest, now: datetime, connector: Connector | None = None, zone: tzinfo = UTC
+) -> Window:
     """The date range asked for, checked: end after start, nothing in the future, and within
     the provider's reach (``connector.history``: how far back it serves; ``max_range``: the
-    widest single read). A start left out is a week before the end, cut to that reach."""
+    widest single read). A date is a day of ``zone`` (the source's days: 7 days of a New York
+    source are 7 New York days). A start left out is a week before the end, cut to that reach."""
     history = connector.history if connector else None
     widest = connector.max_range if connector else None
     title = connector.title if connector else ""
-    end = _as_moment(body.end_date, end=True) if body.end_date else now
+    end = _as_moment(body.end_date, end=True, zone=zone) if body.end_date else now
     reach = min(end, now)  # nothing after now exists yet: the span that counts ends there
     if body.start_date:
-        start = _as_moment(body.start_date, end=False)
+        start = _as_moment(body.start_date, end=False, zone=zone)
     else:
         start = end - timedelta(days=7)
         if history is not None:
@@ -243,7 +264,9 @@ def fetch(
 ) -> FetchResult:
     """Read metrics for a date range; with autoCreate store them (idempotently) and link them."""
     source = require(session, user, DataSource, source_id, audit=audit)
-    window = fetch_window(body, datetime.now(UTC), get_connector(source.type))
+    connector = get_connector(source.type)
+    zone = days_zone(connector, source.config)
+    window = fetch_window(body, datetime.now(UTC), connector, zone)
     tests = data_points.check_tests(session, user, body.link_to_tests, audit)
     session.commit()
     deps = request.app.state.engine_deps
@@ -271,7 +294,7 @@ def fetch(
     )
     return FetchResult(
         success=True,
-        message=f"{len(points)} data points for {window.start.date()} to {window.end.date()}",
+        message=f"{len(points)} data points for {read_range(window, zone)}",
         data_points=[
             DataPointPublic(
                 metric=p.metric,
