@@ -65,7 +65,7 @@ def connect(client, headers, sb, source_id: str) -> str:
     """The whole consent flow; returns the callback URL (to replay it)."""
     callback = consent(sb, _location(authorize(client, headers, source_id)))
     done = client.get(_relative(callback), follow_redirects=False)
-    assert _location(done) == f"/?oauth=connected&sourceId={source_id}"
+    assert _location(done) == f"/sources/{source_id}?oauth=connected"
     return callback
 
 
@@ -111,7 +111,7 @@ def test_consent_flow_stores_tokens_encrypted(app, client, factory, sb, sandbox,
     assert parse_qs(urlsplit(back).query)["state"] == query["state"]
     done = client.get(_relative(back), follow_redirects=False)
 
-    assert _location(done) == f"/?oauth=connected&sourceId={source['id']}"
+    assert _location(done) == f"/sources/{source['id']}?oauth=connected"
     raw, tokens = stored_tokens(app, factory, source["id"])
     (access,) = issued(sandbox).access
     (refresh,) = issued(sandbox).refresh

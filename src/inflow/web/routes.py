@@ -22,10 +22,12 @@ from inflow.api.security import hash_token
 from inflow.errors import AuthenticationError, RateLimitExceededError
 from inflow.storage.models import ApiToken
 from inflow.web import session as web_session
+from inflow.web import sources
 from inflow.web.session import PageUser, local_path, optional_user
 from inflow.web.templating import NAV, render
 
 router = APIRouter(include_in_schema=False)
+router.include_router(sources.router)
 HOME = "/sources"
 
 
@@ -125,7 +127,6 @@ def logout(request: Request, user: PageUser, session: SessionDep, audit: AuditDe
 
 # What each section not built yet will hold (shown on its placeholder page).
 PLANNED = {
-    "sources": "Your data sources: add, test, fetch and review data points.",
     "marketplace": "BI plugins (Power BI, Grafana, Looker Studio): install, test and sync.",
     "spaces": "The reports, dashboards and folders synced into your spaces.",
     "metrics": "A chart per metric over time, by day, week or month.",

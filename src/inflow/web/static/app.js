@@ -32,6 +32,14 @@
   }
 
   document.addEventListener("click", function (event) {
+    var open = event.target.closest("[data-dialog-open]");
+    if (open) {
+      var target = document.getElementById(open.dataset.dialogOpen);
+      if (target && !target.open) {
+        opener = open;
+        target.showModal();
+      }
+    }
     var close = event.target.closest("[data-close]");
     if (close) {
       var dialog = close.closest("dialog");
@@ -39,7 +47,12 @@
     }
   });
   document.addEventListener("close", function (event) {
-    if (event.target.tagName === "DIALOG" && opener && document.contains(opener)) opener.focus();
+    var dialog = event.target;
+    if (dialog.tagName !== "DIALOG") return;
+    if (dialog.dataset.reset && window.htmx) {
+      window.htmx.ajax("GET", dialog.dataset.reset, { target: dialog.dataset.resetTarget, swap: "innerHTML" });
+    }
+    if (opener && document.contains(opener)) opener.focus();
   }, true);
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -1,0 +1,156 @@
+"""Data Inflow in a real browser against the sandbox: add a Twilio source (field errors at the
+fields first), Test, Fetch, review, Create All Data Points, see them stored; a failing Test."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.ui import check_page, log_in
+
+pytestmark = pytest.mark.e2e
+
+
+def box(scope, name: str):
+    """A text input by its accessible name (a required field's visible "*" is not part of it)."""
+    return scope.get_by_role("textbox", name=name, exact=True)
+
+
+@pytest.fixture(scope="module")
+def twilio(sandbox_url):
+    config = httpx.get(f"{sandbox_url}/_sandbox/credentials").json()["twilio"]["config"]
+    return {**config, "baseUrl": f"{sandbox_url}/twilio"}
+
+
+def add_twilio_source(page, name: str, config: dict[str, str]) -> None:
+    page.goto("/sources/new")
+    page.get_by_role("navigation", name="Source types").get_by_role("link", name="Twilio").click()
+    form = page.locator("#source-form")
+    expect(form.get_by_role("heading", name="2. Twilio")).to_be_visible()
+    box(form, "Name").fill(name)
+    box(form, "Account SID").fill(config["accountSid"])
+    box(form, "Auth Token").fill(config["authToken"])
+    form.get_by_label("API root").fill(config["baseUrl"])
+    form.get_by_role("button", name="Save source").click()
+    expect(page.get_by_role("heading", level=1, name=name)).to_be_visible()
+
+
+def test_add_test_fetch_review_and_create_all(page, live_server, twilio):
+    log_in(page, live_server.email, live_server.password)
+    expect(page.get_by_role("heading", name="Connect your first data source")).to_be_visible()
+    check_page(page, "data-inflow-empty")
+
+    page.get_by_role("link", name="+ Add Data Source").first.click()
+    types = page.get_by_role("navigation", name="Source types")
+    expect(types.get_by_role("heading", name="Calling")).to_be_visible()
+    check_page(page, "data-inflow-add-types")
+    types.get_by_role("link", name="Twilio").click()
+    expect(page).to_have_url(re.compile(r"/sources/new\?type=twilio$"))
+    form = page.locator("#source-form")
+    token = box(form, "Auth Token")
+    expect(token).to_have_attribute("type", "password")
+    check_page(page, "data-inflow-add-twilio")
+
+    # field errors from the validation, each at its field; the secret is never sent back
+    box(form, "Name").fill("")
+    box(form, "Account SID").fill("not-a-sid")
+    token.fill(twilio["authToken"])
+    form.get_by_role("button", name="Save source").click()
+    sid_error = form.locator("[data-field=accountSid] .field-error")
+    expect(sid_error).to_contain_text("pattern")
+    expect(form.locator("[data-field=name] .field-error")).to_contain_text("required")
+    expect(box(form, "Account SID")).to_have_attribute("aria-invalid", "true")
+    expect(box(form, "Auth Token")).to_have_value("")
+    check_page(page, "data-inflow-add-errors")
+
+    box(form, "Name").fill("Twilio sandbox")
+    box(form, "Account SID").fill(twilio["accountSid"])
+    box(form, "Auth Token").fill(twilio["authToken"])
+    form.get_by_label("API root").fill(twilio["baseUrl"])
+    form.get_by_role("button", name="Save source").click()
+    expect(page.get_by_role("heading", level=1, name="Twilio sandbox")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/sources/[0-9a-f-]{36}\?created=1$"))
+    source_id = re.search(r"/sources/([0-9a-f-]{36})", page.url).group(1)
+    expect(page.get_by_label("Webhook URL")).to_have_value(
+        f"{live_server.base_url}/api/webhooks/{source_id}"
+    )
+    expect(page.get_by_text("Stored (never shown)")).to_be_visible()
+    sidebar = page.get_by_role("complementary")
+    expect(sidebar.get_by_role("link", name=re.compile("Twilio sandbox"))).to_contain_text(
+        "Not tested"
+    )
+    check_page(page, "data-inflow-source-new")
+
+    page.get_by_role("button", name="Test", exact=True).click()
+    steps = page.locator("#test-result .step")
+    expect(page.locator("#test-result")).to_contain_text("Passed")
+    expect(steps.first).to_be_visible()
+    expect(page.locator("#test-result .step-bad")).to_have_count(0)
+    expect(sidebar.get_by_role("link", name=re.compile("Twilio sandbox"))).to_contain_text(
+        "Healthy"
+    )
+    check_page(page, "data-inflow-test-passed")
+
+    page.get_by_role("button", name="Fetch", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Fetch data points")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("From")).not_to_have_value("")
+    expect(dialog.get_by_label("To (inclusive)")).not_to_have_value("")
+    check_page(page, "data-inflow-fetch-range")
+    dialog.get_by_role("button", name="Fetch", exact=True).click()
+
+    table = dialog.get_by_role("table", name="Fetched data points")
+    expect(table).to_be_visible()
+    expect(
+        dialog.get_by_role("heading", name=re.compile(r"Review \d+ data points"))
+    ).to_be_visible()
+    fetched = int(re.search(r"Review (\d+)", dialog.locator("#review-heading").inner_text())[1])
+    assert fetched > 0
+    assert table.locator("tr.total").count() >= 1  # one total per metric
+    expect(table.get_by_role("columnheader", name="Dimensions")).to_be_visible()
+    check_page(page, "data-inflow-fetch-review")
+
+    dialog.get_by_role("button", name="Create All Data Points").click()
+    expect(dialog.get_by_role("status")).to_contain_text(f"{fetched} created")
+    check_page(page, "data-inflow-created")
+    dialog.get_by_role("button", name="Close", exact=True).click()
+    expect(dialog).to_be_hidden()
+
+    stored = page.get_by_role("table", name="Stored data points of Twilio sandbox")
+    expect(stored).to_be_visible()
+    expect(page.locator("#stored")).to_contain_text(f"{fetched} in all")
+    check_page(page, "data-inflow-stored")
+
+
+def test_a_failing_test_shows_its_reason(page, live_server, twilio):
+    log_in(page, live_server.email, live_server.password)
+    add_twilio_source(page, "Twilio wrong token", {**twilio, "authToken": "0" * 32})
+
+    page.get_by_role("button", name="Test", exact=True).click()
+
+    result = page.locator("#test-result")
+    expect(result).to_contain_text("Failed")
+    failed = result.locator(".step-bad")
+    expect(failed).to_have_count(1)
+    assert failed.locator(".step-message").inner_text().strip()
+    badge = page.locator("#health-" + page.url.split("/")[-1].split("?")[0])
+    expect(badge).to_contain_text("Check credentials")  # the token was refused
+    check_page(page, "data-inflow-test-failed")
+
+
+def test_fetch_range_errors_are_shown_at_the_fields(page, live_server, twilio):
+    log_in(page, live_server.email, live_server.password)
+    add_twilio_source(page, "Twilio range", twilio)
+    page.get_by_role("button", name="Fetch", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Fetch data points")
+    dialog.get_by_label("From").fill("2030-01-02")
+    dialog.get_by_label("To (inclusive)").fill("2030-01-01")
+
+    dialog.get_by_role("button", name="Fetch", exact=True).click()
+
+    expect(dialog.locator("[data-field=start_date] .field-error")).to_contain_text("future")
+    expect(dialog.get_by_label("From")).to_have_attribute("aria-invalid", "true")
+    check_page(page, "data-inflow-fetch-errors")
