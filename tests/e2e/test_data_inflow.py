@@ -109,7 +109,8 @@ def test_add_test_fetch_review_and_create_all(page, live_server, twilio):
     ).to_be_visible()
     fetched = int(re.search(r"Review (\d+)", dialog.locator("#review-heading").inner_text())[1])
     assert fetched > 0
-    assert table.locator("tr.total").count() >= 1  # one total per metric
+    metrics = table.locator("tr.total").count()  # one total per metric
+    assert metrics >= 1
     expect(table.get_by_role("columnheader", name="Dimensions")).to_be_visible()
     check_page(page, "data-inflow-fetch-review")
 
@@ -119,9 +120,12 @@ def test_add_test_fetch_review_and_create_all(page, live_server, twilio):
     dialog.get_by_role("button", name="Close", exact=True).click()
     expect(dialog).to_be_hidden()
 
-    stored = page.get_by_role("table", name="Stored data points of Twilio sandbox")
+    stored = page.get_by_role("table", name=re.compile("^Stored data points of Twilio sandbox"))
     expect(stored).to_be_visible()
-    expect(page.locator("#stored")).to_contain_text(f"{fetched} in all")
+    expect(page.locator("#stored")).to_contain_text(f"{fetched:,} in all")
+    expect(page.get_by_role("table", name="By metric").get_by_role("row")).to_have_count(
+        1 + metrics  # a header row and one row per fetched metric
+    )
     check_page(page, "data-inflow-stored")
 
 
@@ -154,3 +158,26 @@ def test_fetch_range_errors_are_shown_at_the_fields(page, live_server, twilio):
     expect(dialog.locator("[data-field=start_date] .field-error")).to_contain_text("future")
     expect(dialog.get_by_label("From")).to_have_attribute("aria-invalid", "true")
     check_page(page, "data-inflow-fetch-errors")
+
+
+def test_connect_starts_oauth_from_the_browser_and_returns_to_the_source(
+    page, live_server, sandbox_url
+):
+    config = httpx.get(f"{sandbox_url}/_sandbox/credentials").json()["linkedin"]["config"]
+    log_in(page, live_server.email, live_server.password)
+    page.goto("/sources/new?type=linkedin")
+    form = page.locator("#source-form")
+    box(form, "Name").fill("LinkedIn page")
+    for name, value in config.items():
+        form.locator(f"[name={name}]").fill(value)
+    form.get_by_role("button", name="Save source").click()
+    expect(page.get_by_role("heading", level=1, name="LinkedIn page")).to_be_visible()
+    source_id = re.search(r"/sources/([0-9a-f-]{36})", page.url).group(1)
+
+    page.get_by_role("button", name="Connect").click()  # → the sandbox's consent → callback
+
+    expect(page).to_have_url(re.compile(rf"/sources/{source_id}\?oauth=connected$"))
+    expect(page.get_by_role("status").filter(has_text="Connected")).to_be_visible()
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.locator("#test-result")).to_contain_text("Passed")
+    check_page(page, "data-inflow-oauth-connected")

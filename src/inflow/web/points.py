@@ -98,6 +98,21 @@ def _total(points: Sequence[PointLike], aggregation: str) -> tuple[float | None,
     return sum(values) / len(values), "Average"
 
 
+def _dimensions(point: PointLike) -> dict[str, str]:
+    return dict(getattr(point, "dimensions", None) or {})
+
+
+def _one_breakdown(points: Sequence[PointLike]) -> list[PointLike]:
+    """The points a total may combine without counting anything twice: a provider reports a
+    day's overall value beside its breakdowns (all calls, and calls by direction), so only
+    the rows of the coarsest breakdown count (the overall ones when there are any)."""
+    if not points:
+        return []
+    coarsest = min(len(_dimensions(p)) for p in points)
+    keys = next(tuple(sorted(_dimensions(p))) for p in points if len(_dimensions(p)) == coarsest)
+    return [p for p in points if tuple(sorted(_dimensions(p))) == keys]
+
+
 def group_points(
     points: Iterable[PointLike],
     connector: Connector | None,
@@ -112,10 +127,11 @@ def group_points(
     for metric in sorted(by_metric, key=lambda m: (order.get(m, len(order)), m)):
         rows = sorted(
             by_metric[metric],
-            key=lambda p: (p.period_start, sorted(getattr(p, "dimensions", {}).items())),
+            key=lambda p: (p.period_start, sorted(_dimensions(p).items())),
         )
         definition = connector.metric(metric, config) if connector else None
-        total, total_label = _total(rows, definition.aggregation if definition else "sum")
+        counted = _one_breakdown(rows)
+        total, total_label = _total(counted, definition.aggregation if definition else "sum")
         groups.append(
             PointGroup(
                 metric=metric,
@@ -126,7 +142,7 @@ def group_points(
                 points=[
                     {
                         "period": period_label(p.period_start, p.granularity, p.timezone),
-                        "dimensions": dict(getattr(p, "dimensions", {}) or {}),
+                        "dimensions": _dimensions(p),
                         "value": p.value,
                     }
                     for p in rows

@@ -35,7 +35,7 @@ from inflow.sync import oauth
 from inflow.sync.engine import fetch_points, test_source
 from inflow.sync.worker import InProcessWorker
 from inflow.web.forms import FormField, config_from_form, errors_by_field, form_fields
-from inflow.web.points import Batches, group_points
+from inflow.web.points import Batches, group_points, period_label
 from inflow.web.session import PageUser
 from inflow.web.templating import is_htmx, render, templates
 
@@ -55,7 +55,8 @@ CATEGORY_LABELS = {
     "social": "Social",
     "bi": "BI tools",
 }
-RECENT_POINTS = 60  # the stored points a source's page shows (the newest)
+RECENT_DAYS = 7  # a source's page shows the points of its last days stored
+RECENT_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -123,20 +124,47 @@ def _sidebar(session: Session, user: User) -> list[DataSource]:
 
 
 def _stored_points(session: Session, source: DataSource) -> dict[str, Any]:
-    _, total = points_svc.list_points(
-        session, source_ids=[source.id], metric=None, start=None, end=None, limit=1, offset=0
-    )
-    rows, _ = points_svc.list_points(
-        session,
-        source_ids=[source.id],
-        metric=None,
-        start=None,
-        end=None,
-        limit=RECENT_POINTS,
-        offset=max(0, total - RECENT_POINTS),
-    )
-    groups = group_points(rows, get_connector(source.type), source.config)
-    return {"stored_groups": groups, "stored_total": total, "stored_shown": len(rows)}
+    """What the source holds: per metric its count and periods, and the points of its last
+    ``RECENT_DAYS`` days (by the newest period stored) grouped with their totals."""
+    connector = get_connector(source.type)
+    summary = points_svc.stored_summary(session, source.id)
+    labels = {m.key: m.label for m in connector.metrics} if connector else {}
+    order = {key: i for i, key in enumerate(labels)}
+    summary.sort(key=lambda m: (order.get(m.metric, len(order)), m.metric))
+    newest = max((m.last for m in summary), default=None)
+    rows: list[Any] = []
+    since = None
+    if newest is not None:
+        since = newest - timedelta(days=RECENT_DAYS - 1)
+        rows, _ = points_svc.list_points(
+            session,
+            source_ids=[source.id],
+            metric=None,
+            start=since,
+            end=None,
+            limit=RECENT_LIMIT,
+            offset=0,
+        )
+    return {
+        "stored_summary": [
+            {
+                "label": labels.get(m.metric, m.metric),
+                "points": m.points,
+                "first": period_label(m.first, "day", _zone_of(source)),
+                "last": period_label(m.last, "day", _zone_of(source)),
+            }
+            for m in summary
+        ],
+        "stored_total": sum(m.points for m in summary),
+        "stored_groups": group_points(rows, connector, source.config),
+        "stored_since": period_label(since, "day", _zone_of(source)) if since else "",
+        "recent_days": RECENT_DAYS,
+    }
+
+
+def _zone_of(source: DataSource) -> str:
+    zone = source.config.get("timezone")
+    return zone if isinstance(zone, str) else "UTC"
 
 
 def _default_range(connector: Connector | None) -> tuple[str, str]:
