@@ -19,6 +19,21 @@ def box(scope, name: str):
     return scope.get_by_role("textbox", name=name, exact=True)
 
 
+def api(page, method: str, path: str, body=None):
+    """The API called by the page itself: its session cookie and its CSRF token."""
+    return page.evaluate(
+        """async ([method, path, body]) => {
+            const token = document.querySelector('meta[name="csrf-token"]').content;
+            const init = {method, headers: {"Content-Type": "application/json", "X-CSRF-Token": token}};
+            if (body !== null) init.body = JSON.stringify(body);
+            const r = await fetch(path, init);
+            if (!r.ok) throw new Error(r.status + " " + await r.text());
+            return await r.json();
+        }""",
+        [method, path, body],
+    )
+
+
 @pytest.fixture(scope="module")
 def twilio(sandbox_url):
     config = httpx.get(f"{sandbox_url}/_sandbox/credentials").json()["twilio"]["config"]
@@ -94,6 +109,10 @@ def test_add_test_fetch_review_and_create_all(page, live_server, twilio):
     )
     check_page(page, "data-inflow-test-passed")
 
+    test_id = api(page, "POST", "/api/tests", {"name": "New IVR menu", "startDate": "2026-11-14"})[
+        "id"
+    ]
+
     page.get_by_role("button", name="Fetch", exact=True).click()
     dialog = page.get_by_role("dialog", name="Fetch data points")
     expect(dialog).to_be_visible()
@@ -114,8 +133,11 @@ def test_add_test_fetch_review_and_create_all(page, live_server, twilio):
     expect(table.get_by_role("columnheader", name="Dimensions")).to_be_visible()
     check_page(page, "data-inflow-fetch-review")
 
+    dialog.get_by_role("checkbox", name="New IVR menu").check()
     dialog.get_by_role("button", name="Create All Data Points").click()
     expect(dialog.get_by_role("status")).to_contain_text(f"{fetched} created")
+    expect(dialog.get_by_role("status")).to_contain_text("linked to 1 test")
+    assert api(page, "GET", f"/api/tests/{test_id}")["dataPointCount"] == fetched
     check_page(page, "data-inflow-created")
     dialog.get_by_role("button", name="Close", exact=True).click()
     expect(dialog).to_be_hidden()

@@ -131,6 +131,34 @@ def test_consent_flow_stores_tokens_encrypted(app, client, factory, sb, sandbox,
     assert refresh not in str(run)
 
 
+def test_a_refused_consent_returns_to_the_sources_page_with_the_reason(
+    client, factory, oauth_source
+):
+    headers, source = oauth_source
+    state = parse_qs(urlsplit(_location(authorize(client, headers, source["id"]))).query)["state"]
+
+    done = client.get(
+        "/api/oauth/example_oauth/callback",
+        params={"state": state[0], "error": "access_denied", "error_description": "user said no"},
+        follow_redirects=False,
+    )
+
+    assert _location(done) == f"/sources/{source['id']}?oauth=failed&error=user+said+no"
+    with factory() as session:
+        assert session.get(DataSource, uuid.UUID(source["id"])).tokens is None
+
+
+def test_a_bad_state_in_a_browser_is_an_html_page_not_json(client):
+    response = client.get(
+        "/api/oauth/example_oauth/callback",
+        params={"state": "made-up", "code": "x"},
+        headers={"Accept": "text/html"},
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
+
+
 def test_state_is_single_use(client, factory, sb, oauth_source):
     headers, source = oauth_source
     callback = connect(client, headers, sb, source["id"])
