@@ -203,3 +203,19 @@ def test_connect_starts_oauth_from_the_browser_and_returns_to_the_source(
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.locator("#test-result")).to_contain_text("Passed")
     check_page(page, "data-inflow-oauth-connected")
+
+
+def test_every_types_form_renders_accessibly(page, live_server):
+    log_in(page, live_server.email, live_server.password)
+    page.goto("/sources/new")
+    types = page.get_by_role("navigation", name="Source types").get_by_role("link")
+    hrefs = [types.nth(i).get_attribute("href") for i in range(types.count())]
+    assert len(hrefs) >= 10
+
+    for href in hrefs:
+        page.goto(href)
+        form = page.locator("#source-form form")
+        expect(form.get_by_role("button", name="Save source")).to_be_visible()
+        for secret in form.locator("input[type=password]").all():
+            expect(secret).to_have_value("")
+        check_page(page, "data-inflow-add-" + href.rsplit("=", 1)[1])

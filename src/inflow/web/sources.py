@@ -267,16 +267,20 @@ def _create_in(request: Request, session: Session, user: User, data: dict[str, s
     fields = config_fields(choice)
     name = data.get("name", "").strip()
     schedule = data.get("schedule", "").strip() or None
-    values = {f.name: data.get(f.name) for f in fields if not f.secret}
+    values: dict[str, Any] = {
+        f.name: (f.name in data) if f.kind == "checkbox" else data.get(f.name)
+        for f in fields
+        if not f.secret
+    }
     values |= {"name": name, "schedule": schedule or ""}
     audit = Auditor(session, request)
     errors: dict[str, str] = {}
     if not name:
         errors["name"] = "a name is required"
-    config = config_from_form(fields, data)
-    if choice.connector.family:
-        config[choice.connector.variant_field] = choice.key
     try:
+        config = config_from_form(fields, data)
+        if choice.connector.family:
+            config[choice.connector.variant_field] = choice.key
         if errors:  # show the config's errors with the name's
             svc.validate_config(choice.connector, config)
             source = None
