@@ -219,3 +219,29 @@ def test_every_types_form_renders_accessibly(page, live_server):
         for secret in form.locator("input[type=password]").all():
             expect(secret).to_have_value("")
         check_page(page, "data-inflow-add-" + href.rsplit("=", 1)[1])
+
+
+def test_edit_keeps_a_secret_left_empty_and_shows_errors_at_the_fields(page, live_server, twilio):
+    log_in(page, live_server.email, live_server.password)
+    add_twilio_source(page, "Twilio to edit", twilio)
+    page.get_by_role("link", name="Edit", exact=True).click()
+    form = page.locator("#source-form")
+    token = box(form, "Auth Token")
+    expect(token).to_have_value("")  # never pre-filled
+    expect(token).to_have_attribute("placeholder", "Stored; leave empty to keep it")
+    expect(box(form, "Account SID")).to_have_value(twilio["accountSid"])
+    check_page(page, "data-inflow-edit")
+
+    box(form, "Name").fill("Twilio edited")
+    form.get_by_role("textbox", name="Schedule (optional)").fill("every now and then")
+    form.get_by_role("button", name="Save changes").click()
+    expect(form.locator("[data-field=schedule] .field-error")).to_be_visible()
+    expect(page.get_by_role("complementary")).not_to_contain_text("Twilio edited")
+    check_page(page, "data-inflow-edit-errors")
+
+    form.get_by_role("textbox", name="Schedule (optional)").fill("every 6h")
+    form.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_role("heading", level=1, name="Twilio edited")).to_be_visible()
+    expect(page.get_by_text("Stored (never shown)")).to_be_visible()
+    page.get_by_role("button", name="Test", exact=True).click()
+    expect(page.locator("#test-result")).to_contain_text("Passed")  # the token was kept

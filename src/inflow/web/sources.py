@@ -29,7 +29,7 @@ from inflow.api.services.validation import field_errors
 from inflow.connectors import get_connector, listed
 from inflow.connectors.runtime import auth_of
 from inflow.connectors.spec import Connector, OAuth2AuthorizationCode
-from inflow.errors import FieldError, InflowError, ValidationFailedError
+from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage.models import DataSource, User
 from inflow.sync import oauth
 from inflow.sync.engine import fetch_points, test_source
@@ -315,6 +315,98 @@ def _create_in(request: Request, session: Session, user: User, data: dict[str, s
     return RedirectResponse(target, status_code=303)
 
 
+def _edit_form(
+    request: Request,
+    session: Session,
+    user: User,
+    source: DataSource,
+    *,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    choice = choice_for(source.type)
+    if choice is None:
+        raise NotFoundError(f"unknown integration type {source.type!r}")
+    context = {
+        "section": "sources",
+        "sources": _sidebar(session, user),
+        "current": source,
+        "source": source,
+        "choice": choice,
+        "fields": config_fields(choice),
+        "values": values,
+        "errors": errors or {},
+        "problem": "Some fields need a change: see the messages at the fields." if errors else None,
+        "editing": True,
+        "form_action": f"/sources/{source.id}/edit",
+        "cancel_url": f"/sources/{source.id}",
+        "secret_names": list(source.secret_names),
+    }
+    template = "sources/_form.html" if is_htmx(request) else "sources/edit.html"
+    return render(request, template, context, status_code=status_code)
+
+
+@router.get("/sources/{source_id}/edit")
+def edit_source_page(
+    source_id: uuid.UUID, request: Request, user: PageUser, session: SessionDep, audit: AuditDep
+) -> Response:
+    source = require(session, user, DataSource, source_id, audit=audit)
+    values = dict(source.config) | {"name": source.name, "schedule": source.schedule or ""}
+    return _edit_form(request, session, user, source, values=values)
+
+
+@router.post("/sources/{source_id}/edit")
+def update_source(
+    source_id: uuid.UUID,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    audit: AuditDep,
+    data: Annotated[dict[str, str], Depends(form_data)],
+) -> Response:
+    """Change a source: a secret left empty keeps its stored value (as a PATCH without it)."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    choice = choice_for(source.type)
+    if choice is None:
+        raise NotFoundError(f"unknown integration type {source.type!r}")
+    fields = config_fields(choice)
+    name = data.get("name", "").strip()
+    schedule = data.get("schedule", "").strip() or None
+    values: dict[str, Any] = {
+        f.name: (f.name in data) if f.kind == "checkbox" else data.get(f.name)
+        for f in fields
+        if not f.secret
+    }
+    values |= {"name": name, "schedule": schedule or ""}
+    try:
+        config = config_from_form(fields, data)
+        if choice.connector.family:
+            config[choice.connector.variant_field] = choice.key
+        if not name:
+            raise ValidationFailedError("invalid name", [FieldError("name", "a name is required")])  # noqa: TRY301 - one answer for every invalid field
+        svc.update_source(
+            session,
+            source=source,
+            vault=request.app.state.vault,
+            name=name,
+            config=config,
+            schedule=schedule,
+            fields_set={"schedule"},
+        )
+    except ValidationFailedError as exc:
+        session.rollback()  # update_source may have changed some fields before it refused
+        errors = errors_by_field(exc.errors, prefix="config.")
+        return _edit_form(
+            request, session, user, source, values=values, errors=errors, status_code=422
+        )
+    audit("source.update", target=f"data_sources:{source.id}", details={"fields": sorted(config)})
+    target = f"/sources/{source.id}?updated=1"
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
 def _source_context(
     request: Request, session: Session, user: User, source: DataSource, origin: str
 ) -> dict[str, Any]:
@@ -348,10 +440,16 @@ def source_page(
     oauth: str = "",
     error: str = "",
     created: str = "",
+    updated: str = "",
 ) -> Response:
     source = require(session, user, DataSource, source_id, audit=audit, action="read")
     context = _source_context(request, session, user, source, origin)
-    context |= {"oauth_result": oauth, "oauth_error": error, "created": bool(created)}
+    context |= {
+        "oauth_result": oauth,
+        "oauth_error": error,
+        "created": bool(created),
+        "updated": bool(updated),
+    }
     return render(request, "sources/show.html", context)
 
 
