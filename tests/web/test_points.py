@@ -83,3 +83,16 @@ def test_old_batches_expire_and_the_oldest_make_room():
     full.put(user_id=user, source_id=source, points=[], start=DAY, end=DAY)
     full.put(user_id=user, source_id=source, points=[], start=DAY, end=DAY)
     assert full.get(first.id, user_id=user, source_id=source) is None
+
+
+def test_the_fetch_forms_days_are_the_sources_days():
+    from inflow.storage.models import DataSource
+    from inflow.web.sources import _day_bounds
+
+    berlin = DataSource(name="b", type="twilio", config={"timezone": "Europe/Berlin"})
+
+    bounds = _day_bounds(berlin, "2026-11-10", "2026-11-16")
+
+    assert bounds["startDate"].astimezone(UTC) == datetime(2026, 11, 9, 23, 0, tzinfo=UTC)
+    assert bounds["endDate"].astimezone(UTC) == datetime(2026, 11, 16, 23, 0, tzinfo=UTC)
+    assert _day_bounds(berlin, "11/10/2026", "")["startDate"] == "11/10/2026"  # left to validation

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -162,22 +163,46 @@ def _stored_points(session: Session, source: DataSource) -> dict[str, Any]:
     }
 
 
+def _source_zone(source: DataSource) -> ZoneInfo:
+    try:
+        return ZoneInfo(_zone_of(source))
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
 def _zone_of(source: DataSource) -> str:
     zone = source.config.get("timezone")
     return zone if isinstance(zone, str) else "UTC"
 
 
-def _default_range(connector: Connector | None) -> tuple[str, str]:
-    """The fetch form's dates: the API's default window (a week up to now, cut to the
-    provider's reach), as whole days the server's clock agrees with."""
+def _default_range(source: DataSource) -> tuple[str, str]:
+    """The fetch form's days, by the source's clock (its time zone): the API's default window
+    (a week up to now, cut to the provider's reach) as whole days."""
+    connector = get_connector(source.type)
+    zone = _source_zone(source)
     now = datetime.now(UTC)
     window = fetch_window(FetchRequest(), now, connector)
-    start = window.start
-    if start.time() != datetime.min.time():  # a day from its midnight would reach too far back
-        history = connector.history if connector else None
-        if history is not None and start.replace(hour=0, minute=0, second=0) < now - history:
-            start = start + timedelta(days=1)
-    return start.date().isoformat(), now.date().isoformat()
+    start = window.start.astimezone(zone)
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    history = connector.history if connector else None
+    if midnight != start and history is not None and midnight < now - history:
+        start = start + timedelta(days=1)  # the whole first day would reach too far back
+    return start.date().isoformat(), now.astimezone(zone).date().isoformat()
+
+
+def _day_bounds(source: DataSource, start: str, end: str) -> dict[str, Any]:
+    """The form's days as the moments they start and end in the source's time zone (a
+    calling source counts its days there), for ``fetch_window``; a day that does not parse is
+    passed on as it is, for the validation to name."""
+    zone = _source_zone(source)
+    bounds: dict[str, Any] = {"startDate": start or None, "endDate": end or None}
+    for key, value, shift in (("startDate", start, 0), ("endDate", end, 1)):
+        try:
+            day = date.fromisoformat(value)
+        except ValueError:
+            continue
+        bounds[key] = datetime.combine(day + timedelta(days=shift), time.min, zone)
+    return bounds
 
 
 def _is_oauth(source: DataSource, request: Request) -> bool:
@@ -414,7 +439,7 @@ def _source_context(
     public = to_public(source, origin)
     choice = choice_for(source.type)
     fields = config_fields(choice) if choice else []
-    start, end = _default_range(connector)
+    start, end = _default_range(source)
     return {
         "section": "sources",
         "sources": _sidebar(session, user),
@@ -425,6 +450,7 @@ def _source_context(
         "fields": [f for f in fields if f.kind != "hidden"],
         "oauth": _is_oauth(source, request),
         "range": {"start": start, "end": end},
+        "zone": _zone_of(source),
         **_stored_points(session, source),
     }
 
@@ -509,6 +535,7 @@ def _range_form(
         {
             "source": source,
             "range": {"start": start, "end": end},
+            "zone": _zone_of(source),
             "errors": errors or {},
             "problem": problem,
         },
@@ -522,7 +549,7 @@ def fetch_form(
 ) -> Response:
     """The fetch dialog's date range, with defaults that work for the provider."""
     source = require(session, user, DataSource, source_id, audit=audit, action="read")
-    start, end = _default_range(get_connector(source.type))
+    start, end = _default_range(source)
     return _range_form(request, source, start=start, end=end)
 
 
@@ -539,9 +566,7 @@ def fetch(
     source = require(session, user, DataSource, source_id, audit=audit)
     connector = get_connector(source.type)
     try:
-        body = FetchRequest.model_validate(
-            {"startDate": start_date or None, "endDate": end_date or None}
-        )
+        body = FetchRequest.model_validate(_day_bounds(source, start_date, end_date))
         window = fetch_window(body, datetime.now(UTC), connector)
     except ValidationError as exc:
         errors = errors_by_field(field_errors(exc))

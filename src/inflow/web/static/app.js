@@ -70,6 +70,12 @@
   });
 
   document.addEventListener("htmx:load", function (event) { openDialogs(event.detail.elt.parentNode || document); });
+  // A form answered with field errors: focus its first invalid field (a screen reader then
+  // reads the field with its message, aria-describedby).
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var invalid = event.detail.elt.querySelector && event.detail.elt.querySelector('[aria-invalid="true"]');
+    if (invalid) invalid.focus();
+  });
   document.addEventListener("htmx:configRequest", function (event) {
     // The CSRF token is also on <body hx-headers>; this covers elements outside it (dialogs).
     var meta = document.querySelector('meta[name="csrf-token"]');
