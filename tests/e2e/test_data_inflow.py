@@ -245,3 +245,29 @@ def test_edit_keeps_a_secret_left_empty_and_shows_errors_at_the_fields(page, liv
     expect(page.get_by_text("Stored (never shown)")).to_be_visible()
     page.get_by_role("button", name="Test", exact=True).click()
     expect(page.locator("#test-result")).to_contain_text("Passed")  # the token was kept
+
+
+def test_delete_asks_in_a_dialog_that_keeps_the_focus(page, live_server, twilio):
+    log_in(page, live_server.email, live_server.password)
+    add_twilio_source(page, "Twilio to delete", twilio)
+
+    page.get_by_role("button", name="Delete…").click()
+    dialog = page.get_by_role("dialog", name="Delete Twilio to delete?")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()
+    for _ in range(4):  # Tab stays among the dialog's controls
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.closest('dialog') !== null")
+    check_page(page, "data-inflow-delete-dialog")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Delete…")).to_be_focused()
+
+    page.get_by_role("button", name="Delete…").click()
+    dialog.get_by_role("button", name="Delete source").click()
+
+    expect(page).to_have_url(re.compile(r"/sources\?deleted="))
+    expect(page.get_by_role("status").filter(has_text="Deleted")).to_contain_text(
+        "Twilio to delete"
+    )
+    expect(page.get_by_role("complementary")).not_to_contain_text("Twilio to delete")

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -220,11 +221,18 @@ def _is_oauth(source: DataSource, request: Request) -> bool:
 
 
 @router.get("/sources")
-def sources_page(request: Request, user: PageUser, session: SessionDep) -> Response:
+def sources_page(
+    request: Request, user: PageUser, session: SessionDep, deleted: str = ""
+) -> Response:
     return render(
         request,
         "sources/index.html",
-        {"section": "sources", "sources": _sidebar(session, user), "current": None},
+        {
+            "section": "sources",
+            "sources": _sidebar(session, user),
+            "current": None,
+            "deleted": deleted[:200],
+        },
     )
 
 
@@ -487,6 +495,21 @@ def stored_points(
     return render(
         request, "sources/_stored.html", {"source": source, **_stored_points(session, source)}
     )
+
+
+@router.post("/sources/{source_id}/delete")
+def delete_source(
+    source_id: uuid.UUID, request: Request, user: PageUser, session: SessionDep, audit: AuditDep
+) -> Response:
+    """Delete a source with its assets, data points and runs (as the API's DELETE)."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    name = source.name
+    session.delete(source)
+    audit("source.delete", target=f"data_sources:{source_id}", details={"type": source.type})
+    target = "/sources?" + urlencode({"deleted": name})
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
 
 
 # ---------------------------------------------------------------- Test
