@@ -166,6 +166,13 @@ def test_a_failing_test_shows_its_reason(page, live_server, twilio):
     expect(badge).to_contain_text("Check credentials")  # the token was refused
     check_page(page, "data-inflow-test-failed")
 
+    page.get_by_role("button", name="Fetch", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Fetch data points")
+    dialog.get_by_role("button", name="Fetch", exact=True).click()
+    expect(dialog.get_by_role("alert")).to_contain_text("The fetch failed")
+    expect(dialog.get_by_role("alert")).to_contain_text("20003")  # Twilio's own reason
+    check_page(page, "data-inflow-fetch-failed")
+
 
 def test_fetch_range_errors_are_shown_at_the_fields(page, live_server, twilio):
     log_in(page, live_server.email, live_server.password)

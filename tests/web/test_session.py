@@ -163,3 +163,14 @@ def test_a_form_posted_without_a_session_comes_back_to_its_page_after_login(clie
 
     assert r.status_code == 303
     assert r.headers["location"] == "/login?next=/metrics"
+
+
+def test_the_session_cookie_is_secure_over_https(app, factory):
+    from tests.conftest import TestClient
+
+    user = make_user(factory)
+    with TestClient(app, base_url="https://inflow.example") as https:
+        r = _log_in(https, user.email)
+
+    assert r.status_code == 303
+    assert "Secure" in r.headers["set-cookie"]
