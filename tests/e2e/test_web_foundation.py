@@ -108,7 +108,9 @@ def test_unknown_page_is_an_html_404_and_the_api_keeps_problem_json(page, live_s
     assert api == [404, "application/problem+json"]
 
 
-@pytest.mark.parametrize("section", ["marketplace", "spaces", "metrics", "tests", "runs"])
+@pytest.mark.parametrize(
+    "section", ["sources", "marketplace", "spaces", "metrics", "tests", "runs"]
+)
 def test_every_section_renders_accessibly(page, live_server, section):
     log_in(page, live_server.email, live_server.password, next_path=f"/{section}")
     expect(page.get_by_role("heading", level=1)).to_be_visible()

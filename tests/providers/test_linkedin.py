@@ -192,7 +192,7 @@ def connect(client, li: LinkedIn, headers: dict[str, str], source_id: str):
     callback = li.consent(url)
     assert callback.startswith(CALLBACK + "?"), callback
     done = client.get(relative(callback), follow_redirects=False)
-    assert location(done) == f"/?oauth=connected&sourceId={source_id}"
+    assert location(done) == f"/sources/{source_id}?oauth=connected"
     return parse_qs(urlsplit(url).query)
 
 

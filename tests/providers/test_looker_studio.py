@@ -86,7 +86,7 @@ def connect(
     callback = google.consent(url)
     assert callback.startswith(CALLBACK + "?"), callback
     done = client.get(relative(callback), follow_redirects=False)
-    assert location(done) == f"/?oauth=connected&sourceId={source_id}"
+    assert location(done) == f"/sources/{source_id}?oauth=connected"
     return parse_qs(urlsplit(url).query)
 
 

@@ -202,7 +202,7 @@ def connect(client: Any, rc: RingCentral, headers: dict[str, str], source_id: st
     assert callback.startswith(CALLBACK + "?"), callback
     assert "code" in parse_qs(urlsplit(callback).query)
     done = client.get(relative(callback), follow_redirects=False)
-    assert location(done) == f"/?oauth=connected&sourceId={source_id}"
+    assert location(done) == f"/sources/{source_id}?oauth=connected"
 
 
 # ---------------------------------------------------------------- the oracle

@@ -109,7 +109,7 @@ def connect_google(client: TestClient, emu: TestClient, headers: dict[str, str],
     callback = location(emu.get(relative(location(start)), follow_redirects=False))
     assert parse_qs(urlsplit(callback).query).get("code"), callback
     done = client.get(relative(callback), follow_redirects=False)
-    assert location(done) == f"/?oauth=connected&sourceId={source}"
+    assert location(done) == f"/sources/{source}?oauth=connected"
 
 
 def named(message: str, title: str) -> bool:

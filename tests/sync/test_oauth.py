@@ -65,7 +65,7 @@ def connect(client, headers, sb, source_id: str) -> str:
     """The whole consent flow; returns the callback URL (to replay it)."""
     callback = consent(sb, _location(authorize(client, headers, source_id)))
     done = client.get(_relative(callback), follow_redirects=False)
-    assert _location(done) == f"/?oauth=connected&sourceId={source_id}"
+    assert _location(done) == f"/sources/{source_id}?oauth=connected"
     return callback
 
 
@@ -111,7 +111,7 @@ def test_consent_flow_stores_tokens_encrypted(app, client, factory, sb, sandbox,
     assert parse_qs(urlsplit(back).query)["state"] == query["state"]
     done = client.get(_relative(back), follow_redirects=False)
 
-    assert _location(done) == f"/?oauth=connected&sourceId={source['id']}"
+    assert _location(done) == f"/sources/{source['id']}?oauth=connected"
     raw, tokens = stored_tokens(app, factory, source["id"])
     (access,) = issued(sandbox).access
     (refresh,) = issued(sandbox).refresh
@@ -129,6 +129,34 @@ def test_consent_flow_stores_tokens_encrypted(app, client, factory, sb, sandbox,
     assert run["counts"]["created"] > 0
     assert access not in str(run)
     assert refresh not in str(run)
+
+
+def test_a_refused_consent_returns_to_the_sources_page_with_the_reason(
+    client, factory, oauth_source
+):
+    headers, source = oauth_source
+    state = parse_qs(urlsplit(_location(authorize(client, headers, source["id"]))).query)["state"]
+
+    done = client.get(
+        "/api/oauth/example_oauth/callback",
+        params={"state": state[0], "error": "access_denied", "error_description": "user said no"},
+        follow_redirects=False,
+    )
+
+    assert _location(done) == f"/sources/{source['id']}?oauth=failed&error=user+said+no"
+    with factory() as session:
+        assert session.get(DataSource, uuid.UUID(source["id"])).tokens is None
+
+
+def test_a_bad_state_in_a_browser_is_an_html_page_not_json(client):
+    response = client.get(
+        "/api/oauth/example_oauth/callback",
+        params={"state": "made-up", "code": "x"},
+        headers={"Accept": "text/html"},
+    )
+
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("text/html")
 
 
 def test_state_is_single_use(client, factory, sb, oauth_source):

@@ -151,3 +151,26 @@ def test_root_goes_to_the_login_or_the_app(client, factory):
         "inflow_session", login(client, user.email)["Authorization"].removeprefix("Bearer ")
     )
     assert client.get("/", follow_redirects=False).headers["location"] == "/sources"
+
+
+def test_a_form_posted_without_a_session_comes_back_to_its_page_after_login(client):
+    r = client.post(
+        "/logout",
+        data={"csrf_token": "x"},
+        headers={**HTML, "Referer": "http://testserver/metrics"},
+        follow_redirects=False,
+    )
+
+    assert r.status_code == 303
+    assert r.headers["location"] == "/login?next=/metrics"
+
+
+def test_the_session_cookie_is_secure_over_https(app, factory):
+    from tests.conftest import TestClient
+
+    user = make_user(factory)
+    with TestClient(app, base_url="https://inflow.example") as https:
+        r = _log_in(https, user.email)
+
+    assert r.status_code == 303
+    assert "Secure" in r.headers["set-cookie"]

@@ -21,8 +21,11 @@ AnyHandler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 def wants_html(request: Request) -> bool:
-    """A browser's page or htmx request (never ``/api``: its clients read problem+json)."""
-    if request.url.path.startswith("/api/") or request.url.path == "/api":
+    """A browser's page or htmx request: never ``/api`` (its clients read problem+json) but
+    the OAuth callback, where the provider sends the browser back."""
+    path = request.url.path
+    browser_visited = path.startswith("/api/oauth/") and path.endswith("/callback")
+    if (path.startswith("/api/") or path == "/api") and not browser_visited:
         return False
     return is_htmx(request) or "text/html" in request.headers.get("accept", "")
 

@@ -9,13 +9,17 @@ secret shows only that one is set. Submitted values are read back with ``config_
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inflow.errors import FieldError
+from inflow.errors import FieldError, ValidationFailedError
 
-InputKind = str  # "text", "password", "number", "checkbox", "select", "url", "hidden"
+# "text", "password", "number", "checkbox", "select", "url", "hidden"; and two textareas:
+# "lines" (a list of strings, one a line) and "json" (an object, written as JSON)
+InputKind = str
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,21 @@ def _plain(prop: Mapping[str, Any]) -> Mapping[str, Any]:
     return prop
 
 
+def _label(name: str, prop: Mapping[str, Any]) -> str:
+    """The property's title; a nested model's class name (``FieldMapping``) reads as words."""
+    title = str(prop.get("title") or name)
+    if "properties" in prop and " " not in title and any(c.isupper() for c in title[1:]):
+        words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", title).split()
+        title = " ".join([words[0], *(w.lower() for w in words[1:])])
+    return title
+
+
+def _json_placeholder(prop: Mapping[str, Any]) -> str:
+    """An object's required keys, as a skeleton to fill in."""
+    required = prop.get("required") or []
+    return json.dumps(dict.fromkeys(required, "…"), ensure_ascii=False) if required else ""
+
+
 def _kind(prop: Mapping[str, Any], secret: bool) -> tuple[InputKind, tuple[str, ...]]:
     if secret:
         return "password", ()
@@ -56,6 +75,10 @@ def _kind(prop: Mapping[str, Any], secret: bool) -> tuple[InputKind, tuple[str, 
     if "enum" in prop:
         return "select", tuple(str(v) for v in prop["enum"])
     kind = prop.get("type")
+    if kind == "array" and prop.get("items", {}).get("type") == "string":
+        return "lines", ()
+    if kind in ("object", "array"):
+        return "json", ()
     if kind == "boolean":
         return "checkbox", ()
     if kind in ("integer", "number"):
@@ -79,14 +102,18 @@ def form_fields(schema: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> lis
         fields.append(
             FormField(
                 name=name,
-                label=str(prop.get("title") or name),
+                label=_label(name, prop),
                 kind=kind,
                 help=str(prop.get("description") or ""),
                 required=name in required,
                 secret=secret,
                 default=prop.get("const", prop.get("default")),
                 choices=choices,
-                placeholder=f"e.g. {examples[0]}" if examples and not secret else "",
+                placeholder=(
+                    _json_placeholder(prop)
+                    if kind == "json"
+                    else (f"e.g. {examples[0]}" if examples and not secret else "")
+                ),
                 pattern=prop.get("pattern") if kind == "text" else None,
                 step="1"
                 if prop.get("type") == "integer"
@@ -96,8 +123,20 @@ def form_fields(schema: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> lis
     return fields
 
 
+def shown_value(f: FormField, value: Any) -> str:
+    """A value as its input shows it (a list one item a line, an object as JSON)."""
+    if value is None:
+        return ""
+    if f.kind == "lines" and isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    if f.kind == "json" and not isinstance(value, str):
+        return json.dumps(value, indent=2)
+    return str(value)
+
+
 def config_from_form(fields: list[FormField], form: Mapping[str, Any]) -> dict[str, Any]:
-    """The config a submitted form means: typed values; empty optional inputs left out."""
+    """The config a submitted form means: typed values; empty optional inputs left out. A
+    JSON field that does not parse is a ``ValidationFailedError`` naming it."""
     config: dict[str, Any] = {}
     for f in fields:
         raw = form.get(f.name)
@@ -109,6 +148,15 @@ def config_from_form(fields: list[FormField], form: Mapping[str, Any]) -> dict[s
                 config[f.name] = ""  # so the validation names the field as missing/too short
             continue
         value: Any = raw
+        if f.kind == "lines":
+            value = [line.strip() for line in raw.splitlines() if line.strip()]
+        elif f.kind == "json":
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                raise ValidationFailedError(
+                    "invalid config", [FieldError(f"config.{f.name}", f"not valid JSON: {exc}")]
+                ) from None
         if f.kind == "number":
             try:
                 value = float(raw) if f.step == "any" else int(raw)

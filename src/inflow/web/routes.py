@@ -1,6 +1,5 @@
 """The pages: ``/`` (to the app or the login), ``/login``, ``/logout`` and the top bar's
-sections. A section lives in a module of its own with its ``router``, included here; a section
-not built yet renders ``section.html`` (its name and what it will hold)."""
+sections. A section lives in a module of its own with its ``router``, included here."""
 
 from __future__ import annotations
 
@@ -21,10 +20,10 @@ from inflow.api.routes.auth import log_in
 from inflow.api.security import hash_token
 from inflow.errors import AuthenticationError, RateLimitExceededError
 from inflow.storage.models import ApiToken
-from inflow.web import experiments, marketplace, metrics, runs, spaces
+from inflow.web import experiments, marketplace, metrics, runs, sources, spaces
 from inflow.web import session as web_session
 from inflow.web.session import PageUser, local_path, optional_user
-from inflow.web.templating import NAV, render
+from inflow.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 router.include_router(runs.router)
@@ -32,6 +31,7 @@ router.include_router(marketplace.router)
 router.include_router(spaces.router)
 router.include_router(metrics.router)
 router.include_router(experiments.router)
+router.include_router(sources.router)
 HOME = "/sources"
 
 
@@ -127,26 +127,3 @@ def logout(request: Request, user: PageUser, session: SessionDep, audit: AuditDe
     response = RedirectResponse("/login", status_code=303)
     web_session.clear_session_cookie(response, request)
     return response
-
-
-# What each section not built yet will hold (shown on its placeholder page).
-PLANNED = {
-    "sources": "Your data sources: add, test, fetch and review data points.",
-}
-
-
-def _placeholder(key: str) -> None:
-    section = next(s for s in NAV if s.key == key)
-
-    def page(request: Request, _user: PageUser) -> Response:
-        return render(
-            request,
-            "section.html",
-            {"section": key, "title": section.label, "planned": PLANNED[key]},
-        )
-
-    router.add_api_route(section.path, page, methods=["GET"], name=f"page_{key}")
-
-
-for _key in PLANNED:
-    _placeholder(_key)

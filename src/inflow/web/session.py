@@ -71,6 +71,8 @@ def page_user(
     if request.headers.get("hx-request") == "true":  # come back to the page, not its fragment
         current = urlsplit(request.headers.get("hx-current-url", ""))
         here = local_path(current.path + (f"?{current.query}" if current.query else ""), here)
+    elif request.method not in SAFE_METHODS:  # a form's target answers POST only
+        here = local_path(urlsplit(request.headers.get("referer", "")).path, "/")
     if cookie_user(request, session) is None:
         raise LoginRequired(here)
     user = authenticate(request, session)  # checks the CSRF token on unsafe methods

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from inflow import __version__
 from inflow.api.security import csrf_token
 from inflow.storage.models import User
+from inflow.web.forms import shown_value
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -54,6 +55,7 @@ def _number(value: float | None) -> str:
 templates.env.filters["when"] = _when
 templates.env.filters["number"] = _number
 templates.env.globals["version"] = __version__
+templates.env.globals["shown_value"] = shown_value
 templates.env.globals["nav"] = NAV
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse
@@ -14,6 +15,12 @@ from inflow.storage.models import DataSource
 from inflow.sync import oauth
 
 router = APIRouter(tags=["oauth"])
+
+
+def back_to_source(source_id: uuid.UUID, outcome: str, error: str = "") -> RedirectResponse:
+    """The browser goes back to the source's page in the web UI, which shows the result."""
+    query = {"oauth": outcome} | ({"error": error[:300]} if error else {})
+    return RedirectResponse(f"/sources/{source_id}?{urlencode(query)}", status_code=302)
 
 
 @router.get("/api/oauth/{service_id}/authorize", status_code=302, operation_id="oauth-authorize")
@@ -54,7 +61,7 @@ def callback(
     error: str = "",
     error_description: str = "",
 ) -> RedirectResponse:
-    """Public, state-checked: exchange the code and store the tokens encrypted."""
+    """Public, state-checked: exchange the code, store the tokens encrypted, back to the source's page."""
     pending = oauth.claim_state(session, state)
     source_id = pending.source_id
     target = f"data_sources:{source_id}"
@@ -73,7 +80,7 @@ def callback(
     if error or not code:
         reason = error_description or error or "no authorization code"
         audit("oauth.callback", "failure", target=target, details={"error": reason}, commit=True)
-        return RedirectResponse(f"/?oauth=failed&sourceId={source_id}", status_code=302)
+        return back_to_source(source_id, "failed", reason)
     try:
         request.app.state.worker.call(
             oauth.complete(
@@ -88,6 +95,6 @@ def callback(
         audit(
             "oauth.callback", "failure", target=target, details={"error": exc.message}, commit=True
         )
-        raise
+        return back_to_source(source_id, "failed", exc.message)
     audit("oauth.callback", target=target)
-    return RedirectResponse(f"/?oauth=connected&sourceId={source_id}", status_code=302)
+    return back_to_source(source_id, "connected")

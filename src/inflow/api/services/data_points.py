@@ -264,3 +264,28 @@ def list_points(
         .offset(offset)
     ).scalars()
     return list(rows), int(total)
+
+
+@dataclass(frozen=True)
+class StoredMetric:
+    """What a source holds of one metric: how many points, from which period to which."""
+
+    metric: str
+    points: int
+    first: datetime
+    last: datetime
+
+
+def stored_summary(session: Session, source_id: uuid.UUID) -> list[StoredMetric]:
+    """Per metric of the source: its stored points' count and first and last period start."""
+    rows = session.execute(
+        select(
+            DataPoint.metric,
+            func.count(),
+            func.min(DataPoint.period_start),
+            func.max(DataPoint.period_start),
+        )
+        .where(DataPoint.source_id == source_id)
+        .group_by(DataPoint.metric)
+    )
+    return [StoredMetric(metric, int(n), first, last) for metric, n, first, last in rows]

@@ -147,7 +147,8 @@ def connect_oauth(
             except httpx.HTTPError as exc:
                 log.warning("demo consent failed", source=str(source_id), error=str(exc))
                 continue
-            if "oauth=connected" in str(reply.url):
+            # the callback sends the browser to the source's page (a login page for this client)
+            if any("oauth=connected" in str(r.url) for r in (*reply.history, reply)):
                 connected.append(source_id)
             else:
                 log.warning("demo consent failed", source=str(source_id), url=str(reply.url))

@@ -32,14 +32,52 @@
   }
 
   document.addEventListener("click", function (event) {
+    var open = event.target.closest("[data-dialog-open]");
+    if (open) {
+      var target = document.getElementById(open.dataset.dialogOpen);
+      if (target && !target.open) {
+        opener = open;
+        target.showModal();
+      }
+    }
     var close = event.target.closest("[data-close]");
     if (close) {
       var dialog = close.closest("dialog");
       if (dialog) dialog.close();
     }
   });
+  // showModal makes the page behind inert, but Tab past the last control would leave for the
+  // browser's own UI: wrap around inside the dialog instead.
+  var FOCUSABLE = 'a[href], button:not([disabled]), input:not([disabled]):not([type="hidden"]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Tab") return;
+    var dialog = document.querySelector("dialog[open]");
+    if (!dialog) return;
+    var items = Array.prototype.filter.call(dialog.querySelectorAll(FOCUSABLE), function (el) {
+      return el.offsetParent !== null || el === document.activeElement;
+    });
+    if (!items.length) return;
+    var first = items[0];
+    var last = items[items.length - 1];
+    if (!dialog.contains(document.activeElement)) {
+      event.preventDefault();
+      first.focus();
+    } else if (event.shiftKey && document.activeElement === first) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && document.activeElement === last) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+
   document.addEventListener("close", function (event) {
-    if (event.target.tagName === "DIALOG" && opener && document.contains(opener)) opener.focus();
+    var dialog = event.target;
+    if (dialog.tagName !== "DIALOG") return;
+    if (dialog.dataset.reset && window.htmx) {
+      window.htmx.ajax("GET", dialog.dataset.reset, { target: dialog.dataset.resetTarget, swap: "innerHTML" });
+    }
+    if (opener && document.contains(opener)) opener.focus();
   }, true);
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -57,6 +95,12 @@
   });
 
   document.addEventListener("htmx:load", function (event) { openDialogs(event.detail.elt.parentNode || document); });
+  // A form answered with field errors: focus its first invalid field (a screen reader then
+  // reads the field with its message, aria-describedby).
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var invalid = event.detail.elt.querySelector && event.detail.elt.querySelector('[aria-invalid="true"]');
+    if (invalid) invalid.focus();
+  });
   document.addEventListener("htmx:configRequest", function (event) {
     // The CSRF token is also on <body hx-headers>; this covers elements outside it (dialogs).
     var meta = document.querySelector('meta[name="csrf-token"]');
