@@ -263,6 +263,39 @@ def test_fetch_gives_every_metric_block_and_popular_pages_by_url(
         assert point["periodEnd"] == end.isoformat().replace("+00:00", "Z")
         assert point["periodStart"] == (end - timedelta(days=2)).isoformat().replace("+00:00", "Z")
         assert point["complete"] is True
+        assert point["granularity"] == "48h"  # the rolling window it is, not a "day"
+        assert point["sourceId"] == source["id"]
+
+
+def test_create_all_takes_the_fetched_points_back_unchanged_then_a_sync_adds_its_24h(
+    client: TestClient, factory: Factory, sb: SandboxControl
+) -> None:
+    _, headers = person(factory)
+    source = clarity_source(client, headers, sb)
+    start = datetime.now(UTC) - timedelta(hours=60)  # numOfDays=3: the last 72 hours
+
+    fetched = fetch(client, headers, source["id"], startDate=start.isoformat()).json()
+    stored = client.post(
+        "/api/data-points", headers=headers, json={"dataPoints": fetched["dataPoints"]}
+    )
+    run = sync_and_wait(client, headers, source["id"])
+
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["created"] == len(fetched["dataPoints"])
+    assert run["status"] == "succeeded", run
+    raw = client.get(
+        "/api/data-points/raw", headers=headers, params={"sourceId": source["id"], "limit": 1000}
+    ).json()["items"]
+    kinds = {p["granularity"] for p in raw}
+    assert kinds == {"72h", "24h"}  # both windows kept, each as what it is
+    # a series reads the shorter window where they overlap: the sync's 24 hours, not both
+    series = client.get(
+        "/api/data-points",
+        headers=headers,
+        params={"metric": "sessions", "sourceId": source["id"]},
+    ).json()
+    want = sum(v for m, dims, v in oracle(export(sb, numOfDays=1)) if m == "sessions" and not dims)
+    assert [p["value"] for p in series["points"]] == [want]
 
 
 def test_sync_stores_the_last_24_hours_and_a_resync_creates_nothing(

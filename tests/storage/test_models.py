@@ -140,6 +140,45 @@ def test_migrations_upgrade_downgrade_and_upgrade_again(blank_engine):
             session.execute(update(AuditEvent).values(outcome="failure"))
 
 
+def test_clarity_points_stored_as_days_become_their_rolling_windows(blank_engine):
+    cfg = alembic_config(blank_engine)
+    command.upgrade(cfg, "0006")
+    factory = make_session_factory(blank_engine)
+    end = datetime(2026, 11, 18, 13, tzinfo=UTC)  # a window's end: any hour
+    with session_scope(factory) as session:
+        owner = User(email="m@example.com", password_hash="x", role="member")
+        session.add(owner)
+        session.flush()
+        clarity = DataSource(name="c", type="microsoft_clarity", config={}, owner_id=owner.id)
+        other = DataSource(name="e", type="example", config={}, owner_id=owner.id)
+        session.add_all([clarity, other])
+        session.flush()
+        for source, days in ((clarity, 1), (clarity, 3), (other, 1)):
+            session.add(
+                DataPoint(
+                    source_id=source.id,
+                    metric="sessions",
+                    granularity="day",
+                    period_start=end - timedelta(days=days),
+                    period_end=end,
+                    dimensions={},
+                    dimensions_key="",
+                    value=1.0,
+                )
+            )
+
+    command.upgrade(cfg, "head")
+
+    with factory() as session:
+        got = sorted(
+            (s.type, p.granularity)
+            for p, s in session.execute(
+                select(DataPoint, DataSource).join(DataSource, DataSource.id == DataPoint.source_id)
+            )
+        )
+    assert got == [("example", "day"), ("microsoft_clarity", "24h"), ("microsoft_clarity", "72h")]
+
+
 # ---------------------------------------------------------------- engine and sessions
 
 

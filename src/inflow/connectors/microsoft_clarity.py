@@ -2,8 +2,9 @@
 
 One operation returns every metric block of the last 24, 48 or 72 hours before the call
 (``numOfDays``), in UTC: there are no dates, no daily series and nothing older than 72 hours.
-A point's period is that rolling window, its end floored to the hour (a sync at 00:40 UTC
-gives exactly the previous UTC day; a re-sync within the hour updates the same points). A
+A point's period is that rolling window, its end floored to the hour, stored with the
+granularity ``24h``, ``48h`` or ``72h`` (a sync at 00:40 UTC gives exactly the previous UTC
+day; a re-sync within the hour updates the same points). A
 project has ten calls a day, shared by every client of the project (``Quota``).
 
 API docs: https://learn.microsoft.com/en-us/clarity/setup-and-installation/clarity-data-export-api
@@ -30,6 +31,7 @@ from inflow.connectors.spec import (
     ConnectorConfig,
     Context,
     DataPoint,
+    Granularity,
     Kind,
     MetricDef,
     Quota,
@@ -41,6 +43,7 @@ from inflow.errors import ConfigError, RateLimitedError
 PATH = "/export-data/api/v1/project-live-insights"
 DAY = timedelta(days=1)
 MAX_DAYS = 3  # the API's numOfDays is 1, 2 or 3: nothing older than 72 hours exists
+ROLLING_OF: dict[int, Granularity] = {1: "24h", 2: "48h", 3: "72h"}
 SLACK = timedelta(minutes=5)  # a fetch range checked a moment ago still fits
 
 
@@ -144,14 +147,25 @@ def _field(row: Mapping[str, Any], name: str) -> float | None:
 def insights(blocks: list[Mapping[str, Any]], ctx: Context) -> Iterator[DataPoint]:
     """Every metric block of one response as data points of the window the call summed."""
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    start = end - num_of_days(ctx) * DAY
+    days = num_of_days(ctx)
+    start = end - days * DAY
+    rolling = ROLLING_OF[days]  # stored as what it is: the last 24/48/72 hours, not a day
 
     def point(
         metric: str, value: float, dims: Mapping[str, str], weight: float | None
     ) -> DataPoint:
         unit, weighted = UNITS[metric], metric in WEIGHTED_METRICS
         weight = weight if weighted else None
-        return DataPoint(metric, value, start, end, dimensions=dims, unit=unit, weight=weight)
+        return DataPoint(
+            metric,
+            value,
+            start,
+            end,
+            granularity=rolling,
+            dimensions=dims,
+            unit=unit,
+            weight=weight,
+        )
 
     by_name = {_norm(b.get("metricName")): b.get("information") or [] for b in blocks}
     sessions = {  # the weight of averages and percentages with the same dimensions

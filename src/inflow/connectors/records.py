@@ -18,7 +18,10 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 AssetKind = Literal["report", "dashboard"]
-Granularity = Literal["hour", "day", "week", "month"]
+# "24h", "48h", "72h": a rolling window of that length ending at any hour (Clarity's live
+# insights), never a calendar day
+Granularity = Literal["hour", "day", "24h", "48h", "72h", "week", "month"]
+ROLLING: dict[str, int] = {"24h": 1, "48h": 2, "72h": 3}  # rolling granularity -> days
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, SecretStr
 from pydantic.alias_generators import to_camel
 
-from inflow.connectors.records import Asset, DataPoint, Record, today_ordinal
+from inflow.connectors.records import Asset, DataPoint, Granularity, Record, today_ordinal
 from inflow.errors import FieldError, ValidationFailedError
 from inflow.http.pagination import (
     Cursor,
@@ -526,6 +526,7 @@ __all__ = [
     "Context",
     "Cursor",
     "DataPoint",
+    "Granularity",
     "Incremental",
     "Kind",
     "LinkHeader",

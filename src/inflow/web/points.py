@@ -73,6 +73,8 @@ def period_label(start: datetime, granularity: str, timezone: str = "UTC") -> st
         return "week of " + local.strftime("%Y-%m-%d")
     if granularity == "month":
         return local.strftime("%Y-%m")
+    if granularity in ("24h", "48h", "72h"):  # a rolling window ending at any hour
+        return f"{granularity} from " + local.strftime("%Y-%m-%d %H:%M")
     return local.strftime("%Y-%m-%d")
 
 

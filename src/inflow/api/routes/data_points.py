@@ -48,7 +48,7 @@ class DataPointIn(Schema):
     period_start: Moment
     period_end: Moment
     dimensions: dict[str, str] = Field(default_factory=dict)
-    granularity: Literal["hour", "day", "week", "month"] = "day"
+    granularity: Literal["hour", "day", "24h", "48h", "72h", "week", "month"] = "day"
     timezone: Annotated[str, AfterValidator(_known_zone)] = Field(default="UTC", max_length=64)
     complete: bool = True
     weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)

@@ -52,6 +52,7 @@ class FetchRequest(Schema):
 
 
 class DataPointPublic(Schema):
+    source_id: uuid.UUID  # a fetched point posts back to POST /api/data-points unchanged
     metric: str
     value: float
     unit: str | None
@@ -297,6 +298,7 @@ def fetch(
         message=f"{len(points)} data points for {read_range(window, zone)}",
         data_points=[
             DataPointPublic(
+                source_id=source.id,
                 metric=p.metric,
                 value=p.value,
                 unit=p.unit,

@@ -41,7 +41,9 @@ from inflow.storage.models import DataPoint, DataSource
 Granularity = Literal["day", "week", "month"]
 Bucket = tuple[date, date]  # first day, day after the last (local calendar dates)
 WHOLE: Bucket = (date.min, date.max)  # the whole range as one period
-GRANULARITY_RANK = {"hour": 0, "day": 1, "week": 2, "month": 3}
+# Clarity's rolling 24/48/72-hour windows rank with days: of overlapping ones the shorter
+# counts (``_periods_without_overlaps``), and none of them hides a source's other windows
+GRANULARITY_RANK = {"hour": 0, "day": 1, "24h": 1, "48h": 1, "72h": 1, "week": 2, "month": 3}
 MAX_FORMULA_DEPTH = 10
 DAY = timedelta(days=1)
 
