@@ -270,3 +270,45 @@ def test_a_bad_control_or_guardrail_is_a_422_naming_it(client, factory, fields, 
 
     assert set(field_errors(response)) == bad
     assert client.get("/api/tests", headers=headers).json() == []
+
+
+def test_a_control_on_another_source_and_when_it_is_gone(client, factory):
+    """The control is the same metric on another source (a site the change did not reach);
+    once that source is deleted the control has nothing to compare with, and says so."""
+    _, headers = person(factory)
+    treated, other = create_source(client, headers), create_source(client, headers)
+    test = create_test(
+        client,
+        headers,
+        metric="visits",
+        endDate=day(6).isoformat(),
+        control={"sourceId": other["id"]},
+    )
+
+    def shop(i: int) -> float:
+        return 80 + 3 * i + NOISE[i + 7]
+
+    def blog(i: int) -> float:
+        return 20 + 3 * i + NOISE[i + 12]
+
+    write(client, headers, treated, "visits", shop, range(-7, 0))
+    write(client, headers, treated, "visits", shop, range(7), linkToTests=[test["id"]])
+    write(client, headers, other, "visits", blog, range(-7, 7))
+    gaps = [shop(i) - blog(i) for i in range(-7, 7)]
+    expected = scipy_stats.ttest_rel(gaps[7:], gaps[:7])
+
+    (before,) = results(client, headers, test["id"])["metrics"]
+    deleted = client.delete(f"/api/data-sources/{other['id']}", headers=headers)
+    (after,) = results(client, headers, test["id"])["metrics"]
+
+    assert before["during"]["value"] == pytest.approx(sum(shop(i) for i in range(7)) / 7)
+    assert before["control"]["sourceId"] == other["id"]
+    assert before["control"]["pValue"] == pytest.approx(expected.pvalue)
+    assert before["control"]["effect"]["absolute"] == pytest.approx(
+        (sum(gaps[7:]) - sum(gaps[:7])) / 7
+    )
+    assert before["control"]["significant"] is False
+    assert deleted.status_code == 204, deleted.text
+    assert after["significant"] is True  # the trend, without its control
+    assert after["control"]["significant"] is None
+    assert after["control"]["reason"] == "The control's source is gone: nothing to compare with."

@@ -423,16 +423,21 @@ class _Context:
         before = self.query(metric, baseline_window).daily_values(metric) if baseline_window else {}
         return before, self.query(metric, during_window).daily_values(metric)
 
-    def control(self, metric: str, spans: tuple[Window | None, Window]) -> dict[str, Any]:
-        """Difference-in-differences of ``metric`` against the test's control."""
+    def control(
+        self,
+        metric: str,
+        spans: tuple[Window | None, Window],
+        treated: tuple[Mapping[date, float | None], Mapping[date, float | None]],
+    ) -> dict[str, Any]:
+        """Difference-in-differences of ``metric`` (its daily values ``treated``: baseline,
+        test window) against the test's control."""
         control = self.test.control or {}
         name = control.get("metric") or metric
         baseline_window, during_window = spans
-        treated = self.daily(metric, spans)
-        before = (
-            self.control_query(name, baseline_window).daily_values(name) if baseline_window else {}
-        )
-        during = self.control_query(name, during_window).daily_values(name)
+        before_query = self.control_query(name, baseline_window) if baseline_window else None
+        during_query = self.control_query(name, during_window)
+        before = before_query.daily_values(name) if before_query else {}
+        during = during_query.daily_values(name)
         lag = stats.baseline_lag(during_window.days)
         analysis = _analysis(
             stats.difference_series(treated[0], before),
@@ -448,6 +453,8 @@ class _Context:
                 analysis["effect"]["absolute"] / scale if scale else None
             )
             analysis["interval"]["relative"] = [low / scale, high / scale] if scale else None
+        elif not during_query.source_ids:
+            analysis["reason"] = "The control's source is gone: nothing to compare with."
         analysis["method"] = f"difference-in-differences, {stats.METHOD}"
         return {
             "metric": name,
@@ -487,9 +494,8 @@ class _Context:
         if not custom:
             entry["unit"] = during.unit(metric)
             entry["aggregation"] = during.rule(metric).aggregation
-        analysis = _analysis(
-            daily_before, during.daily_values(metric), stats.baseline_lag(during_window.days)
-        )
+        daily_during = during.daily_values(metric)
+        analysis = _analysis(daily_before, daily_during, stats.baseline_lag(during_window.days))
         if baseline_window is None:
             analysis["reason"] = "No baseline: the test starts at the calendar's first days."
         entry |= {
@@ -501,7 +507,7 @@ class _Context:
             "summary": _summary(metric, analysis),
         }
         if self.test.control and metric == self.test.metric:
-            entry["control"] = self.control(metric, spans)
+            entry["control"] = self.control(metric, spans, (daily_before, daily_during))
         return entry
 
     def guardrail(

@@ -21,6 +21,9 @@ differences are independent. Days are not independent when a metric drifts (auto
 and a trend over the weeks shows up as a change: a control (difference-in-differences, the
 same test on each day's treated minus control value) takes a trend the control shares out.
 
+A relative change and its interval are the absolute ones over the paired baseline days' mean
+(taken as known: with a noisy baseline the relative interval is a little too narrow).
+
 Not decidable (``significant: None`` with a ``reason``): fewer than ``MIN_PAIRS`` (7, a full
 week) days of the test window with data that have data on the same weekday in the baseline.
 Values that are not finite (a sum past the largest double) are left out.
