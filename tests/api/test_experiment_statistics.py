@@ -312,3 +312,20 @@ def test_a_control_on_another_source_and_when_it_is_gone(client, factory):
     assert after["significant"] is True  # the trend, without its control
     assert after["control"]["significant"] is None
     assert after["control"]["reason"] == "The control's source is gone: nothing to compare with."
+
+
+def test_differences_past_a_doubles_range_are_not_decided(client, factory):
+    """Each day's value is finite, but during minus baseline is not: no interval (which JSON
+    could not carry), the reason instead."""
+    _, headers = person(factory)
+    source = create_source(client, headers)
+    test = create_test(client, headers, metric="visits", endDate=day(6).isoformat())
+    write(
+        client, headers, source, "visits", lambda i: 1.7e308 if i >= 0 else -1.7e308, range(-7, 7)
+    )
+
+    (result,) = results(client, headers, test["id"])["metrics"]
+
+    assert result["significant"] is None
+    assert result["interval"] is None
+    assert result["reason"] == "The daily values are too large to compare (past a double's range)."

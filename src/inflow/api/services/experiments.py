@@ -285,8 +285,13 @@ def _analysis(
         )
         return entry
     test = stats.mean_difference(pairs.differences)
+    if not all(math.isfinite(x) for x in (test.mean, test.low, test.high, test.p_value)):
+        entry["reason"] = "The daily values are too large to compare (past a double's range)."
+        return entry
     base = pairs.baseline_mean
-    scale = abs(base) if base else None
+    scale = abs(base) if base and math.isfinite(base) else None
+    if scale and not all(math.isfinite(x / scale) for x in (test.mean, test.low, test.high)):
+        scale = None  # a baseline near 0: no relative change
     entry |= {
         "effect": {
             "absolute": test.mean,
