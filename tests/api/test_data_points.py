@@ -456,6 +456,85 @@ def test_snapshots_take_the_last_value_and_unique_counts_the_largest(client, fac
     assert values(users) == {"2025-03-03T00:00:00Z": 65}
 
 
+def test_last_and_max_compare_a_periods_total_never_a_part_with_a_total(client, factory):
+    _, headers = person(factory)
+    insta = create_source(client, headers, type="instagram", config=INSTAGRAM)
+    clarity = create_source(client, headers, type="microsoft_clarity", config=CLARITY)
+    eu, us = {"region": "eu"}, {"region": "us"}
+    store(
+        client,
+        headers,
+        [
+            # followers: Monday a total only, Tuesday by region only (no total)
+            point(insta, "followers", 102, "2025-03-03"),
+            point(insta, "followers", 33, "2025-03-04", dimensions=eu),
+            point(insta, "followers", 73, "2025-03-04", dimensions=us),
+            # distinct users: Monday a total, Tuesday and Wednesday by region
+            point(clarity, "distinct_users", 100, "2025-03-03"),
+            point(clarity, "distinct_users", 30, "2025-03-04", dimensions=eu),
+            point(clarity, "distinct_users", 50, "2025-03-04", dimensions=us),
+            point(clarity, "distinct_users", 70, "2025-03-05", dimensions=eu),
+            point(clarity, "distinct_users", 45, "2025-03-05", dimensions=us),
+        ],
+    )  # fmt: skip
+
+    followers = series(client, headers, "followers", granularity="week")
+    users = series(client, headers, "distinct_users", granularity="week")
+    eu_users = series(client, headers, "distinct_users", granularity="week", dimensions="region:eu")
+
+    # the week's last day is Tuesday: 33 + 73 (not 102 + 33 + 73)
+    assert values(followers) == {"2025-03-03T00:00:00Z": 106}
+    # the largest day: Wednesday's 70 + 45 = 115 (not Monday's total against one region)
+    assert values(users) == {"2025-03-03T00:00:00Z": 115}
+    assert values(eu_users) == {"2025-03-03T00:00:00Z": 70}
+
+
+def test_a_point_without_a_weight_is_left_out_of_a_weighted_mean(client, factory):
+    _, headers = person(factory)
+    clarity = create_source(client, headers, type="microsoft_clarity", config=CLARITY)
+    pc, mobile, tablet = ({"device": d} for d in ("PC", "Mobile", "Tablet"))
+    store(
+        client,
+        headers,
+        [
+            point(clarity, "pages_per_session", 2.0, "2025-03-03", weight=100, dimensions=pc),
+            point(clarity, "pages_per_session", 4.0, "2025-03-03", weight=300, dimensions=mobile),
+            # no weight and no sessions point beside it: its weight is unknown
+            point(clarity, "pages_per_session", 9.0, "2025-03-03", dimensions=tablet),
+            point(clarity, "pages_per_session", 1.0, "2025-03-04", dimensions=pc),
+            point(clarity, "pages_per_session", 3.0, "2025-03-04", dimensions=mobile),
+        ],
+    )
+
+    daily = values(series(client, headers, "pages_per_session"))
+
+    # (2*100 + 4*300) / 400, not the plain mean of 2, 4 and 9; a day with no weight at all: a mean
+    assert daily == {
+        "2025-03-03T00:00:00Z": pytest.approx(3.5),
+        "2025-03-04T00:00:00Z": pytest.approx(2.0),
+    }
+
+
+def test_trends_of_a_source_in_berlin_are_its_own_days(client, factory):
+    _, headers = person(factory)
+    source = create_source(client, headers)
+    berlin = "Europe/Berlin"
+    points = [
+        point(source, "visits", d, f"2025-03-{d:02d}", tz=berlin, start=f"2025-03-{d - 1:02d}T23:00:00+00:00")
+        for d in range(2, 16)
+    ]  # fmt: skip
+    store(client, headers, points)
+
+    params = {"metric": "visits", "from": "2025-03-09", "to": "2025-03-15"}
+    body = client.get("/api/data-points/trends", headers=headers, params=params).json()
+
+    assert body["current"]["periodStart"] == "2025-03-09T00:00:00+01:00"
+    assert body["current"]["periodEnd"] == "2025-03-16T00:00:00+01:00"
+    assert body["previous"]["periodStart"] == "2025-03-02T00:00:00+01:00"
+    assert body["current"]["value"] == sum(range(9, 16))
+    assert body["previous"]["value"] == sum(range(2, 9))
+
+
 def test_periods_follow_each_points_own_time_zone(client, factory):
     _, headers = person(factory)
     source = create_source(client, headers)

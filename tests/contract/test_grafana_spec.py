@@ -124,3 +124,38 @@ async def test_access_denied_matches_the_spec(http):
     validate_response(SPEC, "GET", "/org", 403, body)
     assert body["title"] == "Access denied"
     assert body["message"].endswith("Permissions needed: orgs:read")
+
+
+async def test_one_dashboard_and_one_folder_match_the_spec(http):
+    hits = await get(http, "/search", params={"type": "dash-db"}, headers=BEARER)
+    hit = next(h for h in hits if "folderUid" in h)
+
+    one = await get(http, f"/dashboards/uid/{hit['uid']}", headers=BEARER)
+    folder = await get(http, f"/folders/{hit['folderUid']}", headers=BEARER)
+
+    validate_response(SPEC, "GET", "/dashboards/uid/{uid}", 200, one)
+    validate_response(SPEC, "GET", "/folders/{folder_uid}", 200, folder)
+    assert one["meta"]["version"] == one["dashboard"]["version"]
+    assert (one["dashboard"]["title"], one["meta"]["url"]) == (hit["title"], hit["url"])
+    assert (one["meta"]["folderUid"], one["meta"]["folderTitle"]) == (
+        hit["folderUid"],
+        hit["folderTitle"],
+    )
+    assert (folder["uid"], folder["title"], folder["url"]) == (
+        hit["folderUid"],
+        hit["folderTitle"],
+        hit["folderUrl"],
+    )
+    missing = await get(http, "/dashboards/uid/nope", status=404, headers=BEARER)
+    assert missing == {"message": "Dashboard not found"}
+    gone = await get(http, "/folders/nope", status=404, headers=BEARER)
+    assert gone == {"message": "Folder not found"}
+
+
+async def test_frontend_settings_carry_the_build_info(http):
+    settings = await get(http, "/frontend/settings", headers=BEARER)
+
+    assert settings["buildInfo"]["version"] == "10.4.2"
+    assert settings["buildInfo"]["commit"] == (await get(http, "/health"))["commit"]
+    refused = await get(http, "/frontend/settings", status=401)
+    assert refused["messageId"] == "auth.unauthorized"

@@ -65,11 +65,6 @@ def configure(sb: SandboxControl, **volume: int) -> None:
     assert response.status_code == 200, response.text
 
 
-def requests_so_far(sb: SandboxControl) -> int:
-    total: int = sb.http.get("/_sandbox/instagram/stats").json()["total"]
-    return total
-
-
 def source(client: Any, headers: dict[str, str], sb: SandboxControl, **override: Any) -> str:
     config = {**sb.credentials()["instagram"]["config"], **override}
     created: dict[str, Any] = create_source(client, headers, "instagram", config)
@@ -453,7 +448,7 @@ def test_throttling_is_waited_out_as_the_usage_headers_say(
     configure(sb, **SMALL)
     # Four requests into the sync, Graph refuses the next four calls (one request and its
     # retries) with codes 4, 17, 32 and 613, usage at 100 % and access back in a minute.
-    configure(sb, throttleAfter=requests_so_far(sb) + 4, throttleCalls=4, regainMinutes=1)
+    configure(sb, throttleAfter=4, throttleCalls=4, regainMinutes=1)
     began = time.time()
 
     run_id = start_sync(client, headers, source_id)
@@ -486,3 +481,51 @@ def test_a_version_without_a_metric_skips_it_and_says_so(client, factory, sb, cl
     assert all(n.startswith("metric not served by v24.0, skipped") for n in notes)
     assert "impressions metric is no longer supported" in notes[0]
     assert_synced(sb, clock, factory, source_id, began, version="v24.0")
+
+
+# ---------------------------------------------------------------- the emulator's own switches
+
+
+def ask(sb: SandboxControl, path: str, **params: Any) -> tuple[int, dict[str, Any]]:
+    response = sb.http.get(f"/instagram/v25.0/{path}", params={"access_token": TOKEN, **params})
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
+
+
+def test_the_throttle_switch_counts_from_its_first_call(sb):
+    for _ in range(3):  # requests before the switch is set do not count
+        assert ask(sb, "me")[0] == 200
+    configure(sb, throttleAfter=0, throttleCalls=2, throttleCode=17)
+
+    first, second, third = (ask(sb, "me") for _ in range(3))
+
+    assert first[0] == second[0] == 400
+    assert first[1]["error"]["code"] == second[1]["error"]["code"] == 17
+    assert third[0] == 200
+    configure(sb, throttleAfter=1, throttleCalls=1, throttleCode=4)  # set again: counts anew
+    assert [ask(sb, "me")[0] for _ in range(3)] == [200, 400, 200]
+
+
+@pytest.mark.parametrize(
+    ("fields", "metric"),
+    [
+        pytest.param("id,username", "reach,views", id="comma-lists"),
+        pytest.param('["id","username"]', '["reach","views"]', id="json-arrays"),
+    ],
+)
+def test_list_parameters_are_comma_lists_or_json_arrays(sb, fields, metric):
+    status, profile = ask(sb, ACCOUNT_ID, fields=fields)
+    assert status == 200, profile
+    assert set(profile) == {"id", "username"}
+
+    status, insights = ask(
+        sb, f"{ACCOUNT_ID}/insights", metric=metric, period="day", metric_type="total_value"
+    )
+    assert status == 200, insights
+    assert [m["name"] for m in insights["data"]] == ["reach", "views"]
+
+
+def test_a_malformed_json_list_is_graphs_100(sb):
+    status, body = ask(sb, ACCOUNT_ID, fields='["id",')
+    assert status == 400
+    assert body["error"]["code"] == 100

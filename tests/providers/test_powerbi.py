@@ -416,6 +416,31 @@ def test_public_check_refuses_a_malformed_link(client, factory, sb, link):
     assert health(client, headers, source_id)["status"] == "failing"
 
 
+def test_a_public_link_that_fails_the_test_fails_the_sync_before_any_request(client, factory, sb):
+    link = "https://app.powerbi.com/view?r=not-a-code"
+    headers, source_id = new_source(client, factory, sb, accessType="public", publicUrl=link)
+    reason = run_check(client, headers, source_id)["checks"][0]["message"]
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "failed", run
+    assert reason in run["error"]["message"]
+    assert stats(sb)["total"] == 0
+    assert assets(factory, source_id) == {}
+
+
+def test_a_public_source_with_a_well_formed_link_syncs(client, factory, sb):
+    link = public_link("a1b2c3d4-0000-4000-8000-00000000cafe")
+    headers, source_id = new_source(client, factory, sb, accessType="public", publicUrl=link)
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    assert len(assets(factory, source_id)) == len(upstream(sb)["reports"]) + len(
+        upstream(sb)["dashboards"]
+    )
+
+
 # ---------------------------------------------------------------- syncs
 
 

@@ -296,6 +296,55 @@ def test_a_user_without_full_company_call_log_is_told_to_ask_an_admin(client, fa
     assert health(client, headers, source["id"])["status"] == "failing"
 
 
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        pytest.param(1, "Unconfirmed: its setup is not finished", id="unconfirmed"),
+        pytest.param(2, "Initial: its setup has not started", id="initial"),
+        pytest.param(3, "Disabled: it is disabled (SuspendedInvoluntarily; Unpaid", id="disabled"),
+    ],
+)
+def test_an_account_not_confirmed_is_a_warning_while_the_call_log_reads(
+    client, factory, rc, status, words
+):
+    _, headers = person(factory)
+    rc.configure(volume={"accountStatus": status})
+    source = new_source(client, headers, rc.config())
+
+    result = run_test(client, headers, source["id"])
+
+    assert result["success"] is True, result
+    assert result["message"].startswith("connection test passed with a warning: ")
+    account, log = result["checks"]
+    assert (account["ok"], account["warning"]) == (True, True)
+    assert words in account["message"]
+    assert (log["ok"], log["warning"]) == (True, False)
+    now = health(client, headers, source["id"])
+    assert now["status"] == "ok"
+    assert words in now["message"]
+
+
+def test_an_account_not_confirmed_fails_the_test_when_the_call_log_refuses(client, factory, rc):
+    _, headers = person(factory)
+    rc.configure(volume={"accountStatus": 1})
+    config = {
+        **rc.config(),
+        "clientId": USER_CLIENT_ID,
+        "clientSecret": USER_CLIENT_SECRET,
+        "jwt": OAUTH.jwt_credential(USER_CLIENT_ID),
+    }
+    source = new_source(client, headers, config)
+
+    result = run_test(client, headers, source["id"])
+
+    assert result["success"] is False
+    account, log = result["checks"]
+    assert (account["ok"], account["warning"]) == (True, True)
+    assert log["ok"] is False
+    assert "CMN-408" in log["message"]
+    assert health(client, headers, source["id"])["status"] == "failing"
+
+
 def test_consent_then_rotating_refresh_then_a_revoked_session(client, factory, rc, clock):
     _, headers = person(factory)
     config = {k: v for k, v in rc.config().items() if k != "jwt"}

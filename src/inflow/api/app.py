@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inflow import __version__
+from inflow import __version__, web
 from inflow.api import errors
 from inflow.api.deps import TokenUsage, rate_limit
 from inflow.api.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -166,6 +166,7 @@ def create_app(
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="docs-static")
+    web.install(app)  # the pages, /static and HTML error pages for browsers
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

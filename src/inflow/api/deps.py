@@ -2,7 +2,8 @@
 
 The caller is found by a chain of authenticators: a ``Bearer`` token (API or login token) or the
 web UI's session cookie; a cookie-authenticated request that changes state must also carry the
-``X-CSRF-Token`` that belongs to that session (double-submit, HMAC-bound to the session token).
+``X-CSRF-Token`` that belongs to that session (double-submit, HMAC-bound to the session token),
+as a header or, for a plain HTML form of the web UI, as its ``csrf_token`` field.
 
 Under load (see BENCHMARKS.md, "API under load"):
 - at most ``Settings.db_concurrency`` requests hold a session at once (the others wait for a
@@ -206,6 +207,13 @@ def _user_for_token(request: Request, session: Session, token: str) -> User | No
     return user
 
 
+def cookie_user(request: Request, session: Session) -> User | None:
+    """The user of the request's session cookie (``None`` without a live one); no CSRF check:
+    for the web UI's pages, which read it to choose between the app and the login page."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return _user_for_token(request, session, cookie) if cookie else None
+
+
 def _bearer_token(request: Request) -> str:
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" else ""
@@ -226,7 +234,9 @@ def authenticate(request: Request, session: Session) -> User:
             raise AuthenticationError("the session has expired; log in again")
         if request.method not in SAFE_METHODS:
             expected = csrf_token(cookie, request.app.state.csrf_key)
-            given = request.headers.get(CSRF_HEADER, "")
+            # The header (htmx and fetch send it), else the hidden field of a plain HTML form:
+            # the web UI's page dependency parses the form and leaves its token here.
+            given = request.headers.get(CSRF_HEADER) or str(getattr(request.state, "form_csrf", ""))
             # bytes: compare_digest raises TypeError on non-ASCII str (a header can hold any)
             if not hmac.compare_digest(expected.encode(), given.encode()):
                 raise AuthenticationError("missing or wrong CSRF token")

@@ -310,7 +310,14 @@ async def check(ctx: Context) -> list[CheckStep]:
 
 def groups(ctx: Context) -> str:
     """The workspaces listing: only the chosen ones (an OData filter), or every one the app is
-    a member of (a service principal never has a personal "My workspace")."""
+    a member of (a service principal never has a personal "My workspace").
+
+    A public source's sync reads nothing while its link fails the connection test: the sync
+    fails with the test's reason before any request."""
+    if ctx.config.access_type == "public":
+        link = public_link(ctx.config.public_url)
+        if not link.ok:
+            raise ConfigError(f"the publish-to-web link is not valid: {link.message}")
     chosen = " or ".join(f"id eq '{w.lower()}'" for w in ctx.config.workspace_ids)
     return f"{MYORG}/groups" + (f"?{urlencode({'$filter': chosen})}" if chosen else "")
 

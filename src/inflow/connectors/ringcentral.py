@@ -207,6 +207,25 @@ def normalize(item: Mapping[str, Any]) -> Call | None:
     )
 
 
+ACCOUNT_STATUSES = {  # RingCentral's account statuses other than Confirmed, in plain words
+    "Initial": "its setup has not started (the Setup Wizard was never run)",
+    "Unconfirmed": "its setup is not finished (an administrator has not confirmed it)",
+    "Disabled": "it is disabled",
+}
+
+
+def status_reason(account: Mapping[str, Any]) -> str:
+    """Why an account is not Confirmed: RingCentral's `statusInfo` when it gives one."""
+    status = str(account.get("status"))
+    reason = ACCOUNT_STATUSES.get(status, f"RingCentral reports it as {status}")
+    info = account.get("statusInfo")
+    if isinstance(info, Mapping):
+        said = "; ".join(str(info[k]) for k in ("reason", "comment") if info.get(k))
+        if said:
+            reason += f" ({said})"
+    return reason
+
+
 async def check(ctx: Context) -> list[CheckStep]:
     """The account (Light group), then one call-log row: a JWT or consent of a user without
     FullCompanyCallLog is refused there (403), not during the first sync."""
@@ -218,10 +237,12 @@ async def check(ctx: Context) -> list[CheckStep]:
         return [CheckStep("account", False, exc.message)]
     details = {"id": account.get("id"), "status": account.get("status")}
     label = f"account {account.get('id')} ({account.get('mainNumber') or 'no main number'})"
-    if account.get("status") not in (None, "Confirmed"):
-        message = f"the {label} is {account.get('status')}"
-        return [CheckStep("account", False, message, details=details)]
-    steps = [CheckStep("account", True, f"signed in to {label}", details=details)]
+    status = account.get("status")
+    if status in (None, "Confirmed"):
+        steps = [CheckStep("account", True, f"signed in to {label}", details=details)]
+    else:  # the call log decides: a warning while it is readable, a failure when refused
+        message = f"signed in to {label}, but the account is {status}: {status_reason(account)}"
+        steps = [CheckStep("account", True, message, details=details, warning=True)]
     params = {"view": "Simple", "type": "Voice", "perPage": 1}
     try:
         await ctx.get_json(CALL_LOG, params=params)

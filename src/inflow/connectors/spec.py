@@ -349,7 +349,8 @@ class CheckStep:
     """One line of a connection test.
 
     ``reauth``: the step failed because the credentials were refused (the source then needs
-    the user to reconnect). ``details``: structured facts a client can use (an embed
+    the user to reconnect). ``warning``: the step passed, but something the user should know
+    is wrong (the test still passes; its message says what). ``details``: structured facts a client can use (an embed
     configuration, the workspaces found); never secrets.
     """
 
@@ -358,6 +359,7 @@ class CheckStep:
     message: str
     reauth: bool = False
     details: Mapping[str, Any] = field(default_factory=dict)
+    warning: bool = False
 
 
 CheckFunction = Callable[[Context], Awaitable[list[CheckStep]]]

@@ -93,6 +93,14 @@ def error_body(status: int, message: str) -> JSONObject:
     return {"error": titles.get(status, "Error"), "troubleshoot": message}
 
 
+def not_found(path: str) -> tuple[int, JSONObject]:
+    """Aircall's `{error, troubleshoot}` for a route the Public API does not have."""
+    return 404, {
+        "error": "Not Found",
+        "troubleshoot": f"No route matches {path}; see developer.aircall.io",
+    }
+
+
 # ---------------------------------------------------------------- live bookkeeping
 
 
@@ -495,6 +503,7 @@ EMULATOR = Emulator(
         "rateWindowS": 60,
     },
     error_body=error_body,
+    not_found=not_found,
     # Names for injected 429s (the handlers send the real window's values themselves).
     rate_limit_headers=RateLimitHeaders(
         limit=120,

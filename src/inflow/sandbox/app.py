@@ -6,10 +6,12 @@ import time
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from inflow.sandbox import control
-from inflow.sandbox.emulator import Emulator, Reject
+from inflow.sandbox.emulator import Emulator, Reject, unknown_route
 from inflow.sandbox.middleware import SandboxMiddleware
 from inflow.sandbox.registry import EMULATORS
 from inflow.sandbox.state import Clock, Sandbox
@@ -18,6 +20,21 @@ from inflow.sandbox.state import Clock, Sandbox
 async def _answer_reject(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Reject)  # noqa: S101 (registered for Reject only)
     return exc.response
+
+
+async def _answer_http_error(request: Request, exc: Exception) -> Response:
+    """A path under an emulator's prefix that matches no route gets the provider's own
+    not-found answer; everything else (the control routes, unknown prefixes) FastAPI's."""
+    assert isinstance(exc, HTTPException)  # noqa: S101 (registered for HTTPException only)
+    if exc.status_code == 404 and request.scope.get("endpoint") is None:
+        path: str = request.scope["path"]
+        root: str = request.scope.get("root_path", "")
+        path = path[len(root) :] if root and path.startswith(root) else path
+        slug, _, rest = path[1:].partition("/")
+        emulators: Mapping[str, Emulator] = request.app.state.emulators
+        if slug in emulators:
+            return unknown_route(emulators[slug], f"/{rest}")
+    return await http_exception_handler(request, exc)
 
 
 def create_app(
@@ -32,9 +49,11 @@ def create_app(
     app = FastAPI(title="Inflow sandbox", description="Provider emulators for Inflow.")
     sandbox = Sandbox(emulators, clock)
     app.state.sandbox = sandbox
+    app.state.emulators = emulators
     app.include_router(control.router)
     for slug, emulator in emulators.items():
         app.include_router(emulator.router, prefix=f"/{slug}")
     app.add_exception_handler(Reject, _answer_reject)
+    app.add_exception_handler(HTTPException, _answer_http_error)
     app.add_middleware(SandboxMiddleware, sandbox=sandbox, schema=app.openapi)
     return app

@@ -189,4 +189,5 @@ EMULATOR = Emulator(
     router=api,
     credentials=credentials,
     default_volume={"days": 28, "perDay": 12, "pageSize": 50, "badItems": 0, "ratePerSecond": 0},
+    error_body=lambda _status, message: {"error": message},
 )

@@ -43,6 +43,9 @@ Expected = Callable[["EmulatorState", Mapping[str, str]], JSONObject]
 """(live state, query parameters) → the exact values the emulator's data implies."""
 ErrorBody = Callable[[int, str], JSONObject]
 """(HTTP status, message) → the provider's error body, for injected 429/500/503 faults."""
+NotFound = Callable[[str], tuple[int, JSONObject]]
+"""(path below the emulator's prefix) → the status and body the provider answers for a route
+it does not have; without one an emulator answers `error_body(404, "Not Found")`."""
 
 
 def generic_error_body(status: int, message: str) -> JSONObject:
@@ -71,6 +74,8 @@ class Emulator:
     `default_volume` names every volume key the emulator understands (others are refused);
     `ratePerSecond` there turns on the framework's real per-second limit. `faults` lists the
     fault kinds that make sense for this provider (`expired_token` only with OAuth, say).
+    `not_found` is the provider's answer to a route it does not have (never FastAPI's
+    `{"detail": "Not Found"}`).
     """
 
     slug: str
@@ -81,8 +86,17 @@ class Emulator:
     default_volume: Mapping[str, int] = field(default_factory=dict)
     faults: frozenset[FaultKind] = ALL_FAULTS
     error_body: ErrorBody = generic_error_body
+    not_found: NotFound | None = None
     rate_limit_headers: RateLimitHeaders | None = None
     oauth: OAuthServer | None = None
+
+
+def unknown_route(emulator: Emulator, path: str) -> Response:
+    """The provider's own answer to a path under its prefix that matches no route."""
+    if emulator.not_found is None:
+        return json_response(emulator.error_body(404, "Not Found"), 404)
+    status, body = emulator.not_found(path)
+    return json_response(body, status)
 
 
 class Reject(Exception):  # noqa: N818 (a control-flow signal carrying a response, not an error)

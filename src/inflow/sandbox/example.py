@@ -67,6 +67,10 @@ def error_body(status: int, message: str) -> JSONObject:
     return {"error": {"code": code, "message": message}}
 
 
+def not_found(path: str) -> tuple[int, JSONObject]:
+    return 404, {"error": {"code": "not_found", "message": f"No route {path}."}}
+
+
 def require_auth(request: Request) -> None:
     """Accept the API key or a live OAuth access token; refuse like the real API does."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
@@ -264,6 +268,7 @@ EMULATOR = Emulator(
         "ratePerSecond": 0,
     },
     error_body=error_body,
+    not_found=not_found,
     rate_limit_headers=RateLimitHeaders(limit=100),
     oauth=OAUTH,
 )

@@ -11,7 +11,11 @@ minutes lock it, the right password included (Grafana's brute-force protection).
 
 `/api/search`: `type`, `query`, `tag`, `sort`, `limit` (default 1000 when missing or < 1, over
 5000 is a 422) and 1-based `page` (< 1 is 1); no total, no links: a short page is the last.
-`/api/folders`: `limit` (default 1000) and `page`. Errors are Grafana's: `{"message"}` from
+`/api/folders`: `limit` (default 1000) and `page`; `/api/folders/{uid}` one folder (404 `Folder not
+found`), `/api/dashboards/uid/{uid}` one dashboard's JSON and `meta` (404 `Dashboard not found`):
+version 1, or `1 + revision` for the dashboards saved again, `updated` a day after `created` per
+save. `/api/frontend/settings` (signed in) has the `buildInfo` grafana-client reads. An unknown
+route is Grafana's 404 `{"message": "Not found"}`. Errors are Grafana's: `{"message"}` from
 handlers, the errutil shape (`messageId`, `statusCode`, `traceID`) from authentication, the 403
 `accessErrorId` body from access control; faults answer `{"message"}` with `Retry-After`.
 A token with no role (`NO_ROLE_TOKEN`) sees no dashboards and may not read its org (403).
@@ -30,6 +34,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlsplit
 from weakref import WeakKeyDictionary
@@ -111,6 +116,11 @@ def access_denied(permission: str) -> Reject:
         "title": "Access denied",
     }
     return Reject(json_response(body, 403))
+
+
+def not_found(_path: str) -> tuple[int, JSONObject]:
+    """Grafana's answer to an unknown `/api/...` route (its router's `notFoundHandler`)."""
+    return 404, {"message": "Not found"}
 
 
 def error_body(_status: int, message: str) -> JSONObject:
@@ -257,6 +267,33 @@ def _dashboard(
     return hit
 
 
+CREATED_FROM = datetime(2024, 1, 1, tzinfo=UTC)  # dashboards and folders were made in 2024
+
+
+def number_of(uid: str, kind: str, org: int) -> int | None:
+    """The number a uid was made from (`uid_of`), if it has the shape of one of `kind`."""
+    tail = f"{kind[0]}{org}"
+    if len(uid) != 5 + len(tail) + 6 or uid[5 : 5 + len(tail)] != tail or not uid[-6:].isdigit():
+        return None
+    return int(uid[-6:])
+
+
+def saved(seed: int, kind: str, org: int, n: int, versions: int) -> JSONObject:
+    """When an object was created and last saved (a day per later save), and its version."""
+    created = CREATED_FROM + timedelta(minutes=stable_hash(seed, kind, "created", org, n) % 525_600)
+    updated = created + timedelta(days=versions - 1)
+    return {
+        "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "updated": updated.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "version": versions,
+    }
+
+
+def dashboard_version(n: int, revision: int) -> int:
+    """Version 1, or 1 + `revision` for every 10th dashboard (saved again, retitled)."""
+    return 1 + revision if revision and n % 10 == 0 else 1
+
+
 def _title_key(item: JSONObject) -> tuple[str, str]:
     return str(item["title"]).lower(), str(item["uid"])
 
@@ -293,6 +330,10 @@ def folder_hit(folder: JSONObject, org: int) -> JSONObject:
     title = str(folder["title"])
     extra: dict[str, JSONValue] = {"orgId": org, "uri": f"db/{slugify(title)}", "slug": ""}
     return {**folder, **extra, "type": "dash-folder", "tags": [], "isStarred": False, "sortMeta": 0}
+
+
+def find(items: tuple[JSONObject, ...], uid: str) -> JSONObject | None:
+    return next((item for item in items if item["uid"] == uid), None)
 
 
 def int64(request: Request, name: str) -> int:
@@ -383,6 +424,112 @@ async def folders(request: Request, who: Identity = Who) -> Response:
     return json_response(rows[(page - 1) * limit : page * limit])
 
 
+@api.get("/api/folders/{uid}")
+async def folder(request: Request, uid: str, who: Identity = Who) -> Response:
+    """One folder, with its permissions for the identity and when it was saved."""
+    found = org_listing(get_state(request, SLUG), who.org, sub_path(request)).folders
+    hit = find(found, uid) if who.role != "None" else None
+    n = number_of(uid, "folder", who.org)
+    if hit is None or n is None:
+        raise reject(404, "Folder not found")
+    can = dict.fromkeys(("canSave", "canEdit", "canAdmin", "canDelete"), False)
+    when = saved(get_state(request, SLUG).seed, "folder", who.org, n, 1)
+    return json_response(
+        {
+            **hit,
+            "hasAcl": False,
+            **can,
+            "createdBy": "admin",
+            "created": when["created"],
+            "updatedBy": "admin",
+            "updated": when["updated"],
+            "version": when["version"],
+        }
+    )
+
+
+@api.get("/api/dashboards/uid/{uid}")
+async def dashboard(request: Request, uid: str, who: Identity = Who) -> Response:
+    """One dashboard's JSON model and `meta` (version and save times included)."""
+    state = get_state(request, SLUG)
+    found = org_listing(state, who.org, sub_path(request)).dashboards
+    hit = find(found, uid) if who.role != "None" else None
+    n = number_of(uid, "dashboard", who.org)
+    if hit is None or n is None:
+        if who.role == "None" and n is not None:
+            raise access_denied("dashboards:read")
+        raise reject(404, "Dashboard not found")
+    when = saved(
+        state.seed, "dashboard", who.org, n, dashboard_version(n, state.volume_of("revision"))
+    )
+    h = stable_hash(state.seed, "panels", who.org, n)
+    panels: list[JSONValue] = [
+        {"id": k + 1, "type": pick(h >> (4 * k), ("timeseries", "stat", "table", "gauge")),
+         "title": f"Panel {k + 1}", "gridPos": {"h": 8, "w": 12, "x": 12 * (k % 2), "y": 8 * (k // 2)}}
+        for k in range(1 + h % 4)
+    ]  # fmt: skip
+    model: JSONObject = {
+        "id": hit["id"],
+        "uid": uid,
+        "title": hit["title"],
+        "tags": hit["tags"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": when["version"],
+        "panels": panels,
+    }
+    folder = {k: hit[k] for k in ("folderId", "folderUid", "folderTitle", "folderUrl") if k in hit}
+    meta: dict[str, JSONValue] = {
+        "type": "db",
+        "canSave": False,
+        "canEdit": False,
+        "canAdmin": False,
+        "canStar": True,
+        "canDelete": False,
+        "slug": slugify(str(hit["title"])),
+        "url": hit["url"],
+        "expires": "0001-01-01T00:00:00Z",
+        "created": when["created"],
+        "updated": when["updated"],
+        "updatedBy": "admin",
+        "createdBy": "admin",
+        "version": when["version"],
+        "hasAcl": False,
+        "isFolder": False,
+        "folderId": 0,
+        "folderUid": "",
+        "folderTitle": "General",
+        "folderUrl": "",
+        **folder,
+        "provisioned": False,
+        "provisionedExternalId": "",
+        "annotationsPermissions": {
+            scope: dict.fromkeys(("canAdd", "canEdit", "canDelete"), False)
+            for scope in ("dashboard", "organization")
+        },
+        "isStarred": False,
+        "publicDashboardEnabled": False,
+    }
+    return json_response({"dashboard": model, "meta": meta})
+
+
+@api.get("/api/frontend/settings")
+async def frontend_settings(_who: Identity = Who) -> Response:
+    """The part of the frontend settings a client reads: `buildInfo` (version, commit)."""
+    build: JSONObject = {
+        "hideVersion": False,
+        "version": VERSION,
+        "versionString": f"Grafana v{VERSION} ({COMMIT})",
+        "commit": COMMIT,
+        "buildstamp": 1712150000,
+        "edition": "Open Source",
+        "latestVersion": "",
+        "hasUpdate": False,
+        "env": "production",
+    }
+    return json_response({"appUrl": "", "appSubUrl": "", "buildInfo": build, "featureToggles": {}})
+
+
 # ---------------------------------------------------------------- the emulator
 
 
@@ -423,4 +570,5 @@ EMULATOR = Emulator(
         ("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow", "mutate")
     ),
     error_body=error_body,
+    not_found=not_found,
 )

@@ -5,7 +5,9 @@ The paths of graph.facebook.com: `/{version}/me`, `/{version}/{ig-user-id}?field
 `total_value` for the range, 30 days at most, `paging` moving the window),
 `/{version}/{ig-user-id}/media` (newest first, cursor paging with `next`, `since`/`until` on the
 post time) and `/{version}/{ig-media-id}/insights` (lifetime values, metrics per product type).
-`since`/`until` take Unix seconds or strtotime strings (`2026-01-31` is that day in Graph's
+A trailing slash is ignored, as Graph does (the facebook-business SDK sends `/{id}/` for a
+node), not redirected. List parameters (`fields`, `metric`, `period`) are comma lists or JSON arrays
+(`metric=["reach","views"]`, `period=["day"]`, as the facebook-business SDK sends them). `since`/`until` take Unix seconds or strtotime strings (`2026-01-31` is that day in Graph's
 UTC-7 days, an `until` date runs to the day's end; `-30 days`, `now`, `today`).
 
 Graph's error envelope on every refusal; the token as `access_token=` or `Authorization: Bearer`
@@ -18,9 +20,9 @@ the last 30 days and only with 100 followers; today's values partial; `X-App-Usa
 Volume keys: `followers` (below 100: no `follower_count`), `media` (posts listed), `mediaEveryHours`
 (a post every N hours), `preConversion` (the oldest N listed posts predate the business
 conversion: subcode 2108006), `tokenExpired` (1: the token answers 190/463), `insightsPermission`
-(0: insights answer (#10)), `throttleAfter`/`throttleCalls`/`throttleCode` (the emulator's requests
-number throttleAfter+1 … throttleAfter+throttleCalls answer that code, 0 = 4, 17, 32, 613 in
-turn), `regainMinutes` (`estimated_time_to_regain_access`), `callBudget` (calls making 100 %).
+(0: insights answer (#10)), `throttleAfter`/`throttleCalls`/`throttleCode` (the requests since
+the switch was last set, the first numbered 1: numbers throttleAfter+1 … throttleAfter+throttleCalls
+answer that code, 0 = 4, 17, 32, 613 in turn), `regainMinutes` (`estimated_time_to_regain_access`), `callBudget` (calls making 100 %).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ CDN = "https://scontent.cdninstagram.example"
 MEDIA_ORIGIN = 1_577_891_045  # 2020-01-01T15:04:05Z: the account's first post
 MEDIA_ID_BASE = 17_900_000_000_000_000
 LEGACY_VIDEO_END = 1_656_633_600  # 2022-07-01: later feed videos are all reels
+THROTTLE_SWITCH = ("throttleAfter", "throttleCalls", "throttleCode")
 VERSION_RE = re.compile(r"v(\d{1,2})\.0")
 RELATIVE_RE = re.compile(r"(-)?\s*(\d+)\s+days?(\s+ago)?")
 THROTTLES = {
@@ -179,6 +182,14 @@ def graph_error(
     return Reject(json_response({"error": err}, status, headers))
 
 
+def not_found(path: str) -> tuple[int, JSONObject]:
+    """Graph's answer to a path it cannot route: a 400 `OAuthException` code 2500."""
+    edge = "/" + path.strip("/").rsplit("/", 1)[-1]
+    message = f"Unknown path components: {edge}"
+    error: JSONObject = {"message": message, "type": "OAuthException", "code": 2500}
+    return 400, {"error": {**error, "fbtrace_id": trace_id(message, path)}}
+
+
 def error_body(status: int, message: str) -> JSONObject:
     """Injected faults in Graph's shape (Graph throttles with codes, not 429: see `enter`)."""
     code, text = {
@@ -251,7 +262,10 @@ def enter(request: Request, version: str) -> Call:
         raise graph_error(message, 190, subcode=463, headers=auth)
     if token != TOKEN:
         raise graph_error("Invalid OAuth access token - Cannot parse access token", 190)
-    ordinal, after = state.stats.total, state.volume_of("throttleAfter")
+    # Requests are numbered from the last time the throttle switch was set: the first call
+    # after it is number 1, whatever was asked before.
+    since = max(state.volume_set_at.get(key, 0) for key in THROTTLE_SWITCH)
+    ordinal, after = state.stats.total - since, state.volume_of("throttleAfter")
     headers = {"facebook-api-version": version, "x-fb-trace-id": trace_id(ordinal)}
     if after < ordinal <= after + state.volume_of("throttleCalls"):
         code = state.volume_of("throttleCode") or (4, 17, 32, 613)[(ordinal - after - 1) % 4]
@@ -266,8 +280,23 @@ def enter(request: Request, version: str) -> Call:
     return Call(state, int(found.group(1)), now, headers)
 
 
+def list_param(request: Request, name: str, default: str = "") -> list[str]:
+    """A list parameter as Graph reads one: `a,b` or a JSON array `["a","b"]` (what the
+    facebook-business SDK sends for a list)."""
+    raw = request.query_params.get(name, default).strip()
+    if raw.startswith("["):
+        try:
+            items = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise graph_error(f"(#100) Param {name} must be an array of strings", 100)
+        return [i.strip() for i in items if i.strip()]
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
 def fields_of(request: Request, allowed: frozenset[str], node: str, default: str) -> list[str]:
-    names = [f for f in request.query_params.get("fields", default).split(",") if f]
+    names = list_param(request, "fields", default)
     for name in names:
         if name not in allowed:
             raise graph_error(
@@ -434,6 +463,7 @@ api = APIRouter(tags=[SLUG])
 
 
 @api.get("/{version}/me")
+@api.get("/{version}/me/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_me(request: Request, version: str) -> Response:
     """The token's Facebook user."""
     call = enter(request, version)
@@ -443,6 +473,7 @@ async def get_me(request: Request, version: str) -> Response:
 
 
 @api.get("/{version}/{node}")
+@api.get("/{version}/{node}/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_node(request: Request, version: str, node: str) -> Response:
     """The IG user node (only the fields asked for)."""
     call = enter(request, version)
@@ -466,7 +497,7 @@ async def get_node(request: Request, version: str, node: str) -> Response:
 
 
 def _metrics(request: Request) -> list[str]:
-    metrics = [m for m in request.query_params.get("metric", "").split(",") if m]
+    metrics = list_param(request, "metric")
     if not metrics:
         raise graph_error("(#100) The parameter metric is required", 100)
     return metrics
@@ -489,6 +520,7 @@ def _refuse_unknown(
 
 
 @api.get("/{version}/{node}/insights")
+@api.get("/{version}/{node}/insights/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_insights(request: Request, version: str, node: str) -> Response:
     """Account insights (day buckets) or a post's lifetime insights."""
     call = enter(request, version)
@@ -505,8 +537,8 @@ def account_insights(request: Request, call: Call) -> Response:
     metrics = _metrics(request)
     served = [m for m, r in USER_RULES.items() if r.served(call.version, today)]
     _refuse_unknown(USER_RULES, served, metrics, call, "user")
-    period = q.get("period")
-    if period != "day":
+    period = list_param(request, "period")  # the SDK sends a list: `["day"]`
+    if period != ["day"]:
         raise graph_error(
             "(#100) The parameter period is required and must be day for these metrics", 100
         )
@@ -623,6 +655,7 @@ def media_insights(request: Request, call: Call, node: str) -> Response:
 
 
 @api.get("/{version}/{node}/media")
+@api.get("/{version}/{node}/media/", include_in_schema=False)  # Graph ignores a trailing slash
 async def get_media(request: Request, version: str, node: str) -> Response:
     """The account's posts, newest first: cursors, `next`/`previous`, `since`/`until`."""
     call = enter(request, version)
@@ -714,4 +747,5 @@ EMULATOR = Emulator(
         "callBudget": 20_000,
     },
     error_body=error_body,
+    not_found=not_found,
 )

@@ -624,6 +624,17 @@ async def page_statistics(request: Request, who: CallerDep) -> Response:
 # ---------------------------------------------------------------- sandbox hooks
 
 
+def not_found(_path: str) -> tuple[int, JSONObject]:
+    """LinkedIn's answer to a resource it does not have (Rest.li's virtual-resource miss)."""
+    body: JSONObject = {
+        "status": 404,
+        "serviceErrorCode": 0,
+        "code": "RESOURCE_NOT_FOUND",
+        "message": "No virtual resource found",
+    }
+    return 404, body
+
+
 def credentials(base_url: str) -> JSONObject:
     """A working config: the sandbox's OAuth client (tokens come from its consent flow)."""
     return {
@@ -652,6 +663,7 @@ EMULATOR = Emulator(
         "memberDailyLimit": 100,
     },
     error_body=error_body,
+    not_found=not_found,
     rate_limit_headers=None,  # LinkedIn sends no rate-limit headers, and no Retry-After
     oauth=OAUTH,
 )

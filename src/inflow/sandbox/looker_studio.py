@@ -125,6 +125,12 @@ def bad_request(message: str = INVALID) -> Reject:
     return google_error(400, "INVALID_ARGUMENT", message, detail)
 
 
+def not_found(path: str) -> tuple[int, JSONObject]:
+    """googleapis.com's answer to a method it does not have."""
+    message = f"Method not found: {path}"
+    return 404, {"error": {"code": 404, "message": message, "status": "NOT_FOUND"}}
+
+
 def error_body(status: int, message: str) -> JSONObject:
     """Injected 429/500/503 faults, as googleapis.com words them."""
     if status == 429:
@@ -463,5 +469,6 @@ EMULATOR = Emulator(
         "rotateRefreshTokens": 0,
     },
     error_body=error_body,
+    not_found=not_found,
     oauth=OAUTH,
 )

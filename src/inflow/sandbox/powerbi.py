@@ -1,5 +1,7 @@
 """Emulator of the Power BI REST API and its Entra ID token endpoint, prefix `/powerbi`.
 
+OpenID discovery: `GET /{tenant}/v2.0/.well-known/openid-configuration` (what MSAL reads first;
+give it `instance_discovery=False`: its instance discovery lives on the login host's root).
 Token: `POST /{tenant}/oauth2/v2.0/token` (client credentials, form or Basic client auth, scope
 `https://analysis.windows.net/powerbi/api/.default`, no refresh token); refusals are Entra's
 bodies with their AADSTS code. API (`Authorization: Bearer`): `GET /v1.0/myorg/availableFeatures`,
@@ -35,7 +37,14 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from inflow.sandbox.data import iso_z, pick, stable_hash
-from inflow.sandbox.emulator import Emulator, JSONObject, JSONValue, Reject, json_response
+from inflow.sandbox.emulator import (
+    Emulator,
+    JSONObject,
+    JSONValue,
+    Reject,
+    base_url,
+    json_response,
+)
 from inflow.sandbox.oauth import CLIENT_CREDENTIALS, OAuthServer, TokenInfo
 from inflow.sandbox.state import EmulatorState, clock_now, get_state
 from inflow.sandbox.tokens import AccessToken, Grant, new_token
@@ -82,6 +91,17 @@ def api_error(status: int, code: str, message: str | None = None) -> Reject:
     else:
         body["message"] = message
     return Reject(json_response({"error": body}, status, {"RequestId": str(uuid.uuid4())}))
+
+
+def not_found(_path: str) -> tuple[int, JSONObject]:
+    """Power BI's answer to an entity (or a route) it does not have."""
+    entity: JSONObject = {
+        "code": "PowerBIEntityNotFound",
+        "parameters": {},
+        "details": [],
+        "exceptionCulprit": 1,
+    }
+    return 404, {"error": {"code": "PowerBIEntityNotFound", "pbi.error": entity}}
 
 
 def error_body(status: int, message: str) -> JSONObject:
@@ -171,6 +191,53 @@ def _refusal(request: Request, tenant: str, form: Mapping[str, str]) -> Response
 
 
 entra = APIRouter(tags=[f"{SLUG} entra"])
+OIDC_CLAIMS = (
+    "sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name",
+    "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username",
+    "name", "tid", "ver", "at_hash", "c_hash", "email",
+)  # fmt: skip
+
+
+@entra.get("/{tenant}/v2.0/.well-known/openid-configuration")
+async def openid_configuration(request: Request, tenant: str) -> Response:
+    """Entra's OpenID Connect discovery document (v2), which MSAL reads before it asks for a
+    token: the endpoints name the tenant's GUID whichever alias the path used."""
+    if tenant.lower() not in (TENANT_ID, TENANT_DOMAIN):
+        text = f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+        response = entra_error(request, 400, "invalid_tenant", 90002, text)
+        del response.headers["cache-control"]
+        return response
+    root = f"{base_url(request, SLUG)}/{TENANT_ID}"
+    body: JSONObject = {
+        "token_endpoint": f"{root}/oauth2/v2.0/token",
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_post",
+            "private_key_jwt",
+            "client_secret_basic",
+        ],
+        "jwks_uri": f"{base_url(request, SLUG)}/{TENANT_ID}/discovery/v2.0/keys",
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "issuer": f"{root}/v2.0",
+        "request_uri_parameter_supported": False,
+        "userinfo_endpoint": "https://graph.microsoft.com/oidc/userinfo",
+        "authorization_endpoint": f"{root}/oauth2/v2.0/authorize",
+        "device_authorization_endpoint": f"{root}/oauth2/v2.0/devicecode",
+        "http_logout_supported": True,
+        "frontchannel_logout_supported": True,
+        "end_session_endpoint": f"{root}/oauth2/v2.0/logout",
+        "claims_supported": list(OIDC_CLAIMS),
+        "kerberos_endpoint": f"{root}/kerberos",
+        "tenant_region_scope": "EU",
+        "cloud_instance_name": "microsoftonline.com",
+        "cloud_graph_host_name": "graph.windows.net",
+        "msgraph_host": "graph.microsoft.com",
+        "rbac_url": "https://pas.windows.net",
+    }
+    return json_response(body)
 
 
 @entra.post("/{tenant}/oauth2/v2.0/token")
@@ -489,4 +556,5 @@ EMULATOR = Emulator(
         "ratePerSecond": 0,
     },
     error_body=error_body,
+    not_found=not_found,
 )

@@ -31,6 +31,10 @@ re-draws a share of the last two days' calls N times (result and duration) and d
 (`showDeleted=true` lists them with `deleted: true`). `POST /ringcentral/_sandbox/webhook`
 answers (or delivers) the subscription's validation request, or changes one call and sends its
 telephony-session `Disconnected` event with the `Verification-Token`.
+
+`accountStatus` sets the account's `status`: 0 `Confirmed`, 1 `Unconfirmed`, 2 `Initial`,
+3 `Disabled` (with a `statusInfo` reason); the call log is served whatever the status.
+An unknown route is the API gateway's 404 `AGW-404`.
 """
 
 from __future__ import annotations
@@ -144,6 +148,11 @@ def fail(status: int, body: JSONObject, headers: Mapping[str, str] | None = None
 def invalid(name: str, value: str) -> Reject:
     message = f"Parameter [{name}] value is invalid"
     return fail(400, error("CMN-101", message, parameterName=name, parameterValue=value))
+
+
+def not_found(_path: str) -> tuple[int, JSONObject]:
+    """The API gateway's answer to a route it does not have."""
+    return 404, error("AGW-404", "Resource not found")
 
 
 def error_body(status: int, message: str) -> JSONObject:
@@ -595,6 +604,9 @@ def _reason_of(result: str) -> str:
 api = APIRouter(prefix="/restapi/v1.0/account/{account_id}", tags=[SLUG])
 
 
+ACCOUNT_STATUSES = ("Confirmed", "Unconfirmed", "Initial", "Disabled")  # by `accountStatus`
+
+
 def _account(account_id: str) -> None:
     if account_id not in ("~", str(ACCOUNT_ID)):
         raise fail(404, error("CMN-102", "Resource for parameter [accountId] is not found"))
@@ -630,6 +642,16 @@ async def account(request: Request, account_id: str, who: LightDep) -> Response:
         "setupWizardState": "Completed",
         "federated": False,
     }
+    status = ACCOUNT_STATUSES[min(get_state(request, SLUG).volume_of("accountStatus"), 3)]
+    if status != "Confirmed":
+        wizard = "NotStarted" if status == "Initial" else "InProgress"
+        body = {**body, "status": status, "setupWizardState": wizard}
+    if status == "Disabled":
+        body = {
+            **body,
+            "setupWizardState": "Completed",
+            "statusInfo": {"reason": "SuspendedInvoluntarily", "comment": "Unpaid invoice"},
+        }
     return json_response(body, headers=who.headers)
 
 
@@ -910,8 +932,15 @@ EMULATOR = Emulator(
     slug=SLUG,
     router=router,
     credentials=credentials,
-    default_volume={"calls": 2_000, "days": 30, "revision": 0, "rateWindowS": 60},
+    default_volume={
+        "calls": 2_000,
+        "days": 30,
+        "revision": 0,
+        "rateWindowS": 60,
+        "accountStatus": 0,
+    },
     error_body=error_body,
+    not_found=not_found,
     rate_limit_headers=None,  # the handlers send X-Rate-Limit-* per group themselves
     oauth=OAUTH,
 )

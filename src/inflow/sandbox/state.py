@@ -94,6 +94,9 @@ class EmulatorState:
         self.stats = Stats()
         self.window_second = 0
         self.window_count = 0
+        # The request count (`stats.total`) when each volume key was last set: an emulator
+        # may number its requests from a setting (Instagram's throttle switch does).
+        self.volume_set_at: dict[str, int] = {}
         self.tokens.clear()
 
     def configure(self, update: ConfigIn) -> None:
@@ -114,6 +117,8 @@ class EmulatorState:
         if update.seed is not None:
             self.seed = update.seed
         self.volume.update(update.volume or {})
+        for key in update.volume or {}:
+            self.volume_set_at[key] = self.stats.total
         # Re-seeding on every update makes a test's fault sequence repeatable.
         self.rng = random.Random(self.seed)
 

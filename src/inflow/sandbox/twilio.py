@@ -133,6 +133,11 @@ def fail(status: int, code: int, message: str, headers: Mapping[str, str] | None
     return Reject(json_response(error(status, code, message), status, headers))
 
 
+def not_found(path: str) -> tuple[int, JSONObject]:
+    """Twilio's 20404 for a resource (or a route) it does not have."""
+    return 404, error(404, 20404, f"The requested resource {path} was not found")
+
+
 def error_body(status: int, _message: str) -> JSONObject:
     """Body of an injected fault."""
     if status == 429:
@@ -840,5 +845,6 @@ EMULATOR = Emulator(
         ("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow", "mutate")
     ),
     error_body=error_body,
+    not_found=not_found,
     rate_limit_headers=None,  # Twilio sends no X-RateLimit-* headers
 )

@@ -375,8 +375,11 @@ async def test_source(deps: EngineDeps, source_id: uuid.UUID) -> list[CheckStep]
         await asyncio.to_thread(set_health, deps.factory, source_id, status, message)
         return [CheckStep("configuration", False, message)]
     failed = next((s for s in steps if not s.ok), None)
+    warned = next((s for s in steps if s.ok and s.warning), None)
     if failed is None:
         status, message = HealthStatus.OK, "connection test passed"
+        if warned is not None:
+            message = f"connection test passed with a warning: {warned.message}"
     else:
         status = HealthStatus.NEEDS_REAUTH if failed.reauth else HealthStatus.FAILING
         message = failed.message

@@ -5,8 +5,17 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.orm import Session
 
-from inflow.api.deps import AuditDep, CurrentUser, LimiterDep, SessionDep, SettingsDep, request_ip
+from inflow.api.deps import (
+    AuditDep,
+    Auditor,
+    CurrentUser,
+    LimiterDep,
+    SessionDep,
+    SettingsDep,
+    request_ip,
+)
 from inflow.api.ratelimit import Limiter, LoginGuard, LoginPolicy
 from inflow.api.schemas import (
     LoginRequest,
@@ -19,6 +28,7 @@ from inflow.api.schemas import (
 from inflow.api.services import accounts
 from inflow.errors import AuthenticationError
 from inflow.settings import Settings
+from inflow.storage.models import User
 
 router = APIRouter(tags=["auth"])
 
@@ -37,6 +47,36 @@ def login_guard(limiter: Limiter, settings: Settings) -> LoginGuard:
     )
 
 
+def log_in(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    limiter: Limiter,
+    audit: Auditor,
+    *,
+    email: str,
+    password: str,
+) -> tuple[User, str]:
+    """Check a login through the ``LoginGuard`` (rate limits, back-off) and audit it; the user
+    and a new session token. The API's login and the web UI's login form both call this."""
+    email = accounts.normalise_email(email)
+    address = request_ip(request)
+    guard = login_guard(limiter, settings)
+    guard.check(email, address)
+    try:
+        user = accounts.check_login(session, email=email, password=password)
+    except AuthenticationError:
+        guard.failed(email, address)
+        audit("auth.login", "failure", actor=email, commit=True)
+        raise
+    guard.succeeded(email, address)
+    _, token = accounts.issue_token(
+        session, user=user, name="login", kind="session", ttl_s=settings.session_ttl_s
+    )
+    audit("auth.login", "success", actor=user.email, target=f"users:{user.id}")
+    return user, token
+
+
 @router.post("/api/auth/login", operation_id="auth-login")
 def login(
     body: LoginRequest,
@@ -47,21 +87,9 @@ def login(
     audit: AuditDep,
 ) -> LoginResponse:
     """Exchange email and password for a bearer token."""
-    email = accounts.normalise_email(body.email)
-    address = request_ip(request)
-    guard = login_guard(limiter, settings)
-    guard.check(email, address)
-    try:
-        user = accounts.check_login(session, email=email, password=body.password)
-    except AuthenticationError:
-        guard.failed(email, address)
-        audit("auth.login", "failure", actor=email, commit=True)
-        raise
-    guard.succeeded(email, address)
-    _, token = accounts.issue_token(
-        session, user=user, name="login", kind="session", ttl_s=settings.session_ttl_s
+    user, token = log_in(
+        request, session, settings, limiter, audit, email=body.email, password=body.password
     )
-    audit("auth.login", "success", actor=user.email, target=f"users:{user.id}")
     return LoginResponse(token=token, user=UserPublic.model_validate(user))
 
 

@@ -141,7 +141,9 @@ def test_plugin(
     details: dict[str, Any] = {}
     for step in steps:
         details.update(step.details)
-    details["checks"] = [{"name": s.name, "ok": s.ok, "message": s.message} for s in steps]
+    details["checks"] = [
+        {"name": s.name, "ok": s.ok, "message": s.message, "warning": s.warning} for s in steps
+    ]
     audit(
         "marketplace.test",
         "success" if ok else "failure",

@@ -34,6 +34,7 @@ class CheckPublic(Schema):
     name: str
     ok: bool
     message: str
+    warning: bool = False  # passed, with something the user should know (the message)
 
 
 class TestResult(Schema):
@@ -129,6 +130,9 @@ def test(
     ok = bool(steps) and all(s.ok for s in steps)
     failed = next((s for s in steps if not s.ok), None)
     message = "connection test passed" if ok else (failed.message if failed else "no checks ran")
+    warned = next((s for s in steps if s.ok and s.warning), None)
+    if ok and warned is not None:
+        message = f"connection test passed with a warning: {warned.message}"
     audit(
         "source.test",
         "success" if ok else "failure",
@@ -138,7 +142,9 @@ def test(
     return TestResult(
         success=ok,
         message=message,
-        checks=[CheckPublic(name=s.name, ok=s.ok, message=s.message) for s in steps],
+        checks=[
+            CheckPublic(name=s.name, ok=s.ok, message=s.message, warning=s.warning) for s in steps
+        ],
     )
 
 

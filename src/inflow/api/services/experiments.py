@@ -563,3 +563,26 @@ def results(session: Session, test: Experiment, *, now: datetime | None = None) 
         "metrics": [context.result(name, spans) for name in names],
         "guardrails": [context.guardrail(g, spans) for g in test.guardrails or []],
     }
+
+
+def daily_series(
+    session: Session,
+    test: Experiment,
+    metric: str,
+    first: date,
+    last: date,
+    *,
+    now: datetime | None = None,
+) -> list[Period]:
+    """A metric of the test per day from ``first`` to ``last``, read as its results read it
+    (the series of the linked points; see the module docstring): what a chart of the results
+    draws."""
+    context = _Context(
+        session,
+        test,
+        _scopes(session, test),
+        metrics.formulas(session, owner_id=test.owner_id),
+        {},
+        now or datetime.now(UTC),
+    )
+    return context.query(metric, Window(first, last)).series(metric, "day")

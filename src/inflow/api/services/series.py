@@ -1,31 +1,12 @@
 """Metric series: stored data points aggregated per period, each metric by its own rule.
 
-How points combine (over periods, dimension values and sources), from the connector's
-``MetricDef.aggregation``:
-
-| rule | a period's value |
-|---|---|
-| ``sum`` | the sum (counts add) |
-| ``average``, ``ratio`` | the mean weighted by each point's ``weight`` or, where a point has none, by the value of its ``weight_metric`` point (same source, period and dimensions); a mean of the values when some point has no weight at all. Never a sum. |
-| ``last`` | each series' (source and dimension values) latest value in the period, added over series |
-| ``max``, ``min`` | the largest / smallest value |
-
-Which points count, so nothing is counted twice:
-- per source and metric, only the finest granularity stored (hour < day < week < month);
-- per source and metric, periods that overlap: the shorter one counts, and of equal length the
-  later one (Clarity's rolling 24/48/72-hour windows: a 3-day fetch and later daily syncs);
-- per source, metric and stored period, only the coarsest breakdown among the points that
-  match the ``dimensions`` filter: the dimensionless point (the provider's own total) when
-  there is one, else the set of dimension names with the fewest names (ties: alphabetical).
-  Points by ``page`` and points by ``device`` both add up to the total, so only one of them
-  is used; without a filter the series is the metric's total over all dimension values.
-
-Periods are calendar days, ISO weeks (Monday to Sunday) or calendar months of each point's own
-time zone (``timezone``, the local date of its ``periodStart``). A period is complete only if
-all its points are, it is over, and the ``from``/``to`` range holds all of it (a week cut by
-the range's start is partial). A custom metric aggregates each operand by its own rule
-per period first and then applies its formula (a ratio of sums, never a sum of ratios); a
-missing operand or a division by zero leaves that period's value null.
+How points combine (over periods, dimension values and sources) is written down once, in
+``docs/aggregation.md``: which stored points count (finest granularity, no overlapping periods,
+the coarsest breakdown per stored period), each rule (``sum``; ``average``/``ratio`` weighted,
+a point of unknown weight left out; ``last`` and ``max``/``min`` over whole-period levels;
+formulas per period), periods in each point's own time zone, and when a period is complete.
+This module follows that table; ``tests/api/test_aggregation_properties.py`` holds it to an
+oracle written from it.
 
 Input is bounded (``inflow/bounds.py``), but a point stored before the bounds existed may sit
 at the ends of the calendar: dates move by saturating arithmetic (a period that would end
@@ -188,6 +169,15 @@ def _midnight(day: date, *, end: bool) -> datetime:
     return datetime.combine(shift(day, 1) if end else day, time.min, UTC)
 
 
+def _local(day: date, tz: tzinfo) -> datetime:
+    return datetime.combine(day, time.min, tz)
+
+
+def _local_end(day: date, tz: tzinfo) -> datetime:
+    """The midnight after ``day`` in ``tz`` (the calendar's last instant past its end)."""
+    return datetime.combine(day, time.max, tz) if day == date.max else _local(shift(day, 1), tz)
+
+
 def check_range(window: Range, *, end_field: str = "to") -> None:
     """A 422 naming ``end_field`` when the range ends before it starts (or is empty)."""
     start, end = window.start_instant(), window.end_instant()
@@ -318,6 +308,15 @@ def _select(rows: Iterable[Row], wanted: Mapping[str, str]) -> list[Row]:
     return chosen
 
 
+def _levels(rows: Iterable[Row]) -> dict[datetime, float]:
+    """Per stored period (its start), the value over every source and dimension value read:
+    the rows chosen (a total, or one breakdown: ``_select``) added."""
+    levels: dict[datetime, float] = defaultdict(float)
+    for r in rows:
+        levels[r.period_start] += r.value
+    return levels
+
+
 def _combine(
     rows: Sequence[Row], rule: Rule, weights: Mapping[tuple[object, ...], float]
 ) -> float | None:
@@ -325,30 +324,39 @@ def _combine(
     values = [r.value for r in rows]
     if rule_name == "sum":
         return sum(values)
-    if rule_name == "max":
-        return max(values)
-    if rule_name == "min":
-        return min(values)
+    if rule_name in ("max", "min"):
+        # compared level with level (a stored period's total over its dimension values), never
+        # a region's value with a total's
+        pick = max if rule_name == "max" else min
+        return pick(_levels(rows).values())
     if rule_name == "last":
-        latest: dict[tuple[uuid.UUID, str], Row] = {}
+        # per source, the level of its latest stored period in the bucket; added over sources
+        by_source: dict[uuid.UUID, list[Row]] = defaultdict(list)
         for r in rows:
-            key = (r.source_id, r.dimensions_key)
-            if key not in latest or r.period_start > latest[key].period_start:
-                latest[key] = r
-        return sum(r.value for r in latest.values())
-    # average / ratio: weighted, never summed
+            by_source[r.source_id].append(r)
+        total = 0.0
+        for group in by_source.values():
+            latest = max(r.period_start for r in group)
+            total += sum(r.value for r in group if r.period_start == latest)
+        return total
+    # average / ratio: weighted, never summed; a point whose weight is unknown (none on it,
+    # no weight-metric point beside it) is left out, unless no point has one (a plain mean)
     known = [
-        r.weight
-        if r.weight is not None
-        else weights.get((r.source_id, r.granularity, r.period_start, r.dimensions_key))
+        (r.value, w)
         for r in rows
+        if (
+            w := r.weight
+            if r.weight is not None
+            else weights.get((r.source_id, r.granularity, r.period_start, r.dimensions_key))
+        )
+        is not None
     ]
-    if any(w is None for w in known):
+    if not known:
         return sum(values) / len(values)
-    total = sum(w for w in known if w is not None)
+    total = sum(w for _, w in known)
     if total == 0:
         return None
-    return sum(v * w for v, w in zip(values, known, strict=True) if w is not None) / total
+    return sum(v * w for v, w in known) / total
 
 
 class _Memo:
@@ -633,11 +641,14 @@ class SeriesQuery:
     # ------------------------------------------------------------ periods
 
     def _period(self, key: Bucket, cell: Cell) -> Period:
+        tz = zone(next(iter(cell.zones))) if len(cell.zones) == 1 else UTC
         if key == WHOLE:
-            start = self.window.start_instant() or _midnight(min(cell.days), end=False)
-            end = self.window.end_instant() or _midnight(max(cell.days), end=True)
+            # date bounds (and no bounds) are the points' own local days: a Berlin source's
+            # week starts at its midnight, not at UTC's
+            first, last = self.window.start, self.window.end
+            start = first if isinstance(first, datetime) else _local(first or min(cell.days), tz)
+            end = last if isinstance(last, datetime) else _local_end(last or max(cell.days), tz)
         else:
-            tz = zone(next(iter(cell.zones))) if len(cell.zones) == 1 else UTC
             start = datetime.combine(key[0], time.min, tz)
             # a period cut at the calendar's end ends at its last instant
             end = datetime.combine(key[1], time.max if key[1] == date.max else time.min, tz)
