@@ -144,7 +144,8 @@ def test_a_control_keeps_a_real_change(client, factory):
     test, gaps = _trend_test(client, headers, lift=10)
     expected = scipy_stats.ttest_rel(gaps[7:], gaps[:7])
 
-    (result,) = results(client, headers, test["id"])["metrics"]
+    body = results(client, headers, test["id"])
+    (result,) = body["metrics"]
 
     control = result["control"]
     assert control["effect"]["absolute"] == pytest.approx((sum(gaps[7:]) - sum(gaps[:7])) / 7)
@@ -152,6 +153,7 @@ def test_a_control_keeps_a_real_change(client, factory):
     assert control["interval"]["absolute"][0] > 0
     assert control["significant"] is True
     assert control["summary"].endswith("the change is significant beyond the control's trend.")
+    assert body["summary"] == f"{result['summary']} {control['summary']}"
 
 
 def test_guardrails_one_breached_one_ok(client, factory):
@@ -205,6 +207,10 @@ def test_guardrails_one_breached_one_ok(client, factory):
     assert visits_result["summary"].startswith("visits stayed within the 10.0 % tolerated")
     assert clicks_result["status"] == "inconclusive"
     assert clicks_result["reason"] == "Not enough days yet: 0 of 7 in the test window."
+    assert body["summary"] == (
+        "The test has no metric yet: name one or link data points. "
+        "Guardrails breached: signups. Guardrails not yet decided: clicks."
+    )
 
 
 # ---------------------------------------------------------------- checks

@@ -284,6 +284,7 @@ def test_results_flag_a_change_larger_than_the_daily_noise(client, factory):
     assert visits["summary"].startswith("visits rose 30.0 % (95 % CI ")
     assert visits["summary"].endswith("the change is significant.")
     assert visits["control"] is None
+    assert body["summary"] == visits["summary"]
 
 
 def test_results_do_not_flag_a_change_within_the_daily_noise(client, factory):
@@ -389,6 +390,7 @@ def test_results_before_the_test_starts_are_empty(client, factory):
     body = results(client, headers, test["id"])
 
     assert body["started"] is False
+    assert body["summary"] == "The test has not started."
     (visits,) = body["metrics"]
     assert visits["baseline"] is None
     assert visits["during"] is None

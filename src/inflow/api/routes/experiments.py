@@ -164,6 +164,7 @@ class GuardrailResult(Analysis):
 
 class ResultsPublic(Schema):
     test_id: uuid.UUID
+    summary: str = Field(description="what the numbers support, in words")
     rule: str
     method: str
     method_name: str

@@ -360,6 +360,32 @@ def _guardrail_status(guardrail: Mapping[str, Any], analysis: Mapping[str, Any])
     return "breached", f"{metric} may have {word} by more than {limit} ({ci})."
 
 
+def _overall(
+    started: bool, found: Sequence[Mapping[str, Any]], guards: Sequence[Mapping[str, Any]]
+) -> str:
+    """The test's verdict in words: its first metric (and against the control), then the
+    guardrails."""
+    if not started:
+        return "The test has not started."
+    words = []
+    if not found:
+        words.append("The test has no metric yet: name one or link data points.")
+    else:
+        words.append(found[0]["summary"])
+        if found[0]["control"] is not None:
+            words.append(found[0]["control"]["summary"])
+    by_status: dict[str, list[str]] = defaultdict(list)
+    for guard in guards:
+        by_status[guard["status"]].append(guard["metric"])
+    if by_status["breached"]:
+        words.append(f"Guardrails breached: {', '.join(by_status['breached'])}.")
+    if by_status["inconclusive"]:
+        words.append(f"Guardrails not yet decided: {', '.join(by_status['inconclusive'])}.")
+    if guards and not by_status["breached"] and not by_status["inconclusive"]:
+        words.append(f"Guardrails held: {', '.join(by_status['ok'])}.")
+    return " ".join(words)
+
+
 @dataclass
 class _Context:
     session: Session
@@ -553,15 +579,18 @@ def results(session: Session, test: Experiment, *, now: datetime | None = None) 
         now,
     )
     spans = windows(test, now.date())
+    found = [context.result(name, spans) for name in names]
+    guards = [context.guardrail(g, spans) for g in test.guardrails or []]
     return {
         "testId": test.id,
+        "summary": _overall(spans is not None, found, guards),
         "rule": RULE,
         "method": stats.METHOD,
         "methodName": stats.METHOD_NAME,
         "confidence": stats.CONFIDENCE,
         "started": spans is not None,
-        "metrics": [context.result(name, spans) for name in names],
-        "guardrails": [context.guardrail(g, spans) for g in test.guardrails or []],
+        "metrics": found,
+        "guardrails": guards,
     }
 
 
