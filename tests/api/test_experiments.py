@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from scipy import stats as scipy_stats
 from sqlalchemy import select
 
 from inflow.storage.models import AuditEvent, ExperimentDataPoint
@@ -24,6 +25,8 @@ TEST_KEYS = {
     "startDate",
     "endDate",
     "status",
+    "control",
+    "guardrails",
     "ownerId",
     "dataPointCount",
     "createdAt",
@@ -211,6 +214,12 @@ def _store_days(client, headers, source, metric: str, values: list[tuple[date, f
     return store(client, headers, [point(source, metric, v, d) for d, v in values], **kw)
 
 
+def paired(during: Sequence[float], baseline: Sequence[float]) -> Any:
+    """scipy's own paired t-test (not the code under test), with its 95 % interval."""
+    found = scipy_stats.ttest_rel(during, baseline)
+    return found, found.confidence_interval(0.95)
+
+
 def test_results_flag_a_change_larger_than_the_daily_noise(client, factory):
     _, headers = person(factory)
     source = create_source(client, headers)
@@ -237,11 +246,14 @@ def test_results_flag_a_change_larger_than_the_daily_noise(client, factory):
             ],
             linkToTests=[test["id"]],
         )
+    expected, interval = paired(during, baseline)
 
     body = results(client, headers, test["id"])
 
     assert body["started"] is True
-    assert "2 times the standard deviation" in body["rule"]
+    assert "same weekday" in body["rule"]
+    assert (body["method"], body["confidence"]) == ("weekday-paired-t", 0.95)
+    assert body["guardrails"] == []
     (visits,) = body["metrics"]
     assert visits["metric"] == "visits"
     assert visits["aggregation"] == "sum"
@@ -257,7 +269,22 @@ def test_results_flag_a_change_larger_than_the_daily_noise(client, factory):
     assert visits["change"]["absolute"] == pytest.approx(30)
     assert visits["change"]["relative"] == pytest.approx(0.3)
     assert visits["baselineDailyStdDev"] == pytest.approx(statistics.stdev(baseline))
-    assert visits["significant"] is True  # 30 > 2 x 1.29
+    assert visits["effect"]["absolute"] == pytest.approx(30)
+    assert visits["effect"]["relative"] == pytest.approx(0.3)
+    assert visits["interval"]["absolute"] == pytest.approx([interval.low, interval.high])
+    assert visits["interval"]["relative"] == pytest.approx(
+        [interval.low / 100, interval.high / 100]
+    )
+    assert visits["interval"]["absolute"][0] > 0
+    assert visits["pValue"] == pytest.approx(expected.pvalue)
+    assert visits["degreesOfFreedom"] == 6
+    assert visits["days"] == {"baseline": 7, "during": 7, "paired": 7, "required": 7, "lag": 7}
+    assert visits["significant"] is True
+    assert visits["reason"] is None
+    assert visits["summary"].startswith("visits rose 30.0 % (95 % CI ")
+    assert visits["summary"].endswith("the change is significant.")
+    assert visits["control"] is None
+    assert body["summary"] == visits["summary"]
 
 
 def test_results_do_not_flag_a_change_within_the_daily_noise(client, factory):
@@ -268,6 +295,7 @@ def test_results_do_not_flag_a_change_within_the_daily_noise(client, factory):
     during = [150, 70, 120, 90, 130, 80, 126]  # mean 109.43
     _store_days(client, headers, source, "visits", days(BASELINE, baseline))
     _store_days(client, headers, source, "visits", days(START, during))  # nothing linked
+    expected, interval = paired(during, baseline)
 
     (visits,) = results(client, headers, test["id"])["metrics"]
 
@@ -275,20 +303,24 @@ def test_results_do_not_flag_a_change_within_the_daily_noise(client, factory):
     assert visits["baseline"]["value"] == pytest.approx(100)
     assert visits["during"]["value"] == pytest.approx(sum(during) / 7)
     assert visits["change"]["absolute"] == pytest.approx(sum(during) / 7 - 100)
-    assert visits["baselineDailyStdDev"] == pytest.approx(statistics.stdev(baseline))
+    assert visits["pValue"] == pytest.approx(expected.pvalue)
+    assert visits["interval"]["absolute"] == pytest.approx([interval.low, interval.high])
+    assert visits["interval"]["absolute"][0] < 0 < visits["interval"]["absolute"][1]
     assert visits["significant"] is False
+    assert visits["summary"].endswith("not significant, the interval includes no change.")
 
 
-def test_results_read_the_linked_series_only(client, factory):
-    """Points linked for one page: the results are that page's, baseline included."""
+def test_too_few_days_are_not_called_significant(client, factory):
+    """Points linked for one page: the results are that page's, baseline included; three
+    days of a clear change are still too few to call."""
     _, headers = person(factory)
     source = create_source(client, headers)
     test = create_test(client, headers, endDate="2025-05-10")
-    _store_days(client, headers, source, "visits", days(START - timedelta(days=3), [10, 10, 10]))
+    _store_days(client, headers, source, "visits", days(BASELINE, [10, 10, 10]))
     store(
         client,
         headers,
-        [point(source, "visits", 5, d, dimensions={"page": "/pricing"}) for d, _ in days(START - timedelta(days=3), [0] * 3)],
+        [point(source, "visits", 5, d, dimensions={"page": "/pricing"}) for d, _ in days(BASELINE, [0] * 3)],
     )  # fmt: skip
     store(
         client,
@@ -299,10 +331,16 @@ def test_results_read_the_linked_series_only(client, factory):
 
     (visits,) = results(client, headers, test["id"])["metrics"]
 
+    assert (visits["baseline"]["from"], visits["baseline"]["to"]) == ("2025-05-01", "2025-05-03")
     assert visits["baseline"]["value"] == pytest.approx(5)  # not 10 (the site) nor 15
     assert visits["during"]["value"] == pytest.approx(8)
-    assert visits["baselineDailyStdDev"] == 0
-    assert visits["significant"] is True
+    assert visits["change"]["absolute"] == pytest.approx(3)
+    assert visits["significant"] is None
+    assert visits["interval"] is None
+    assert visits["pValue"] is None
+    assert visits["days"]["during"] == 3
+    assert visits["reason"] == "Not enough days yet: 3 of 7 in the test window."
+    assert visits["summary"] == visits["reason"]
 
 
 def test_results_of_a_custom_metric_and_a_short_baseline(client, factory):
@@ -315,8 +353,8 @@ def test_results_of_a_custom_metric_and_a_short_baseline(client, factory):
         json={"key": "conversion", "label": "Conversion", "formula": "signups / visits"},
     )
     test = create_test(client, headers, endDate="2025-05-11", metric="conversion")  # 4 days
-    # baseline: only 2 of its 4 days have data
-    base_days = [START - timedelta(days=2), START - timedelta(days=1)]
+    # baseline (a week back, 1-4 May): only 2 of its 4 days have data
+    base_days = [BASELINE, BASELINE + timedelta(days=1)]
     during_days = [START + timedelta(days=i) for i in range(4)]
     _store_days(client, headers, source, "visits", [(base_days[0], 100), (base_days[1], 300)])
     _store_days(client, headers, source, "signups", [(base_days[0], 10), (base_days[1], 10)])
@@ -333,7 +371,15 @@ def test_results_of_a_custom_metric_and_a_short_baseline(client, factory):
     assert conversion["during"]["value"] == pytest.approx(0.1)
     assert conversion["change"]["relative"] == pytest.approx(1.0)
     assert conversion["baselineDailyStdDev"] == pytest.approx(statistics.stdev([0.1, 10 / 300]))
-    assert conversion["significant"] is False  # 0.05 < 2 x 0.047
+    assert conversion["days"] == {
+        "baseline": 2,
+        "during": 4,
+        "paired": 2,
+        "required": 7,
+        "lag": 7,
+    }
+    assert conversion["significant"] is None
+    assert conversion["reason"] == "Not enough days yet: 4 of 7 in the test window."
 
 
 def test_results_before_the_test_starts_are_empty(client, factory):
@@ -344,7 +390,9 @@ def test_results_before_the_test_starts_are_empty(client, factory):
     body = results(client, headers, test["id"])
 
     assert body["started"] is False
+    assert body["summary"] == "The test has not started."
     (visits,) = body["metrics"]
     assert visits["baseline"] is None
     assert visits["during"] is None
     assert visits["significant"] is None
+    assert visits["reason"] == "The test has not started."

@@ -278,6 +278,10 @@ class Experiment(Base):
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date | None] = mapped_column(Date, default=None)
     status: Mapped[str] = mapped_column(String(16), default="draft")
+    # what the change did not touch: {"metric", "sourceId", "dimensions"} (any of them)
+    control: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # [{"metric", "badDirection": "increase" | "decrease", "tolerance": 0.05}]
+    guardrails: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -6,12 +6,21 @@ Results, per metric of the test (each metric of its linked points, and its own `
   points (the test's ``metric`` alone) reads the sources of the test's linked points, or all
   of the owner's sources when nothing is linked, over all dimension values;
 - ``during``: the test's days, ``startDate`` through ``endDate`` (or today while it runs);
-  ``baseline``: the same number of days just before ``startDate`` (those of them with data);
-- each value is the window aggregated by the metric's rule (a custom metric: its operands,
-  then its formula); additive (``sum``) metrics are compared per day with data, so a baseline
-  with fewer days of data still compares;
-- the change is significant when ``|during - baseline|`` is more than twice the standard
-  deviation of the baseline's daily values (at least two days of them; else unknown).
+  ``baseline``: the same days moved back by whole weeks (``stats.baseline_lag``: 7 days for
+  a test of a week or less, 14 for one of 8 to 14 days...), so both windows hold the same
+  weekdays; days before the calendar's start are left out;
+- each window's value is the window aggregated by the metric's rule (a custom metric: its
+  operands, then its formula); additive (``sum``) metrics are compared per day with data;
+- whether the change is more than noise: a paired t-test of the daily values, each test day
+  against the same weekday in the baseline (``inflow.api.services.stats`` says why), with a
+  95 % interval and a p-value; fewer than 7 such pairs: ``significant`` is ``None`` and
+  ``reason`` says what is missing;
+- with a ``control`` (a metric, source or dimension values the change did not touch), the
+  test's metric is also compared by difference-in-differences: the same test on each day's
+  treated minus control value, so a trend both share cancels;
+- each guardrail (a metric, the direction that is bad, a relative tolerance) is ``breached``
+  when its interval of the relative change reaches past the tolerance in the bad direction,
+  ``ok`` when it stays within, ``inconclusive`` when there are too few days to tell.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import math
 import statistics
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,7 +38,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from inflow.api.authz import allowed
-from inflow.api.services import metrics
+from inflow.api.services import metrics, stats
 from inflow.api.services.formula import Formula
 from inflow.api.services.series import Period, Range, SeriesQuery, change, shift
 from inflow.errors import FieldError, ValidationFailedError
@@ -43,24 +52,53 @@ from inflow.storage.models import (
 )
 
 STATUSES = ("draft", "running", "completed", "cancelled")
-SIGNIFICANCE = 2.0
 RULE = (
-    "significant when |during - baseline| > 2 times the standard deviation of the baseline's daily "
-    "values (needs at least 2 baseline days with data); additive metrics compare per day"
+    "significant when the 95 % confidence interval of the change excludes 0 (p < 0.05): a paired "
+    "t-test of daily values, each test day against the same weekday in the baseline, the test "
+    f"window moved back by whole weeks; at least {stats.MIN_PAIRS} such pairs of days (a full "
+    "week) before anything is called significant; additive metrics compare per day"
 )
 
 
 def check_fields(
-    session: Session, *, owner_id: uuid.UUID, metric: str | None, start: date, end: date | None
+    session: Session,
+    *,
+    owner_id: uuid.UUID,
+    metric: str | None,
+    start: date,
+    end: date | None,
+    control: Mapping[str, Any] | None = None,
+    guardrails: Sequence[Mapping[str, Any]] = (),
 ) -> None:
-    """422s for a metric nobody defines and an end before the start."""
+    """422s for a metric nobody defines (the test's, its control's, a guardrail's), an end
+    before the start, a control on a source the owner does not have or without the test's
+    metric."""
     errors = []
-    if metric is not None and not metrics.is_known(session, owner_id=owner_id, key=metric):
-        errors.append(
-            FieldError("metric", f"{metric!r} is neither a connector metric nor a custom one")
-        )
+
+    def unknown(key: str) -> bool:
+        return not metrics.is_known(session, owner_id=owner_id, key=key)
+
+    def problem(key: str) -> str:
+        return f"{key!r} is neither a connector metric nor a custom one"
+
+    if metric is not None and unknown(metric):
+        errors.append(FieldError("metric", problem(metric)))
     if end is not None and end < start:
         errors.append(FieldError("endDate", "the end date is before the start date"))
+    if control is not None:
+        if metric is None:
+            errors.append(FieldError("control", "a control needs the test's metric"))
+        if (name := control.get("metric")) is not None and unknown(name):
+            errors.append(FieldError("control.metric", problem(name)))
+        if (source_id := control.get("sourceId")) is not None:
+            owner = session.scalar(
+                select(DataSource.owner_id).where(DataSource.id == uuid.UUID(str(source_id)))
+            )
+            if owner != owner_id:
+                errors.append(FieldError("control.sourceId", f"source {source_id} not found"))
+    for index, guardrail in enumerate(guardrails):
+        if unknown(guardrail["metric"]):
+            errors.append(FieldError(f"guardrails.{index}.metric", problem(guardrail["metric"])))
     if errors:
         raise ValidationFailedError("invalid test", errors)
 
@@ -136,16 +174,17 @@ class Window:
 
 
 def windows(test: Experiment, today: date) -> tuple[Window | None, Window] | None:
-    """(baseline, during); ``None`` before the test has started. The baseline is cut at the
-    calendar's start (``None`` for a test stored as starting on its first day)."""
+    """(baseline, during); ``None`` before the test has started. The baseline is the test
+    window moved back by whole weeks, cut at the calendar's start (``None`` when nothing of
+    it is left)."""
     end = min(test.end_date or today, today)
     if test.start_date > today or end < test.start_date:
         return None
     during = Window(test.start_date, end)
-    if test.start_date == date.min:
+    lag = stats.baseline_lag(during.days)
+    if test.start_date.toordinal() <= lag:
         return None, during
-    baseline = Window(shift(test.start_date, -during.days), shift(test.start_date, -1))
-    return baseline, during
+    return Window(shift(during.first, -lag), shift(during.last, -lag)), during
 
 
 def _scopes(session: Session, test: Experiment) -> dict[str, set[tuple[uuid.UUID, str]]]:
@@ -170,6 +209,181 @@ def _window_public(window: Window, total: Period | None) -> dict[str, Any]:
         "value": total.value if total else None,
         "complete": total.complete if total else False,
     }
+
+
+# ---------------------------------------------------------------- words
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _p(value: float) -> str:
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def _interval_words(analysis: Mapping[str, Any]) -> str:
+    """ "95 % CI 4.0 % to 20.0 %" (relative where a relative change exists, else absolute)."""
+    level = f"{analysis['confidence'] * 100:g} % CI"
+    relative = analysis["interval"]["relative"]
+    if relative is not None:
+        return f"{level} {_percent(relative[0])} to {_percent(relative[1])}"
+    low, high = analysis["interval"]["absolute"]
+    return f"{level} {_number(low)} to {_number(high)}"
+
+
+def _moved(metric: str, analysis: Mapping[str, Any], *, more: str = "") -> str:
+    """ "visits rose 12.0 %" / "visits fell by 3" / "visits did not change"."""
+    effect = analysis["effect"]
+    size = effect["relative"] if effect["relative"] is not None else effect["absolute"]
+    if size == 0:
+        return f"{metric} did not change{more}"
+    verb = "rose" if size > 0 else "fell"
+    amount = _percent(abs(size)) if effect["relative"] is not None else f"by {_number(abs(size))}"
+    return f"{metric} {verb} {amount}{more}"
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def _analysis(
+    baseline: Mapping[date, float | None], during: Mapping[date, float | None], lag: int
+) -> dict[str, Any]:
+    """The paired t-test of the daily values (``stats``), as the result shows it."""
+    pairs = stats.pair(baseline, during, lag)
+    entry: dict[str, Any] = {
+        "method": stats.METHOD,
+        "confidence": stats.CONFIDENCE,
+        "effect": {"absolute": None, "relative": None},
+        "interval": None,
+        "pValue": None,
+        "degreesOfFreedom": None,
+        "days": {
+            "baseline": len(pairs.baseline),
+            "during": len(pairs.during),
+            "paired": len(pairs.pairs),
+            "required": stats.MIN_PAIRS,
+            "lag": lag,
+        },
+        "significant": None,
+        "reason": None,
+    }
+    if len(pairs.during) < stats.MIN_PAIRS:
+        entry["reason"] = (
+            f"Not enough days yet: {len(pairs.during)} of {stats.MIN_PAIRS} in the test window."
+        )
+        return entry
+    if len(pairs.pairs) < stats.MIN_PAIRS:
+        entry["reason"] = (
+            f"Not enough baseline days: {len(pairs.pairs)} of the test window's "
+            f"{len(pairs.during)} days have data on the same weekday {lag} days earlier; "
+            f"{stats.MIN_PAIRS} are needed."
+        )
+        return entry
+    test = stats.mean_difference(pairs.differences)
+    if not all(math.isfinite(x) for x in (test.mean, test.low, test.high, test.p_value)):
+        entry["reason"] = "The daily values are too large to compare (past a double's range)."
+        return entry
+    base = pairs.baseline_mean
+    scale = abs(base) if base and math.isfinite(base) else None
+    if scale and not all(math.isfinite(x / scale) for x in (test.mean, test.low, test.high)):
+        scale = None  # a baseline near 0: no relative change
+    entry |= {
+        "effect": {
+            "absolute": test.mean,
+            "relative": test.mean / scale if scale else None,
+        },
+        "interval": {
+            "absolute": [test.low, test.high],
+            "relative": [test.low / scale, test.high / scale] if scale else None,
+        },
+        "pValue": test.p_value,
+        "degreesOfFreedom": test.df,
+        "significant": test.significant,
+    }
+    return entry
+
+
+def _summary(metric: str, analysis: Mapping[str, Any]) -> str:
+    """One or two sentences of what the numbers support."""
+    if analysis["reason"] is not None:
+        return str(analysis["reason"])
+    days = analysis["days"]
+    how = (
+        f"({_interval_words(analysis)}, {_p(analysis['pValue'])}, paired t on "
+        f"{days['paired']} days, each against the same weekday {days['lag']} days earlier)"
+    )
+    if analysis["significant"]:
+        return f"{_moved(metric, analysis)} {how}: the change is significant."
+    return f"{_moved(metric, analysis)} {how}: not significant, the interval includes no change."
+
+
+def _control_summary(metric: str, analysis: Mapping[str, Any]) -> str:
+    if analysis["reason"] is not None:
+        return f"Against the control: {analysis['reason']}"
+    how = (
+        f"({_interval_words(analysis)}, {_p(analysis['pValue'])}, difference-in-differences "
+        f"on {analysis['days']['paired']} days)"
+    )
+    verdict = (
+        "the change is significant beyond the control's trend."
+        if analysis["significant"]
+        else "not significant once the control's trend is taken out."
+    )
+    return f"Against the control, {_moved(metric, analysis)} {how}: {verdict}"
+
+
+def _guardrail_status(guardrail: Mapping[str, Any], analysis: Mapping[str, Any]) -> tuple[str, str]:
+    """(status, words): ``breached`` when the relative interval reaches past the tolerance in
+    the bad direction, ``ok`` when it stays within, else ``inconclusive``."""
+    metric, tolerance = guardrail["metric"], float(guardrail["tolerance"])
+    bad = guardrail["badDirection"]
+    if analysis["reason"] is not None:
+        return "inconclusive", str(analysis["reason"])
+    relative = analysis["interval"]["relative"]
+    if relative is None:
+        return "inconclusive", f"{metric}'s baseline is 0: no relative change to hold to."
+    low, high = relative
+    # the interval of the change in the bad direction (a fall counted as a positive amount)
+    worst, best = (high, low) if bad == "increase" else (-low, -high)
+    word = "risen" if bad == "increase" else "fallen"
+    limit = f"the {_percent(tolerance)} tolerated"
+    ci = _interval_words(analysis)
+    if worst <= tolerance:
+        return "ok", f"{metric} stayed within {limit} ({ci})."
+    if best > tolerance:
+        return "breached", f"{metric} has {word} by more than {limit} ({ci})."
+    return "breached", f"{metric} may have {word} by more than {limit} ({ci})."
+
+
+def _overall(
+    started: bool, found: Sequence[Mapping[str, Any]], guards: Sequence[Mapping[str, Any]]
+) -> str:
+    """The test's verdict in words: its first metric (and against the control), then the
+    guardrails."""
+    if not started:
+        return "The test has not started."
+    words = []
+    if not found:
+        words.append("The test has no metric yet: name one or link data points.")
+    else:
+        words.append(found[0]["summary"])
+        if found[0]["control"] is not None:
+            words.append(found[0]["control"]["summary"])
+    by_status: dict[str, list[str]] = defaultdict(list)
+    for guard in guards:
+        by_status[guard["status"]].append(guard["metric"])
+    if by_status["breached"]:
+        words.append(f"Guardrails breached: {', '.join(by_status['breached'])}.")
+    if by_status["inconclusive"]:
+        words.append(f"Guardrails not yet decided: {', '.join(by_status['inconclusive'])}.")
+    if guards and not by_status["breached"] and not by_status["inconclusive"]:
+        words.append(f"Guardrails held: {', '.join(by_status['ok'])}.")
+    return " ".join(words)
 
 
 @dataclass
@@ -207,6 +421,80 @@ class _Context:
             now=self.now,
         )
 
+    def control_query(self, metric: str, window: Window) -> SeriesQuery:
+        """The control's series: its metric (else the test's), its source (else the sources
+        the test's metric is read from), its dimension values (else all)."""
+        control = self.test.control or {}
+        source_id = control.get("sourceId")
+        if source_id is not None:
+            wanted = uuid.UUID(str(source_id))
+            types = {
+                row.id: row.type
+                for row in self.session.execute(
+                    select(DataSource.id, DataSource.type).where(
+                        DataSource.id == wanted, DataSource.owner_id == self.test.owner_id
+                    )
+                )
+            }
+        else:
+            types = self.sources(metric)
+        return SeriesQuery(
+            self.session,
+            sources=types,
+            window=Range(window.first, window.last),
+            formulas=self.formulas,
+            dimensions=control.get("dimensions") or {},
+            now=self.now,
+        )
+
+    def daily(
+        self, metric: str, spans: tuple[Window | None, Window]
+    ) -> tuple[dict[date, float | None], dict[date, float | None]]:
+        baseline_window, during_window = spans
+        before = self.query(metric, baseline_window).daily_values(metric) if baseline_window else {}
+        return before, self.query(metric, during_window).daily_values(metric)
+
+    def control(
+        self,
+        metric: str,
+        spans: tuple[Window | None, Window],
+        treated: tuple[Mapping[date, float | None], Mapping[date, float | None]],
+    ) -> dict[str, Any]:
+        """Difference-in-differences of ``metric`` (its daily values ``treated``: baseline,
+        test window) against the test's control."""
+        control = self.test.control or {}
+        name = control.get("metric") or metric
+        baseline_window, during_window = spans
+        before_query = self.control_query(name, baseline_window) if baseline_window else None
+        during_query = self.control_query(name, during_window)
+        before = before_query.daily_values(name) if before_query else {}
+        during = during_query.daily_values(name)
+        lag = stats.baseline_lag(during_window.days)
+        analysis = _analysis(
+            stats.difference_series(treated[0], before),
+            stats.difference_series(treated[1], during),
+            lag,
+        )
+        # relative to the treated metric's level (the difference's own level may be ~0)
+        pairs = stats.pair(treated[0], treated[1], lag)
+        scale = abs(pairs.baseline_mean) if pairs.baseline_mean else None
+        if analysis["reason"] is None:
+            low, high = analysis["interval"]["absolute"]
+            analysis["effect"]["relative"] = (
+                analysis["effect"]["absolute"] / scale if scale else None
+            )
+            analysis["interval"]["relative"] = [low / scale, high / scale] if scale else None
+        elif not during_query.source_ids:
+            analysis["reason"] = "The control's source is gone: nothing to compare with."
+        analysis["method"] = f"difference-in-differences, {stats.METHOD}"
+        return {
+            "metric": name,
+            "sourceId": control.get("sourceId"),
+            "dimensions": control.get("dimensions") or {},
+            **analysis,
+            "summary": _control_summary(metric, analysis),
+        }
+
     def result(self, metric: str, spans: tuple[Window | None, Window] | None) -> dict[str, Any]:
         custom = metric in self.formulas
         entry: dict[str, Any] = {
@@ -217,7 +505,11 @@ class _Context:
             "during": None,
             "change": {"absolute": None, "relative": None},
             "baselineDailyStdDev": None,
+            **_analysis({}, {}, 7),
             "significant": None,
+            "reason": "The test has not started.",
+            "summary": "The test has not started.",
+            "control": None,
         }
         if spans is None:
             return entry
@@ -226,25 +518,46 @@ class _Context:
         during = self.query(metric, during_window)
         base = before.total(metric, per_day=True) if before else None
         now = during.total(metric, per_day=True)
-        # a day whose sum overflowed a double (values near 1e308) has no spread to give
-        days = before.daily_values(metric).values() if before else []
-        daily = [v for v in days if v is not None and math.isfinite(v)]
+        daily_before = before.daily_values(metric) if before else {}
+        daily = [v for v in daily_before.values() if v is not None and math.isfinite(v)]
         spread = statistics.stdev(daily) if len(daily) >= 2 else None
         moved = change(now.value if now else None, base.value if base else None)
-        significant = None
-        if moved.absolute is not None and spread is not None:
-            significant = abs(moved.absolute) > SIGNIFICANCE * spread
         if not custom:
             entry["unit"] = during.unit(metric)
             entry["aggregation"] = during.rule(metric).aggregation
+        daily_during = during.daily_values(metric)
+        analysis = _analysis(daily_before, daily_during, stats.baseline_lag(during_window.days))
+        if baseline_window is None:
+            analysis["reason"] = "No baseline: the test starts at the calendar's first days."
         entry |= {
             "baseline": _window_public(baseline_window, base) if baseline_window else None,
             "during": _window_public(during_window, now),
             "change": {"absolute": moved.absolute, "relative": moved.relative},
             "baselineDailyStdDev": spread,
-            "significant": significant,
+            **analysis,
+            "summary": _summary(metric, analysis),
         }
+        if self.test.control and metric == self.test.metric:
+            entry["control"] = self.control(metric, spans, (daily_before, daily_during))
         return entry
+
+    def guardrail(
+        self, guardrail: Mapping[str, Any], spans: tuple[Window | None, Window] | None
+    ) -> dict[str, Any]:
+        metric = guardrail["metric"]
+        entry: dict[str, Any] = {
+            "metric": metric,
+            "badDirection": guardrail["badDirection"],
+            "tolerance": guardrail["tolerance"],
+            **_analysis({}, {}, 7),
+        }
+        if spans is None:
+            reason = "The test has not started."
+            return entry | {"reason": reason, "status": "inconclusive", "summary": reason}
+        before, during = self.daily(metric, spans)
+        analysis = _analysis(before, during, stats.baseline_lag(spans[1].days))
+        status, words = _guardrail_status(guardrail, analysis)
+        return entry | analysis | {"status": status, "summary": words}
 
 
 def results(session: Session, test: Experiment, *, now: datetime | None = None) -> dict[str, Any]:
@@ -266,11 +579,18 @@ def results(session: Session, test: Experiment, *, now: datetime | None = None) 
         now,
     )
     spans = windows(test, now.date())
+    found = [context.result(name, spans) for name in names]
+    guards = [context.guardrail(g, spans) for g in test.guardrails or []]
     return {
         "testId": test.id,
+        "summary": _overall(spans is not None, found, guards),
         "rule": RULE,
+        "method": stats.METHOD,
+        "methodName": stats.METHOD_NAME,
+        "confidence": stats.CONFIDENCE,
         "started": spans is not None,
-        "metrics": [context.result(name, spans) for name in names],
+        "metrics": found,
+        "guardrails": guards,
     }
 
 
