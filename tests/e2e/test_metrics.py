@@ -229,7 +229,11 @@ def test_a_test_created_points_linked_results_drawn(page, live_server, seeded):
     result = page.locator("article.result").first
     expect(result.get_by_text("Significant", exact=True)).to_be_visible()
     expect(result).to_contain_text(f"{signups['change']['relative'] * 100:+.1f}%")
-    expect(result.locator(".reading")).to_contain_text("by the test's rule it is significant")
+    # the API's verdict in words, and its interval and p-value, as the page shows them
+    expect(result.locator(".reading")).to_contain_text(signups["summary"])
+    low, high = signups["interval"]["relative"]
+    expect(result).to_contain_text(f"{low * 100:+.1f} % to {high * 100:+.1f} %")
+    expect(result).to_contain_text("p < 0.001" if signups["pValue"] < 0.001 else "p = ")
     expect_chart(page, "result-chart-1")
     chart = embedded(page, "result-chart-1")
     assert [b["from"] for b in chart["bands"]] == [signups["baseline"]["from"], str(first)]

@@ -37,16 +37,6 @@ router = APIRouter(include_in_schema=False)
 STATUSES = ("draft", "running", "completed", "cancelled")
 # The fields of a metric's result this page knows; any other the API adds (a method, an
 # interval, a p-value) is shown as it is.
-KNOWN_RESULT_FIELDS = {
-    "metric",
-    "unit",
-    "aggregation",
-    "baseline",
-    "during",
-    "change",
-    "baselineDailyStdDev",
-    "significant",
-}
 LINK_LIMIT = 5000  # points linked by one submit (the API takes up to 10,000 ids)
 
 
@@ -160,46 +150,37 @@ def _checked_fields(session: SessionDep, user: User, values: dict[str, str]) -> 
 
 
 def _reading(result: dict[str, Any]) -> str:
-    """What the numbers support, in words."""
+    """What the numbers support, in words: the API's own ``summary`` (the method, the interval
+    and the p-value), or why there is nothing to compare yet."""
     baseline, during = result.get("baseline"), result.get("during")
-    change = result.get("change") or {}
-    per_day = " per day" if result.get("aggregation") == "sum" else ""
     if during is None or during.get("value") is None:
         return "No data in the test window yet: link data points from the test's days."
     if baseline is None or baseline.get("value") is None:
-        return (
-            "No baseline to compare with: link data points from the days just before the test "
-            + (f"({baseline['from']} to {baseline['to']})." if baseline else "started.")
+        return "No baseline to compare with: link data points from the baseline's days " + (
+            f"({baseline['from']} to {baseline['to']})." if baseline else "before the test."
         )
-    relative, absolute = change.get("relative"), change.get("absolute")
-    if absolute is None:
-        return "The change cannot be computed from these values."
-    direction = "higher" if absolute > 0 else ("lower" if absolute < 0 else "the same as")
-    size = f"{abs(relative) * 100:.1f}% " if relative is not None and absolute != 0 else ""
-    text = (
-        f"During the test, {result['metric']} was {size}{direction}"
-        f"{' than' if absolute != 0 else ''} in the baseline "
-        f"({_n(during['value'])} against {_n(baseline['value'])}{per_day})."
-    )
-    spread = result.get("baselineDailyStdDev")
-    significant = result.get("significant")
-    if significant is True:
-        text += (
-            f" The change is more than twice the baseline's day-to-day spread (standard deviation {_n(spread)}):"
-            " by the test's rule it is significant, unlikely to be ordinary daily variation."
-        )
-    elif significant is False:
-        text += (
-            f" The change is within twice the baseline's day-to-day spread (standard deviation {_n(spread)}):"
-            " it could be ordinary daily variation, so these numbers do not show an effect yet."
-        )
-    else:
-        text += (
-            " Whether it is significant is unknown: the baseline needs at least two days with data."
-        )
+    text = str(result.get("summary") or result.get("reason") or "")
     if not during.get("complete", True):
         text += " The test window is still being counted (its last period is partial)."
-    return text
+    return text.strip()
+
+
+def _interval(found: dict[str, Any] | None) -> str:
+    """``+4.1 % to +11.7 %`` (relative), else the absolute bounds; '' without one."""
+    interval = (found or {}).get("interval") or {}
+    relative, absolute = interval.get("relative"), interval.get("absolute")
+    if relative:
+        return f"{relative[0] * 100:+.1f} % to {relative[1] * 100:+.1f} %"
+    if absolute:
+        return f"{absolute[0]:+,.2f} to {absolute[1]:+,.2f}"
+    return ""
+
+
+def _p(value: float | None) -> str:
+    """``p = 0.004`` / ``p < 0.001``; '' without a p-value."""
+    if value is None:
+        return ""
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
 
 
 def _n(value: float | None) -> str:
@@ -285,7 +266,11 @@ def _detail_context(
             "result": result,
             "reading": _reading(result),
             "chart": _chart(session, test, result),
-            "extras": {k: v for k, v in result.items() if k not in KNOWN_RESULT_FIELDS},
+            "interval": _interval(result),
+            "p": _p(result.get("pValue")),
+            "control": result.get("control"),
+            "control_interval": _interval(result.get("control")),
+            "control_p": _p((result.get("control") or {}).get("pValue")),
         }
         for result in results["metrics"]
     ]
@@ -303,9 +288,10 @@ def _detail_context(
         "spans": spans,
         "results": results,
         "shown": shown,
-        "extras_top": {
-            k: v for k, v in results.items() if k not in ("testId", "metrics", "rule", "started")
-        },
+        "guardrails": [
+            {**g, "interval_text": _interval(g), "p": _p(g.get("pValue"))}
+            for g in results.get("guardrails", [])
+        ],
         "sources": sources,
         # only metrics with stored points can be linked (a custom metric has none of its own)
         "link_metrics": stored_metrics(session, [s.id for s in sources]),
