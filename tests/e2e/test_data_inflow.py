@@ -3,6 +3,7 @@ fields first), Test, Fetch, review, Create All Data Points, see them stored; a f
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -152,6 +153,18 @@ def test_add_test_fetch_review_and_create_all(page, live_server, twilio):
         1 + metrics  # a header row and one row per fetched metric
     )
     check_page(page, "data-inflow-stored")
+
+    # ... and see its chart: the Metrics page for this source draws what the API's series says
+    page.get_by_role("link", name="See them charted on Metrics →").click()
+    chart = page.locator("#chart-total_calls")
+    expect(chart).to_have_attribute("data-drawn", "true", timeout=SLOW)
+    drawn = json.loads(page.locator("#chart-total_calls-data").text_content())
+    points = drawn["series"][0]["data"]["points"]
+    series = api(page, "GET", f"/api/data-points?metric=total_calls&sourceId={source_id}")
+    shown = {(p["periodStart"], p["value"]) for p in points}
+    assert shown, "the chart draws the stored days"
+    assert shown <= {(p["periodStart"], p["value"]) for p in series["points"]}
+    check_page(page, "data-inflow-charted")
 
 
 def test_a_failing_test_shows_its_reason(page, live_server, twilio):
