@@ -17,7 +17,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
-from inflow import bounds
 from inflow.api.authz import allowed, require
 from inflow.api.deps import AuditDep, SessionDep
 from inflow.api.routes import experiments as tests_api
@@ -28,6 +27,7 @@ from inflow.api.services import sources as sources_svc
 from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage.models import DataSource, Experiment, User
 from inflow.web.charts import error_page  # also registers the chart macro's filters
+from inflow.web.forms import form_day
 from inflow.web.metrics import stored_metrics
 from inflow.web.session import PageUser
 from inflow.web.templating import render
@@ -312,20 +312,6 @@ def test_page(
     return render(request, "tests/test.html", _detail_context(session, user, audit, test))
 
 
-def _day(value: str, name: str, errors: dict[str, str]) -> date | None:
-    if not value.strip():
-        return None
-    try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        errors[name] = "a date as YYYY-MM-DD"
-        return None
-    if not bounds.MIN_DATE <= day <= bounds.MAX_DATE:
-        errors[name] = f"a date from {bounds.MIN_DATE} to {bounds.MAX_DATE}"
-        return None
-    return day
-
-
 @router.post("/tests/{test_id}/link", name="page_test_link")
 def link_points(
     request: Request,
@@ -354,8 +340,8 @@ def link_points(
         errors["source"] = "choose one of your sources"
     if not values["metric"]:
         errors["metric"] = "choose a metric"
-    first = _day(start, "from", errors)
-    last = _day(end, "to", errors)
+    first = form_day(start, "from", errors)
+    last = form_day(end, "to", errors)
     if first and last and last < first:
         errors["to"] = "the end is before the start"
     linked: dict[str, int] | None = None

@@ -13,8 +13,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
+from inflow import bounds
 from inflow.errors import FieldError, ValidationFailedError
 
 # "text", "password", "number", "checkbox", "select", "url", "hidden"; and two textareas:
@@ -173,3 +175,18 @@ def errors_by_field(errors: list[FieldError], prefix: str = "") -> dict[str, str
         name = e.field.removeprefix(prefix) if prefix else e.field
         found.setdefault(name, e.message)
     return found
+
+
+def form_day(value: str, name: str, errors: dict[str, str]) -> date | None:
+    """A form's ``YYYY-MM-DD`` field (empty: None); a bad one is noted in ``errors[name]``."""
+    if not value.strip():
+        return None
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        errors[name] = "a date as YYYY-MM-DD"
+        return None
+    if not bounds.MIN_DATE <= day <= bounds.MAX_DATE:
+        errors[name] = f"a date {bounds.DATE_RANGE}"
+        return None
+    return day

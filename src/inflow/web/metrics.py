@@ -22,7 +22,6 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from inflow import bounds
 from inflow.api.deps import AuditDep, SessionDep
 from inflow.api.routes import data_points as points_api
 from inflow.api.routes import metrics as metrics_api
@@ -39,6 +38,7 @@ from inflow.errors import (
 )
 from inflow.storage.models import CustomMetric, DataPoint, User
 from inflow.web.charts import error_page  # also registers the chart macro's filters
+from inflow.web.forms import form_day
 from inflow.web.session import PageUser
 from inflow.web.templating import render
 
@@ -90,20 +90,6 @@ class Filters:
         return urlencode({k: v for k, v in values.items() if v})
 
 
-def _day(value: str, name: str, errors: dict[str, str]) -> date | None:
-    if not value.strip():
-        return None
-    try:
-        day = date.fromisoformat(value.strip())
-    except ValueError:
-        errors[name] = "a date as YYYY-MM-DD"
-        return None
-    if not bounds.MIN_DATE <= day <= bounds.MAX_DATE:
-        errors[name] = f"a date {bounds.DATE_RANGE}"
-        return None
-    return day
-
-
 def read_filters(request: Request, sources: dict[uuid.UUID, str]) -> Filters:
     """The filters from the query string; a bad value is named at its field, never a 500."""
     q = request.query_params
@@ -121,8 +107,8 @@ def read_filters(request: Request, sources: dict[uuid.UUID, str]) -> Filters:
         if source not in sources:
             errors["source"] = "not one of your sources"
             source = None
-    start = _day(q.get("from", ""), "from", errors)
-    end = _day(q.get("to", ""), "to", errors)
+    start = form_day(q.get("from", ""), "from", errors)
+    end = form_day(q.get("to", ""), "to", errors)
     if start and end and end < start:
         errors["to"] = "the end is before the start"
         end = None
