@@ -47,6 +47,7 @@ def test_wrong_api_key_fails_the_test_with_a_clear_message_and_needs_reauth(clie
             "name": "authenticated",
             "ok": False,
             "message": "example: the provider refused the credentials (401): Invalid API key",
+            "warning": False,
         }
     ]
     assert body["message"] == body["checks"][0]["message"]
