@@ -43,8 +43,13 @@ from tests.sync.helpers import make_source, run_direct
 class LiveSandbox:
     """The sandbox over loopback: its URL, its control routes, and Inflow syncs against it."""
 
-    def __init__(self, url: str, factory: sessionmaker[Session], keys: Vault) -> None:
+    def __init__(
+        self, url: str, factory: sessionmaker[Session], keys: Vault, moment: float
+    ) -> None:
         self.url = url
+        # the sandbox's day: its clock stands at `moment` (not the ticking test clock, which
+        # may pass a midnight while the test runs)
+        self.today = datetime.fromtimestamp(moment, UTC).date()
         self.http = httpx.Client(base_url=url, timeout=30)
         self.factory, self.vault = factory, keys
         self.app: FastAPI | None = None
@@ -130,7 +135,7 @@ def live(factory: sessionmaker[Session], vault: Vault) -> Iterator[LiveSandbox]:
     moment = time.time()
     app = create_app(clock=lambda: moment)
     with serve(app) as url:
-        sandbox = LiveSandbox(url, factory, vault)
+        sandbox = LiveSandbox(url, factory, vault, moment)
         sandbox.app = app
         try:
             yield sandbox

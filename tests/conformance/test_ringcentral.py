@@ -13,7 +13,7 @@ what it reads equal the points Inflow stores for the same days.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -48,7 +48,7 @@ def test_the_sdk_reads_what_inflow_stores(
     monkeypatch.setitem(registry(), SLUG, fast)
     config = live.credentials(SLUG)["config"]
     api = platform(config["baseUrl"], config["jwt"])
-    today = datetime.now(UTC).date()
+    today = live.today
     first, last = today - timedelta(days=3), today - timedelta(days=1)
 
     account = api.get("/restapi/v1.0/account/~").json_dict()

@@ -37,7 +37,7 @@ def test_the_sdk_reads_what_inflow_stores(live: LiveSandbox, closing: contextlib
     live.configure(SLUG, volume={"calls": 600, "days": 4})
     config = live.credentials(SLUG)["config"]
     client = sdk(closing, config["baseUrl"])
-    today = datetime.now(UTC).date()
+    today = live.today
     first, last = today - timedelta(days=3), today - timedelta(days=1)  # whole past days
 
     before = live.stats(SLUG)["byEndpoint"].get(CALLS, 0)
