@@ -214,6 +214,15 @@ def marketplace_page(request: Request, user: PageUser, session: SessionDep) -> R
 # ---------------------------------------------------------------- install
 
 
+def _at_fields(found: list[FieldError], errors: dict[str, str]) -> tuple[dict[str, str], str]:
+    """The config's field errors by top-level field, over the form's own ``errors``; and the
+    message that belongs to no field."""
+    by_field = errors_by_field(found, "config.")
+    merged = {k.split(".")[0]: v for k, v in reversed(by_field.items())} | errors
+    general = merged.pop("config", "") or merged.pop("", "")
+    return merged, general
+
+
 def _install_page(
     request: Request,
     session: Session,
@@ -315,9 +324,7 @@ def install(
         else:
             target = f"/marketplace/installations/{source.id}?installed=1"
             return RedirectResponse(target, status_code=303)
-    by_field = errors_by_field(found, "config.")
-    errors = {k.split(".")[0]: v for k, v in reversed(by_field.items())} | errors
-    general = errors.pop("config", "") or errors.pop("", "")
+    errors, general = _at_fields(found, errors)
     return _install_page(
         request,
         session,
@@ -385,9 +392,7 @@ def edit(
         else:
             target = f"/marketplace/installations/{source.id}?saved=1"
             return RedirectResponse(target, status_code=303)
-    by_field = errors_by_field(found, "config.")
-    errors = {k.split(".")[0]: v for k, v in reversed(by_field.items())} | errors
-    general = errors.pop("config", "") or errors.pop("", "")
+    errors, general = _at_fields(found, errors)
     source = _installation(session, user, installation_id, audit, "write")
     return _install_page(
         request,
