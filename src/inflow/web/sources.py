@@ -677,22 +677,7 @@ def create_all(
     counts = points_svc.create_points(
         session,
         user=user,
-        points=[
-            points_svc.NewPoint(
-                source_id=source.id,
-                metric=p.metric,
-                value=p.value,
-                period_start=p.period_start,
-                period_end=p.period_end,
-                dimensions=dict(p.dimensions),
-                granularity=p.granularity,
-                unit=p.unit,
-                timezone=p.timezone,
-                complete=p.complete,
-                weight=p.weight,
-            )
-            for p in batch.points
-        ],
+        points=[points_svc.NewPoint.of(source.id, p) for p in batch.points],
         test_ids=test_ids,
         audit=audit,
     )

@@ -52,6 +52,23 @@ class NewPoint:
     complete: bool = True
     weight: float | None = None
 
+    @classmethod
+    def of(cls, source_id: uuid.UUID, point: Record) -> NewPoint:
+        """A point a connector read (a fetch kept for review), to be stored for ``source_id``."""
+        return cls(
+            source_id=source_id,
+            metric=point.metric,
+            value=point.value,
+            period_start=point.period_start,
+            period_end=point.period_end,
+            dimensions=dict(point.dimensions),
+            granularity=point.granularity,
+            unit=point.unit,
+            timezone=point.timezone,
+            complete=point.complete,
+            weight=point.weight,
+        )
+
 
 def own_source(
     session: Session, user: User, source_id: uuid.UUID, audit: Auditor
