@@ -273,21 +273,10 @@ def _context(request: Request, session: SessionDep, user: User, audit: AuditDep)
     window = filters.window(_today())
     custom = {m.key: m for m in metrics_svc.list_custom(session, owner_id=user.id)}
     keys = [k for k in stored_metrics(session, list(chosen)) if k not in custom]
+    # the providers' metrics first, then the custom ones beside them
+    shown: list[tuple[str, CustomMetric | None]] = [(k, None) for k in keys]
+    shown += list(custom.items())
     panels = [
-        build_panel(
-            request,
-            session,
-            user,
-            audit,
-            key=k,
-            filters=filters,
-            window=window,
-            custom=None,
-            sources=chosen,
-        )
-        for k in keys
-    ]
-    panels += [
         build_panel(
             request,
             session,
@@ -299,7 +288,7 @@ def _context(request: Request, session: SessionDep, user: User, audit: AuditDep)
             custom=m,
             sources=chosen,
         )
-        for k, m in custom.items()
+        for k, m in shown
     ]
     return {
         "section": "metrics",
