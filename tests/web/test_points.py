@@ -86,13 +86,23 @@ def test_old_batches_expire_and_the_oldest_make_room():
 
 
 def test_the_fetch_forms_days_are_the_sources_days():
-    from inflow.storage.models import DataSource
-    from inflow.web.sources import _day_bounds
+    # the page posts the form's days as they are; the API's fetch window reads them in the
+    # source's own time zone
+    import pytest
+    from pydantic import ValidationError
 
-    berlin = DataSource(name="b", type="twilio", config={"timezone": "Europe/Berlin"})
+    from inflow.api.routes.runs import FetchRequest, fetch_window
+    from inflow.connectors import get_connector
+    from inflow.connectors.runtime import days_zone
 
-    bounds = _day_bounds(berlin, "2026-11-10", "2026-11-16")
+    twilio = get_connector("twilio")
+    zone = days_zone(twilio, {"timezone": "Europe/Berlin"})
+    now = datetime(2026, 11, 18, 12, tzinfo=UTC)  # a frozen now
+    body = FetchRequest.model_validate({"startDate": "2026-11-10", "endDate": "2026-11-16"})
 
-    assert bounds["startDate"].astimezone(UTC) == datetime(2026, 11, 9, 23, 0, tzinfo=UTC)
-    assert bounds["endDate"].astimezone(UTC) == datetime(2026, 11, 16, 23, 0, tzinfo=UTC)
-    assert _day_bounds(berlin, "11/10/2026", "")["startDate"] == "11/10/2026"  # left to validation
+    window = fetch_window(body, now, twilio, zone)
+
+    assert window.start.astimezone(UTC) == datetime(2026, 11, 9, 23, 0, tzinfo=UTC)
+    assert window.end.astimezone(UTC) == datetime(2026, 11, 16, 23, 0, tzinfo=UTC)
+    with pytest.raises(ValidationError, match="startDate"):  # left to validation
+        FetchRequest.model_validate({"startDate": "11/10/2026", "endDate": None})

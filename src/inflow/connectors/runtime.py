@@ -217,20 +217,21 @@ def _utc_dates(window: Window) -> Window:
 
 def days_zone(connector: Connector | None, config: Mapping[str, Any]) -> tzinfo:
     """The time zone whose days a source's data follow: the zone its streams cut days in (the
-    calling platforms' ``timezone`` setting), else UTC. ``config`` is the stored (public)
-    config; an unknown zone name reads as UTC (the source's own validation names it)."""
-    for stream in connector.streams if connector is not None else ():
-        inc = stream.incremental
-        if inc is None or not inc.zone:
-            continue
-        name = inc.zone
+    calling platforms' ``timezone`` setting), else its config's ``timezone`` (a custom source
+    reads its dates there), else UTC. ``config`` is the stored (public) config; an unknown
+    zone name reads as UTC (the source's own validation names it)."""
+    name = "UTC"
+    declared = [s.incremental.zone for s in connector.streams if s.incremental] if connector else []
+    if any(declared):
+        name = next(z for z in declared if z)
         if name.startswith("{config.") and name.endswith("}"):
             name = str(config.get(name[len("{config.") : -1]) or "UTC")
-        try:
-            return UTC if name == "UTC" else ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            return UTC
-    return UTC
+    elif connector is not None and "timezone" in connector.config.model_fields:
+        name = str(config.get("timezone") or "UTC")
+    try:
+        return UTC if name == "UTC" else ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
 
 
 def windows(start: datetime, end: datetime, size: timedelta | None) -> list[Window]:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -29,7 +28,7 @@ from inflow.api.services import experiments as tests_svc
 from inflow.api.services import sources as svc
 from inflow.api.services.validation import field_errors
 from inflow.connectors import get_connector, listed
-from inflow.connectors.runtime import auth_of
+from inflow.connectors.runtime import auth_of, days_zone
 from inflow.connectors.spec import Connector, OAuth2AuthorizationCode
 from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage.models import DataSource, User
@@ -164,13 +163,6 @@ def _stored_points(session: Session, source: DataSource) -> dict[str, Any]:
     }
 
 
-def _source_zone(source: DataSource) -> ZoneInfo:
-    try:
-        return ZoneInfo(_zone_of(source))
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo("UTC")
-
-
 def _zone_of(source: DataSource) -> str:
     zone = source.config.get("timezone")
     return zone if isinstance(zone, str) else "UTC"
@@ -180,30 +172,15 @@ def _default_range(source: DataSource) -> tuple[str, str]:
     """The fetch form's days, by the source's clock (its time zone): the API's default window
     (a week up to now, cut to the provider's reach) as whole days."""
     connector = get_connector(source.type)
-    zone = _source_zone(source)
+    zone = days_zone(connector, source.config)
     now = datetime.now(UTC)
-    window = fetch_window(FetchRequest(), now, connector)
+    window = fetch_window(FetchRequest(), now, connector, zone)
     start = window.start.astimezone(zone)
     midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
     history = connector.history if connector else None
     if midnight != start and history is not None and midnight < now - history:
         start = start + timedelta(days=1)  # the whole first day would reach too far back
     return start.date().isoformat(), now.astimezone(zone).date().isoformat()
-
-
-def _day_bounds(source: DataSource, start: str, end: str) -> dict[str, Any]:
-    """The form's days as the moments they start and end in the source's time zone (a
-    calling source counts its days there), for ``fetch_window``; a day that does not parse is
-    passed on as it is, for the validation to name."""
-    zone = _source_zone(source)
-    bounds: dict[str, Any] = {"startDate": start or None, "endDate": end or None}
-    for key, value, shift in (("startDate", start, 0), ("endDate", end, 1)):
-        try:
-            day = date.fromisoformat(value)
-        except ValueError:
-            continue
-        bounds[key] = datetime.combine(day + timedelta(days=shift), time.min, zone)
-    return bounds
 
 
 def _is_oauth(source: DataSource, request: Request) -> bool:
@@ -589,8 +566,12 @@ def fetch(
     source = require(session, user, DataSource, source_id, audit=audit)
     connector = get_connector(source.type)
     try:
-        body = FetchRequest.model_validate(_day_bounds(source, start_date, end_date))
-        window = fetch_window(body, datetime.now(UTC), connector)
+        body = FetchRequest.model_validate(
+            {"startDate": start_date or None, "endDate": end_date or None}
+        )  # days: the source's own (``days_zone``), as the API reads them
+        window = fetch_window(
+            body, datetime.now(UTC), connector, days_zone(connector, source.config)
+        )
     except ValidationError as exc:
         errors = errors_by_field(field_errors(exc))
         return _range_form(
