@@ -13,7 +13,18 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, delete, func, inspect, select, text, update
+from sqlalchemy import (
+    Engine,
+    column,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,6 +55,20 @@ from inflow.storage.models import (
     User,
 )
 from tests.conftest import fresh_pg_database
+
+# data_points as the early revisions have it: a migration test writes through this, since the
+# model's table has the columns of the head revision
+OLD_POINTS = table(
+    "data_points",
+    *(
+        column(name, DataPoint.__table__.c[name].type)
+        for name in (
+            *("id", "source_id", "metric", "granularity", "period_start", "period_end"),
+            *("timezone", "dimensions", "dimensions_key", "value", "complete"),
+            *("created_at", "updated_at"),
+        )
+    ),
+)
 
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
 OUR_TABLES = set(Base.metadata.tables)
@@ -154,16 +179,21 @@ def test_clarity_points_stored_as_days_become_their_rolling_windows(blank_engine
         session.add_all([clarity, other])
         session.flush()
         for source, days in ((clarity, 1), (clarity, 3), (other, 1)):
-            session.add(
-                DataPoint(
+            session.execute(  # the table as revision 0006 has it (the model has more columns)
+                insert(OLD_POINTS).values(
+                    id=uuid.uuid4(),
                     source_id=source.id,
                     metric="sessions",
                     granularity="day",
                     period_start=end - timedelta(days=days),
                     period_end=end,
+                    timezone="UTC",
                     dimensions={},
                     dimensions_key="",
                     value=1.0,
+                    complete=True,
+                    created_at=end,
+                    updated_at=end,
                 )
             )
 
@@ -177,6 +207,52 @@ def test_clarity_points_stored_as_days_become_their_rolling_windows(blank_engine
             )
         )
     assert got == [("example", "day"), ("microsoft_clarity", "24h"), ("microsoft_clarity", "72h")]
+
+
+def test_points_stored_before_0012_get_their_breakdown_names(blank_engine):
+    cfg = alembic_config(blank_engine)
+    command.upgrade(cfg, "0008")
+    factory = make_session_factory(blank_engine)
+    day = datetime(2026, 11, 17, tzinfo=UTC)
+    with session_scope(factory) as session:
+        owner = User(email="n@example.com", password_hash="x", role="member")
+        session.add(owner)
+        session.flush()
+        source = DataSource(name="e", type="example", config={}, owner_id=owner.id)
+        session.add(source)
+        session.flush()
+        for dimensions, key in (
+            ({}, ""),
+            ({"page": "/a=b&c"}, "page=%2Fa%3Db%26c"),
+            ({"device": "mobile", "country": "DE"}, "country=DE&device=mobile"),
+        ):
+            session.execute(
+                insert(OLD_POINTS).values(
+                    id=uuid.uuid4(),
+                    source_id=source.id,
+                    metric="visits",
+                    granularity="day",
+                    period_start=day,
+                    period_end=day + timedelta(days=1),
+                    timezone="UTC",
+                    dimensions=dimensions,
+                    dimensions_key=key,
+                    value=1.0,
+                    complete=True,
+                    created_at=day,
+                    updated_at=day,
+                )
+            )
+
+    command.upgrade(cfg, "head")
+
+    with factory() as session:
+        got = sorted(session.execute(select(DataPoint.dimensions_key, DataPoint.dimension_names)))
+    assert [tuple(r) for r in got] == [
+        ("", ""),
+        ("country=DE&device=mobile", "country&device"),
+        ("page=%2Fa%3Db%26c", "page"),
+    ]
 
 
 # ---------------------------------------------------------------- engine and sessions

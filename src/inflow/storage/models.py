@@ -33,6 +33,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def dimension_names(dimensions_key: str) -> str:
+    """The names of a point's dimensions, from its canonical key (``k1=v1&k2=v2`` →
+    ``k1&k2``; ``""`` for a total): which breakdown a point belongs to. Names and values are
+    percent-encoded in the key, so ``&`` and ``=`` only ever separate them."""
+    if not dimensions_key:
+        return ""
+    return "&".join(part.partition("=")[0] for part in dimensions_key.split("&"))
+
+
+def _names_default(context: Any) -> str:
+    return dimension_names(context.get_current_parameters().get("dimensions_key") or "")
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every backend (SQLite stores naive text)."""
 
@@ -232,6 +245,10 @@ class DataPoint(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     dimensions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     dimensions_key: Mapped[str] = mapped_column(String(512), default="")
+    # the breakdown the point belongs to (``dimension_names``), so a series can add a stored
+    # period's points up in the database; null only for a point stored before migration 0009
+    # was complete (then the series reads every point)
+    dimension_names: Mapped[str | None] = mapped_column(String(512), default=_names_default)
     value: Mapped[float] = mapped_column(Float)
     unit: Mapped[str | None] = mapped_column(String(32), default=None)
     weight: Mapped[float | None] = mapped_column(Float, default=None)

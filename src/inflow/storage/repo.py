@@ -23,7 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from inflow.connectors.records import Asset, DataPoint
-from inflow.storage.models import Base, StreamState, utcnow
+from inflow.storage.models import Base, StreamState, dimension_names, utcnow
 
 ASSETS = Base.metadata.tables["assets"]
 DATA_POINTS = Base.metadata.tables["data_points"]
@@ -81,6 +81,7 @@ def upsert_data_points(
     now = utcnow()
     keys, fresh = list(latest), list(latest.values())
     n = len(fresh)
+    names = {key: dimension_names(key) for key in set(dimension_keys.values())}
     driver = _driver_insert(session.get_bind().dialect)
     ids = driver.new_ids(n)
     inserted = driver.execute(
@@ -95,6 +96,7 @@ def upsert_data_points(
             "timezone": [p.timezone for p in fresh],
             "dimensions": [dict(p.dimensions) for p in fresh],
             "dimensions_key": [k[3] for k in keys],
+            "dimension_names": [names[k[3]] for k in keys],
             "value": [p.value for p in fresh],
             "unit": [p.unit for p in fresh],
             "weight": [p.weight for p in fresh],
