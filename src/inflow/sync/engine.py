@@ -272,6 +272,8 @@ class RunRecorder:
         return self.persist(self.waiting) if self.persist is not None else None
 
     def as_dict(self) -> dict[str, Any]:
+        # a copy taken in one step: the run's loop may append while a writer thread reads
+        entries = tuple(self.entries)
         skipped = {"skipped": {"items": self.skipped, "reasons": self.skip_reasons}}
         return {
             **(skipped if self.skipped else {}),
@@ -289,7 +291,7 @@ class RunRecorder:
                     "attempt": e.attempt,
                     **({"note": e.note} if e.note else {}),
                 }
-                for e in self.entries
+                for e in entries
             ],
         }
 

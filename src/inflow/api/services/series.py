@@ -589,14 +589,20 @@ class SeriesQuery:
         if postgres:  # in numeric: a sum of doubles near 1e308 is an error there, not infinity
             value, weight = cast(value, Numeric), cast(weight, Numeric)
         total = func.sum if postgres else func.total  # SQLite's total(): a float, never overflows
+        keys = (
+            DataPoint.source_id,
+            DataPoint.granularity,
+            DataPoint.period_start,
+            DataPoint.period_end,
+            DataPoint.timezone,
+            DataPoint.dimension_names,
+        )
+        # as in ``rows``: sources and periods repeat, each raw value is converted once
+        dialect = self.session.get_bind().dialect
+        memo = {0: _Memo(keys[0], dialect), 2: _Memo(keys[2], dialect), 3: _Memo(keys[3], dialect)}
         stmt = (
             select(
-                DataPoint.source_id,
-                DataPoint.granularity,
-                DataPoint.period_start,
-                DataPoint.period_end,
-                DataPoint.timezone,
-                DataPoint.dimension_names,
+                *(type_coerce(c, NullType()) if i in memo else c for i, c in enumerate(keys)),
                 total(value),
                 func.count(),
                 total(weight),
@@ -605,14 +611,7 @@ class SeriesQuery:
                 func.min(case((DataPoint.complete, 1), else_=0)),
             )
             .where(DataPoint.metric == metric, DataPoint.source_id.in_(self.source_ids))
-            .group_by(
-                DataPoint.source_id,
-                DataPoint.granularity,
-                DataPoint.period_start,
-                DataPoint.period_end,
-                DataPoint.timezone,
-                DataPoint.dimension_names,
-            )
+            .group_by(*keys)
         )
         if lo is not None:
             stmt = stmt.where(DataPoint.period_start >= lo)
@@ -620,11 +619,16 @@ class SeriesQuery:
             stmt = stmt.where(DataPoint.period_start < hi)
         rows: list[Row] = []
         shapes: dict[str, dict[str, str]] = {}
-        for r in self.session.execute(stmt):
-            source_id, granularity, start, end, tz_name, names = r[:6]
+        days: dict[tuple[datetime, str], date] = {}
+        result: Any = self.session.execute(stmt)
+        for r in result:
+            key: list[Any] = [memo[i](v) if i in memo else v for i, v in enumerate(r[:6])]
+            source_id, granularity, start, end, tz_name, names = key
             if names is None:
                 return None
-            day = local_day(start, tz_name)
+            day = days.get((start, tz_name))
+            if day is None:
+                day = days[(start, tz_name)] = local_day(start, tz_name)
             if not self.window.contains(start, day):
                 continue
             dimensions = shapes.get(names)
