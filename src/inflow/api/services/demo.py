@@ -39,11 +39,11 @@ DEMO_TEST = "Demo: post twice a week on LinkedIn"
 DEMO_TEST_SOURCE = "linkedin"
 DEMO_TEST_METRIC = "impressions"
 # What the demo's sources show beyond the sandbox's defaults: Aircall's team works New York
-# days (a day is midnight to midnight there, inbound calls by Aircall's own outcomes);
-# RingCentral's account is not Confirmed yet (its connection test passes with a warning).
+# days (a day is midnight to midnight there; inbound calls by Aircall's own outcomes), set when
+# the source is created (a time zone is fixed once a source holds data); RingCentral's account
+# is not Confirmed yet (its Test passes with a warning naming why).
 DEMO_CONFIG: dict[str, dict[str, Any]] = {"aircall": {"timezone": "America/New_York"}}
 DEMO_SANDBOX: dict[str, dict[str, int]] = {"ringcentral": {"accountStatus": 1}}
-DEMO_WARNED = "ringcentral"  # tested once synced: its health names the account's status
 DEMO_WINDOWS = "microsoft_clarity"  # fetched over 72 hours and stored beside its 24-hour sync
 
 
@@ -102,7 +102,6 @@ def seed_sources(
             config = entry.get("config") if isinstance(entry, dict) else None
             if connector is None or not config:
                 continue
-            config = {**config, **DEMO_CONFIG.get(type_, {})}
             name = f"Demo {connector.title}"
             existing = session.execute(
                 select(DataSource).where(DataSource.owner_id == admin.id, DataSource.name == name)
@@ -113,7 +112,7 @@ def seed_sources(
                     owner=admin,
                     name=name,
                     type_=type_,
-                    config=config,
+                    config={**config, **DEMO_CONFIG.get(type_, {})},
                     vault=vault,
                     schedule=_demo_schedule(connector),
                     # The Marketplace's installations sync their reports into the demo space.
@@ -261,38 +260,34 @@ def configure_sandbox(url: str) -> None:
             log.warning("demo sandbox switch failed", emulator=slug, error=str(exc))
 
 
-def show_more(
+def show_windows(
     url: str, factory: sessionmaker[Session], *, admin_id: uuid.UUID, source_ids: list[uuid.UUID]
 ) -> None:
-    """Once their syncs ended, as a person would through the API: RingCentral's connection
-    test (its health then names the warning) and Clarity's last 72 hours fetched and stored
-    (Create All) beside the sync's 24 hours, each window kept as what it is."""
+    """Clarity's last 72 hours fetched and stored (Create All) as a person would through the
+    API, beside the sync's 24 hours: each window kept as what it is (``72h``, ``24h``)."""
     with session_scope(factory) as session:
         admin = session.get_one(User, admin_id)
-        found = session.execute(
-            select(DataSource.type, DataSource.id).where(DataSource.id.in_(source_ids))
-        )
-        by_type: dict[str, uuid.UUID] = dict(found.tuples().all())
-        row, token = accounts.issue_token(session, user=admin, name="demo tour", ttl_s=300)
+        clarity = session.execute(
+            select(DataSource.id).where(
+                DataSource.id.in_(source_ids), DataSource.type == DEMO_WINDOWS
+            )
+        ).scalar_one_or_none()
+        if clarity is None:
+            return
+        row, token = accounts.issue_token(session, user=admin, name="demo windows", ttl_s=300)
         token_id = row.id
-    wanted = [by_type[t] for t in (DEMO_WARNED, DEMO_WINDOWS) if t in by_type]
-    wait_for_runs(factory, wanted, timeout_s=60)
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
-            if DEMO_WARNED in by_type:
-                http.post(f"/api/data-sources/{by_type[DEMO_WARNED]}/test")
-            if DEMO_WINDOWS in by_type:
-                start = datetime.now(UTC) - timedelta(hours=60)  # numOfDays=3: the last 72 h
-                fetched = http.post(
-                    f"/api/data-sources/{by_type[DEMO_WINDOWS]}/fetch",
-                    json={"startDate": start.isoformat()},
-                ).json()
-                if fetched.get("success") and fetched.get("dataPoints"):
-                    points = {"dataPoints": fetched["dataPoints"]}
-                    http.post("/api/data-points", json=points).raise_for_status()
+            start = datetime.now(UTC) - timedelta(hours=60)  # numOfDays=3: the last 72 hours
+            fetched = http.post(
+                f"/api/data-sources/{clarity}/fetch", json={"startDate": start.isoformat()}
+            ).json()
+            if fetched.get("success") and fetched.get("dataPoints"):
+                points = {"dataPoints": fetched["dataPoints"]}
+                http.post("/api/data-points", json=points).raise_for_status()
     except (httpx.HTTPError, ValueError) as exc:
-        log.warning("demo tour failed", error=str(exc))
+        log.warning("demo windows failed", error=str(exc))
     finally:
         with session_scope(factory) as session:
             admin = session.get_one(User, admin_id)
@@ -324,7 +319,7 @@ def seed_and_sync(
         )
     wait_for_runs(factory, linkedin)
     seed_test(factory, admin_id=admin_id, source_ids=ids)
-    show_more(url, factory, admin_id=admin_id, source_ids=ids)
+    show_windows(url, factory, admin_id=admin_id, source_ids=ids)
     return ids
 
 
