@@ -587,3 +587,43 @@ def test_a_malformed_json_list_is_graphs_100(sb):
     status, body = ask(sb, ACCOUNT_ID, fields='["id",')
     assert status == 400
     assert body["error"]["code"] == 100
+
+
+def test_a_value_graph_leaves_out_in_any_shape_is_no_point():
+    # the connector's readers on rows as Graph may send them without data (dossier §3.2, §9.7)
+    from types import SimpleNamespace
+
+    from inflow.connectors.instagram import day_total, post, series
+    from inflow.connectors.spec import Window
+
+    day = day_start(graph_today() - timedelta(days=3))
+    ctx = SimpleNamespace(
+        window=Window(day - timedelta(hours=7), day + timedelta(hours=17)),
+        parent={"id": "17900000000000001", "media_product_type": "FEED"},
+    )
+    ended = (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    shapes = [
+        *series({"name": "reach", "values": []}, ctx),
+        *series({"name": "reach", "values": [{"end_time": ended}]}, ctx),
+        *series({"name": "reach", "values": [{"value": None, "end_time": ended}]}, ctx),
+        *day_total({"name": "likes"}, ctx),
+        *day_total({"name": "likes", "total_value": {}}, ctx),
+        *day_total({"name": "likes", "total_value": {"breakdowns": []}}, ctx),
+        *post({"name": "reach", "values": []}, ctx),
+        *post({"name": "reach", "values": [{}]}, ctx),
+        *post({"name": "views", "total_value": {"value": None}}, ctx),
+    ]
+    given = [
+        *series({"name": "reach", "values": [{"value": 0, "end_time": ended}]}, ctx),
+        *day_total({"name": "likes", "total_value": {"value": 7}}, ctx),
+        *post({"name": "saved", "values": [{"value": 3}]}, ctx),
+    ]
+
+    assert shapes == []
+    assert [(p.metric, p.value, p.period_start) for p in given[:2]] == [
+        ("reach", 0.0, day),  # a zero Graph gave is kept
+        ("likes", 7.0, day),
+    ]
+    assert [(p.metric, p.value, p.dimensions["media"]) for p in given[2:]] == [
+        ("post_saved", 3.0, "17900000000000001")
+    ]
