@@ -1,7 +1,8 @@
 """Instagram through the API against its Graph emulator, on both databases: the connection test
 (working, refused or expired token, missing insights permission, retired metrics named), the
 fetch preview (values equal what the test reads itself from Graph's insights, Graph's UTC-7
-days, no zeros where Graph has no entry), syncs (account insights, profile snapshot and per-post
+days, no zeros where Graph has no entry: a day, a metric's day or a post's metric Graph has no
+data for is no point), syncs (account insights, profile snapshot and per-post
 insights stored as the API shows them at the sync's start or end, a re-sync creates nothing), throttling with Graph's codes and usage headers waited out, a version that no longer
 serves a metric reported and skipped."""
 
@@ -232,8 +233,9 @@ def assert_synced(
     assert_between(whole, *views)
     days = {today for today, _, _ in snapshots}
     partial = [(m, d, v) for m, d, key, v, done in rows if key == "" and not done]
-    assert {m for m, _, _ in partial} >= {"reach", "views", "followers", "follows", "media_count"}
-    _, last_values, _ = snapshots[-1]
+    last_day, last_values, _ = snapshots[-1]
+    shown_today = {m for m, d in last_values if d == last_day and m in ("reach", "views")}
+    assert {m for m, _, _ in partial} >= {"followers", "follows", "media_count", *shown_today}
     for metric, day, value in partial:
         assert day in days, (metric, day)
         shown = [snapshot[metric] for today, _, snapshot in snapshots if today == day and metric in snapshot]  # fmt: skip
@@ -409,6 +411,38 @@ def test_fetch_leaves_out_what_graph_does_not_give(client, factory, sb):
     assert len(metrics) == 12
 
 
+def test_a_day_or_metric_graph_has_no_data_for_is_no_point(client, factory, sb):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    # every 4th day has no data at all; each metric lacks one day in 5 besides
+    configure(sb, missingDays=4, missingMetrics=5)
+    first, last = graph_today() - timedelta(days=24), graph_today() - timedelta(days=4)
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+    response = client.post(
+        f"/api/data-sources/{source_id}/fetch",
+        headers=headers,
+        json={"startDate": str(first), "endDate": str(last)},
+    )
+
+    assert response.status_code == 200, response.text
+    points = response.json()["dataPoints"]
+    got = {(p["metric"], datetime.fromisoformat(p["periodStart"]).date()): p["value"] for p in points}  # fmt: skip
+    shown = account(sb, first, last)
+    assert got == shown
+    assert len(got) == len(points)  # one point a metric and day
+    # Graph left things out, and each is no point rather than a zero:
+    metrics = {m for m, _ in shown}
+    empty = [d for d in days if not any((m, d) in shown for m in metrics)]
+    assert len(empty) >= 5  # every 4th of 21 days
+    assert len(shown) < len(metrics) * (len(days) - len(empty))  # metrics missing on other days
+    for day in empty:  # Graph's own answer for such a day: no row, no entry (dossier §9.7)
+        totals = graph(sb, f"{ACCOUNT_ID}/insights", "v25.0", metric="views", period="day", metric_type="total_value", since=str(day), until=str(day))  # fmt: skip
+        assert totals == {"data": []}
+    assert 0.0 not in {v for (m, d), v in got.items() if d in empty}
+    assert not any(d in empty for _, d in got)
+
+
 # ---------------------------------------------------------------- sync
 
 
@@ -438,6 +472,30 @@ def test_sync_stores_insights_profile_and_posts_and_a_resync_creates_nothing(
     if graph_day(began) == graph_day(time.time()):  # (a new Graph day has new points)
         assert again["counts"]["created"] == 0
         assert len(stored(factory, source_id)) == len(rows)
+
+
+def test_a_sync_stores_no_point_for_what_graph_left_out(client, factory, sb, clock):
+    _, headers = person(factory)
+    source_id = source(client, headers, sb)
+    # a day in 3 without data, each metric without one day in 4, each post metric in 2 posts
+    configure(sb, **SMALL, missingDays=3, missingMetrics=4, postGaps=3)
+    began = time.time()
+
+    run = sync_and_wait(client, headers, source_id)
+
+    assert run["status"] == "succeeded", run
+    assert_synced(sb, clock, factory, source_id, began)  # what Graph showed, and nothing else
+    rows = stored(factory, source_id)
+    by_post: dict[str, set[str]] = {}
+    for metric, _, key, _, _ in rows:
+        if key:
+            by_post.setdefault(key, set()).add(metric)
+    assert len(by_post) == 5  # six posts, one from before the conversion
+    assert any(len(metrics) < len(POST_KEYS) for metrics in by_post.values())
+    whole_days = {d for m, d, key, _, done in rows if not key and done}
+    today = graph_day(began)
+    month = {today - timedelta(days=i) for i in range(1, 30)}
+    assert len(month - whole_days) >= 9  # every third day of the last 29 stored nothing
 
 
 def test_throttling_is_waited_out_as_the_usage_headers_say(
@@ -529,3 +587,43 @@ def test_a_malformed_json_list_is_graphs_100(sb):
     status, body = ask(sb, ACCOUNT_ID, fields='["id",')
     assert status == 400
     assert body["error"]["code"] == 100
+
+
+def test_a_value_graph_leaves_out_in_any_shape_is_no_point():
+    # the connector's readers on rows as Graph may send them without data (dossier §3.2, §9.7)
+    from types import SimpleNamespace
+
+    from inflow.connectors.instagram import day_total, post, series
+    from inflow.connectors.spec import Window
+
+    day = day_start(graph_today() - timedelta(days=3))
+    ctx = SimpleNamespace(
+        window=Window(day - timedelta(hours=7), day + timedelta(hours=17)),
+        parent={"id": "17900000000000001", "media_product_type": "FEED"},
+    )
+    ended = (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    shapes = [
+        *series({"name": "reach", "values": []}, ctx),
+        *series({"name": "reach", "values": [{"end_time": ended}]}, ctx),
+        *series({"name": "reach", "values": [{"value": None, "end_time": ended}]}, ctx),
+        *day_total({"name": "likes"}, ctx),
+        *day_total({"name": "likes", "total_value": {}}, ctx),
+        *day_total({"name": "likes", "total_value": {"breakdowns": []}}, ctx),
+        *post({"name": "reach", "values": []}, ctx),
+        *post({"name": "reach", "values": [{}]}, ctx),
+        *post({"name": "views", "total_value": {"value": None}}, ctx),
+    ]
+    given = [
+        *series({"name": "reach", "values": [{"value": 0, "end_time": ended}]}, ctx),
+        *day_total({"name": "likes", "total_value": {"value": 7}}, ctx),
+        *post({"name": "saved", "values": [{"value": 3}]}, ctx),
+    ]
+
+    assert shapes == []
+    assert [(p.metric, p.value, p.period_start) for p in given[:2]] == [
+        ("reach", 0.0, day),  # a zero Graph gave is kept
+        ("likes", 7.0, day),
+    ]
+    assert [(p.metric, p.value, p.dimensions["media"]) for p in given[2:]] == [
+        ("post_saved", 3.0, "17900000000000001")
+    ]

@@ -87,13 +87,18 @@ Factory = sessionmaker[Session]
 
 
 def oracle(body: list[dict[str, Any]]) -> set[Point]:
-    """(metric, dimensions, value) of every number in a Clarity response body."""
+    """(metric, dimensions, value) of every number in a Clarity response body: a block or a
+    field the body lacks is no point (never a zero)."""
     out: set[Point] = set()
     for block in body:
         name, rows = block["metricName"], block["information"]
         if name in LISTS:
             metric, dim, label, field = LISTS[name]
-            out |= {(metric, ((dim, row[label] or "(none)"),), float(row[field])) for row in rows}
+            out |= {
+                (metric, ((dim, row[label] or "(none)"),), float(row[field]))
+                for row in rows
+                if field in row
+            }
             continue
         for row in rows:
             dims = tuple(sorted((DIMS[k], v) for k, v in row.items() if k in DIMS))
@@ -338,6 +343,49 @@ def test_the_official_samples_field_names_give_the_same_metrics(
     assert {"distinct_users", "pages_per_session", "active_time"} <= {
         p["metric"] for p in body["dataPoints"]
     }
+
+
+def test_a_block_or_field_clarity_leaves_out_is_no_point(
+    client: TestClient, factory: Factory, sb: SandboxControl
+) -> None:
+    # every 4th metric block is absent from the answer, and every 7th number of the rest
+    configure(sb, volume={"missingBlocks": 4, "missingFields": 7})
+    _, headers = person(factory)
+    source = clarity_source(client, headers, sb)
+
+    fetched = fetch(client, headers, source["id"], startDate=NOW).json()
+    run = sync_and_wait(client, headers, source["id"])
+
+    raw = export(sb, numOfDays=1)  # the same hour: the numbers Inflow read
+    want = oracle(raw)
+    assert fetched["success"] is True, fetched
+    assert as_points(fetched["dataPoints"]) == want
+    assert len(fetched["dataPoints"]) == len(want)
+    assert run["status"] == "succeeded", run
+    end = hour_floor(datetime.now(UTC))
+    start = (end - timedelta(days=1)).isoformat()
+    stored = points_of(factory, source["id"])
+    assert {(m, s, v) for m, s, _, v in stored} == {(m, start, v) for m, _, v in want}
+    assert len(stored) == len(want) == run["counts"]["created"]
+    # what the answer lacked is missing from the points, never a zero in its place
+    present = {block["metricName"] for block in raw}
+    gone = (set(ROWS) | set(LISTS)) - present
+    assert len(gone) == 4  # sixteen blocks, every 4th left out
+    lacking = {m for name in gone for m in (ROWS[name].values() if name in ROWS else [LISTS[name][0]])}  # fmt: skip
+    got = {p["metric"] for p in fetched["dataPoints"]}
+    assert not lacking & got
+    fields = {m for name in present & set(ROWS) for m in ROWS[name].values()}
+    assert fields - got  # a field absent from every row of its block: no metric at all
+    unlabelled = [
+        (LISTS[b["metricName"]][0], row[LISTS[b["metricName"]][2]] or "(none)")
+        for b in raw
+        if b["metricName"] in LISTS
+        for row in b["information"]
+        if LISTS[b["metricName"]][3] not in row
+    ]
+    assert unlabelled  # a top-list item without its count
+    listed = {(p["metric"], next(iter(p["dimensions"].values()))) for p in fetched["dataPoints"] if p["metric"] in {v[0] for v in LISTS.values()}}  # fmt: skip
+    assert not set(unlabelled) & listed
 
 
 # ---------------------------------------------------------------- the daily quota

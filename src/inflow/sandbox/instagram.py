@@ -23,6 +23,12 @@ conversion: subcode 2108006), `tokenExpired` (1: the token answers 190/463), `in
 (0: insights answer (#10)), `throttleAfter`/`throttleCalls`/`throttleCode` (the requests since
 the switch was last set, the first numbered 1: numbers throttleAfter+1 … throttleAfter+throttleCalls
 answer that code, 0 = 4, 17, 32, 613 in turn), `regainMinutes` (`estimated_time_to_regain_access`), `callBudget` (calls making 100 %).
+Data Graph does not have (dossier §9.7: "empty instead of zero"), each "one in N" (0: none):
+`missingDays` (every N-th day has no data for any metric), `missingMetrics` (each metric has no
+data on every N-th day, the metrics' gaps offset) and `postGaps` (each lifetime metric is
+missing from every N-th post). A day without data has no entry in
+a time series' `values`, a day total over days without data has no row in `data` (never
+`total_value: 0`), and a post's metric without data has no row in its insights' `data`.
 """
 
 from __future__ import annotations
@@ -360,10 +366,20 @@ def day_values(seed: int, followers: int, ordinal: int) -> dict[str, int]:
     }
 
 
+def missing(state: EmulatorState, key: str, n: int, metric: str = "") -> bool:
+    """Whether Graph has no data for day or post `n` (of `metric`): one in N, the volume `key`
+    (0: never), each metric's gaps offset by a hash of its name."""
+    every = state.volume_of(key)
+    return every > 0 and (n + stable_hash("ig-missing", metric)) % every == 0
+
+
 def value_on(state: EmulatorState, metric: str, ordinal: int, now: float) -> int | None:
-    """A day's value as served at `now`: partial today, None before it starts or past history."""
+    """A day's value as served at `now`: partial today, None before it starts, past history or
+    on a day (or a metric's day) Graph has no data for."""
     start = day_start(ordinal)
     if start > now or start < now - HISTORY_DAYS * DAY:
+        return None
+    if missing(state, "missingDays", ordinal) or missing(state, "missingMetrics", ordinal, metric):
         return None
     full = day_values(state.seed, state.volume_of("followers"), ordinal)[metric]
     return full if start + DAY <= now else int(full * (now - start) / DAY)
@@ -591,6 +607,8 @@ def account_insights(request: Request, call: Call) -> Response:
             ]
         else:
             found = [v for _, v in served_values if v is not None]
+            if not found:  # no data in the range: no row at all, not a zero (dossier §9.7)
+                continue
             total = sum(found)
             if metric in UNIQUE and found:  # the same accounts come back on other days
                 total = max(found) + int(0.3 * (total - max(found)))
@@ -633,6 +651,8 @@ def media_insights(request: Request, call: Call, node: str) -> Response:
             )
     data: list[JSONValue] = []
     for metric in metrics:
+        if missing(state, "postGaps", item.k, metric):
+            continue  # no data for this metric of this post: no row, not a zero
         value = item.metrics[metric]
         # Graph gives lifetime values as `values`, and some metrics as `total_value`.
         shape: JSONObject = (
@@ -745,6 +765,9 @@ EMULATOR = Emulator(
         "throttleCode": 0,
         "regainMinutes": 1,
         "callBudget": 20_000,
+        "missingDays": 0,
+        "missingMetrics": 0,
+        "postGaps": 0,
     },
     error_body=error_body,
     not_found=not_found,

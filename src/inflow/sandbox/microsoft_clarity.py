@@ -12,7 +12,10 @@ answer); the eleventh gets `429 Exceeded daily limit` (text/plain, no Retry-Afte
 
 Volume keys: `sessionsPerDay`, `pages` (popular pages and URL values), `dailyQuota`, and
 `docSpelling` (1: the official sample's field names `distantUserCount`,
-`PagesPerSessionPercentage`, `Url`, and a string `activeTime`). Faults: 5xx, slow, truncated
+`PagesPerSessionPercentage`, `Url`, and a string `activeTime`); what an answer leaves out (Clarity's
+export lacks what the dashboard shows, microsoft/clarity#901), each "one in N" (0: nothing):
+`missingBlocks` (every N-th metric block of the answer is absent) and `missingFields` (every
+N-th number of the remaining rows is absent from its row; labels and dimensions stay). Faults: 5xx, slow, truncated
 and dropped bodies (a 429 comes only from the real quota).
 """
 
@@ -33,7 +36,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inflow.sandbox.data import mix64, stable_hash, unit
-from inflow.sandbox.emulator import Emulator, JSONObject, Reject, json_response
+from inflow.sandbox.emulator import Emulator, JSONObject, JSONValue, Reject, json_response
 from inflow.sandbox.state import EmulatorState, clock_now, get_state
 from inflow.sandbox.stats import Stats
 
@@ -305,7 +308,30 @@ def insights(
         {label.get(d, d): v for d, v in zip(dimensions, combo, strict=True)}
         for combo in itertools.product(*values)
     ]
-    return [*_blocks_for(state, t, combos, days), *_top_lists(state, t)]
+    return leave_out(state, [*_blocks_for(state, t, combos, days), *_top_lists(state, t)])
+
+
+LABELS = frozenset(("name", "url", *DIMENSIONS, "Url"))  # what a row is about, never dropped
+
+
+def leave_out(state: EmulatorState, blocks: list[JSONObject]) -> list[JSONObject]:
+    """The answer without every `missingBlocks`-th block and every `missingFields`-th number."""
+    every_block, every_field = state.volume_of("missingBlocks"), state.volume_of("missingFields")
+    if every_block > 0:
+        blocks = [b for i, b in enumerate(blocks, 1) if i % every_block]
+    if every_field <= 0:
+        return blocks
+    counted = itertools.count(1)
+    out: list[JSONObject] = []
+    for block in blocks:
+        rows = block["information"]
+        kept: list[JSONValue] = [
+            {k: v for k, v in row.items() if k in LABELS or next(counted) % every_field}
+            for row in (rows if isinstance(rows, list) else ())
+            if isinstance(row, Mapping)
+        ]
+        out.append({**block, "information": kept})
+    return out
 
 
 # ---------------------------------------------------------------- the endpoint
@@ -350,7 +376,14 @@ EMULATOR = Emulator(
     slug=SLUG,
     router=router,
     credentials=credentials,
-    default_volume={"sessionsPerDay": 2400, "pages": 12, "dailyQuota": 10, "docSpelling": 0},
+    default_volume={
+        "sessionsPerDay": 2400,
+        "pages": 12,
+        "dailyQuota": 10,
+        "docSpelling": 0,
+        "missingBlocks": 0,
+        "missingFields": 0,
+    },
     faults=frozenset(("server_error", "unavailable", "slow", "truncate", "drop", "mutate")),
     error_body=lambda _status, _message: {},
 )
