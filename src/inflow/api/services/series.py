@@ -272,51 +272,51 @@ class Period:
     days: int = 0
 
 
-Span = tuple[uuid.UUID, datetime, datetime]
+def _periods_without_overlaps(rows: Sequence[Row]) -> set[tuple[datetime, datetime]] | None:
+    """Of one source's rows, the stored periods that count: where periods overlap (Clarity's
+    rolling 24/48/72-hour windows read at different times), a shorter one wins over a longer one
+    and, of equal length, the later one; the others are left out, so no hour is counted twice.
+    ``None`` when no two overlap (the usual case): every period counts."""
+    ordered = sorted({(r.period_start, r.period_end) for r in rows})
+    if all(b[0] >= a[1] for a, b in pairwise(ordered)):
+        return None
+    chosen: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(ordered, key=lambda p: (p[1] - p[0], -p[0].timestamp())):
+        if all(end <= s or e <= start for s, e in chosen):
+            chosen.append((start, end))
+    return set(chosen)
 
 
-def _periods_without_overlaps(rows: Sequence[Row]) -> set[Span]:
-    """Per source, the stored periods that count: where periods overlap (Clarity's rolling
-    24/48/72-hour windows read at different times), a shorter one wins over a longer one and,
-    of equal length, the later one; the others are left out, so no hour is counted twice."""
-    spans: dict[uuid.UUID, set[tuple[datetime, datetime]]] = defaultdict(set)
-    for r in rows:
-        spans[r.source_id].add((r.period_start, r.period_end))
-    kept: set[Span] = set()
-    for source_id, periods in spans.items():
-        ordered = sorted(periods)
-        if all(b[0] >= a[1] for a, b in pairwise(ordered)):
-            kept.update((source_id, start, end) for start, end in ordered)  # the usual case
-            continue
-        chosen: list[tuple[datetime, datetime]] = []
-        for start, end in sorted(periods, key=lambda p: (p[1] - p[0], -p[0].timestamp())):
-            if all(end <= s or e <= start for s, e in chosen):
-                chosen.append((start, end))
-        kept.update((source_id, start, end) for start, end in chosen)
-    return kept
+def _shape(row: Row) -> tuple[int, tuple[str, ...]]:
+    """A breakdown's rank: fewer dimensions first (a total before any breakdown)."""
+    names = tuple(sorted(row.dimensions))
+    return len(names), names
 
 
 def _select(rows: Iterable[Row], wanted: Mapping[str, str]) -> list[Row]:
     """The points that count (see the module docstring): filter, finest granularity per
-    source, coarsest breakdown per source and stored period."""
-    matching = [r for r in rows if all(r.dimensions.get(k) == v for k, v in wanted.items())]
-    finest: dict[uuid.UUID, int] = {}
-    for r in matching:
-        rank = GRANULARITY_RANK.get(r.granularity, 1)
-        finest[r.source_id] = min(rank, finest.get(r.source_id, rank))
-    finest_rows = [
-        r for r in matching if GRANULARITY_RANK.get(r.granularity, 1) == finest[r.source_id]
-    ]
-    kept = _periods_without_overlaps(finest_rows)
-    groups: dict[tuple[uuid.UUID, datetime], list[Row]] = defaultdict(list)
-    for r in finest_rows:
-        if (r.source_id, r.period_start, r.period_end) in kept:
-            groups[(r.source_id, r.period_start)].append(r)
+    source, coarsest breakdown per source and stored period. (Rows are taken source by source:
+    a UUID hashes in Python, so a source id is a dictionary key once per row, not per step.)"""
+    by_source: dict[uuid.UUID, list[Row]] = defaultdict(list)
+    for r in rows:
+        if not wanted or all(r.dimensions.get(k) == v for k, v in wanted.items()):
+            by_source[r.source_id].append(r)
     chosen: list[Row] = []
-    for group in groups.values():
-        shapes = {tuple(sorted(r.dimensions)) for r in group}
-        coarsest = min(shapes, key=lambda names: (len(names), names))
-        chosen.extend(r for r in group if tuple(sorted(r.dimensions)) == coarsest)
+    for group in by_source.values():
+        finest = min(GRANULARITY_RANK.get(r.granularity, 1) for r in group)
+        if any(GRANULARITY_RANK.get(r.granularity, 1) != finest for r in group):
+            group = [r for r in group if GRANULARITY_RANK.get(r.granularity, 1) == finest]
+        kept = _periods_without_overlaps(group)
+        periods: dict[datetime, list[Row]] = defaultdict(list)
+        for r in group:
+            if kept is None or (r.period_start, r.period_end) in kept:
+                periods[r.period_start].append(r)
+        for same in periods.values():
+            if len(same) == 1:
+                chosen.append(same[0])
+                continue
+            coarsest = min(_shape(r) for r in same)
+            chosen.extend(r for r in same if _shape(r) == coarsest)
     return chosen
 
 
