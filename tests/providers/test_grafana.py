@@ -548,6 +548,16 @@ def test_spaces_two_installations_of_one_grafana_org_list_each_item_once(client,
     assert {d["version"] for d in dashboards} == {1}
     assert all(d["remoteUpdatedAt"] for d in dashboards)
 
+    # the Spaces page: each dashboard once, from both installations, in its folder's section
+    client.cookies.set("inflow_session", headers["Authorization"].removeprefix("Bearer "))
+    page = client.get(f"/spaces/{space['id']}", headers={"Accept": "text/html"})
+    client.cookies.clear()
+    assert page.status_code == 200, page.text
+    assert page.text.count('<td class="asset-name">') == 120
+    assert page.text.count("Grafana · By token, By user") == 120
+    assert "120 reports and dashboards in 16 folders" in page.text
+    assert page.text.count('class="card folder-card subfolder"') == 4
+
 
 def test_spaces_another_grafana_org_is_another_account(client, factory):
     headers = person(factory)[1]
