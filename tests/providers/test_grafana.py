@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.connectors.grafana import CONNECTOR
 from inflow.connectors.runtime import ConnectorRuntime
+from inflow.errors import InflowError
 from inflow.http.client import HttpOptions
 from inflow.sandbox.grafana import NO_ROLE_TOKEN, OPS_TOKEN, PASSWORD, TOKEN, USERNAME
 from inflow.storage.models import Asset
@@ -459,6 +460,46 @@ def test_folders_are_read_to_the_short_last_page_and_down_the_tree(grafana, sand
     assert read_folders == {f["uid"]: f.get("parentUid") for f in grafana.expected()["folders"]}
     assert sum(1 for parent in read_folders.values() if parent) == 3
     assert grafana.calls(FOLDERS) == 2 + 1004
+
+
+def test_a_dashboard_gone_before_it_is_read_is_no_dashboard_and_a_wrong_url_fails(grafana, sandbox):
+    """Deleted between the search and its read: a 404 there is skipped (the sync then marks it
+    deleted); a 404 anywhere else (a wrong sub-path) still fails the read."""
+    config = CONNECTOR.config.model_validate(TOKEN_CONFIG)
+    live = grafana.expected()["dashboards"][0]
+
+    async def read(parent: dict[str, Any]) -> list[list[Mapping[str, Any]]]:
+        runtime = ConnectorRuntime(
+            CONNECTOR,
+            config,
+            options=HttpOptions(allow_private_urls=True),
+            key="gone",
+            transport=httpx.ASGITransport(app=sandbox),
+        )
+        async with runtime:
+            stream = runtime.stream("dashboards")
+            return [list(page) async for page in runtime.items(stream, parent=parent)]
+
+    assert asyncio.run(read({"uid": "gone000000000"})) == [[]]
+    [[one]] = asyncio.run(read({"uid": live["uid"]}))
+    assert one["dashboard"]["uid"] == live["uid"]
+
+    wrong = CONNECTOR.config.model_validate({**TOKEN_CONFIG, "baseUrl": f"{URL}/sub"})
+
+    async def search() -> None:
+        runtime = ConnectorRuntime(
+            CONNECTOR,
+            wrong,
+            options=HttpOptions(allow_private_urls=True),
+            key="wrong",
+            transport=httpx.ASGITransport(app=sandbox),
+        )
+        async with runtime:
+            async for _ in runtime.items(runtime.stream("search")):
+                pass
+
+    with pytest.raises(InflowError):
+        asyncio.run(search())
 
 
 def test_basic_auth_header_is_what_grafana_expects(grafana, sandbox):

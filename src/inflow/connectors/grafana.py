@@ -222,7 +222,7 @@ async def check(ctx: Context) -> list[CheckStep]:
 
 # No total and no links: a page shorter than the limit is the last. 5000 is the most Grafana
 # serves a page (above: 422); without a limit it silently stops at 1000. A sync costs
-# ceil(N / 5000) search pages + N dashboard reads + one folder listing per folder (and one).
+# ceil((N + 1) / 5000) search pages + N dashboard reads + one folder listing per folder, and one.
 STREAMS = (
     Stream(
         "folders",
