@@ -25,7 +25,15 @@ from inflow.http.client import HttpOptions
 from inflow.sandbox.grafana import NO_ROLE_TOKEN, OPS_TOKEN, PASSWORD, TOKEN, USERNAME
 from inflow.storage.models import Asset
 from tests.conftest import TestClient  # type: ignore[attr-defined]  # re-exported on purpose
-from tests.sync.helpers import SANDBOX_HOST, assets_of, health, person, sync_and_wait
+from tests.sync.helpers import (
+    SANDBOX_HOST,
+    assets_of,
+    health,
+    person,
+    poll_run,
+    start_sync,
+    sync_and_wait,
+)
 
 SLUG = "grafana"
 URL = f"{SANDBOX_HOST}/{SLUG}"
@@ -83,6 +91,13 @@ def add_source(client: TestClient, headers: dict[str, str], config: dict[str, An
     assert response.status_code == 201, response.text
     source_id: str = response.json()["id"]
     return source_id
+
+
+def long_sync(client: TestClient, headers: dict[str, str], source_id: str) -> dict[str, Any]:
+    """A sync of thousands of dashboards: one read each, so minutes on a busy machine; polled
+    slowly, so the polling does not slow it further."""
+    run, _ = poll_run(client, headers, start_sync(client, headers, source_id), timeout=600, every=1)
+    return run
 
 
 def run_test(client: TestClient, headers: dict[str, str], source_id: str) -> dict[str, Any]:
@@ -150,7 +165,7 @@ def test_token_passes_the_test_and_syncs_5001_dashboards_over_two_pages(
     assert "Main Org." in result["checks"][1]["message"]
     assert grafana.calls(ORG) == 1
 
-    run = sync_and_wait(client, headers, source_id)
+    run = long_sync(client, headers, source_id)
 
     assert run["status"] == "succeeded", run
     # 5,001 dashboards and 16 folders (12 at the top, 4 nested)
@@ -177,7 +192,7 @@ def test_token_passes_the_test_and_syncs_5001_dashboards_over_two_pages(
             "orgId": 1,
         }
 
-    again = sync_and_wait(client, headers, source_id)
+    again = long_sync(client, headers, source_id)
 
     assert again["status"] == "succeeded", again
     assert again["counts"] == {"created": 0, "updated": 0, "unchanged": 5017, "deleted": 0}
@@ -460,6 +475,29 @@ def test_folders_are_read_to_the_short_last_page_and_down_the_tree(grafana, sand
     assert read_folders == {f["uid"]: f.get("parentUid") for f in grafana.expected()["folders"]}
     assert sum(1 for parent in read_folders.values() if parent) == 3
     assert grafana.calls(FOLDERS) == 2 + 1004
+
+
+def test_a_grafana_with_nested_folders_off_costs_two_folder_listings(grafana, sandbox):
+    grafana.configure(volume={"flat": 1})  # `parentUid` ignored: every folder, every time
+    config = CONNECTOR.config.model_validate(TOKEN_CONFIG)
+
+    async def read() -> list[list[Mapping[str, Any]]]:
+        runtime = ConnectorRuntime(
+            CONNECTOR,
+            config,
+            options=HttpOptions(allow_private_urls=True),
+            key="flat",
+            transport=httpx.ASGITransport(app=sandbox),
+        )
+        async with runtime:
+            return [list(page) async for page in runtime.items(runtime.stream("folders"))]
+
+    pages = asyncio.run(read())
+
+    assert [len(p) for p in pages] == [16]  # all of them, once, none with a parent
+    assert {f["uid"] for f in pages[0]} == {f["uid"] for f in grafana.expected()["folders"]}
+    assert all(f["parentUid"] is None for f in pages[0])
+    assert grafana.calls(FOLDERS) == 2  # the top level, then one child listing: stop
 
 
 def test_a_dashboard_gone_before_it_is_read_is_no_dashboard_and_a_wrong_url_fails(grafana, sandbox):

@@ -5,8 +5,9 @@ API docs: https://grafana.com/docs/grafana/latest/developers/http_api/   Emulato
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
@@ -123,6 +124,12 @@ def absolute(base: str, path: str) -> str:
     return base.rstrip("/") + path
 
 
+def saved_at(text: str) -> datetime:
+    """`meta.updated` (RFC 3339, `Z` or an offset); without one it is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def dashboard(body: Mapping[str, Any], ctx: Context) -> Iterator[Asset]:
     """One dashboard as `/api/dashboards/uid/{uid}` gives it (its search hit is the parent).
 
@@ -137,7 +144,7 @@ def dashboard(body: Mapping[str, Any], ctx: Context) -> Iterator[Asset]:
         name=model["title"],
         url=absolute(str(ctx.config.base_url), meta["url"]),
         folder=meta.get("folderTitle") if folder_uid else None,
-        updated_at=datetime.fromisoformat(meta["updated"]),
+        updated_at=saved_at(meta["updated"]),
         extra={
             "uid": model["uid"],
             "tags": sorted(model.get("tags") or []),  # the order Grafana lists tags in varies
@@ -168,19 +175,20 @@ async def folder_tree(ctx: Context) -> AsyncIterator[list[Mapping[str, Any]]]:
     """Every folder, top level first, then each folder's children (`?parentUid=`), a page at a
     time: one request per folder (Grafana has no call listing a whole tree with parents).
 
-    A Grafana with nested folders off ignores `parentUid` and lists every folder again (the
-    parent among them): the walk stops there, the first listing held them all."""
-    queue: list[str | None] = [None]
+    A Grafana with nested folders off ignores `parentUid` and lists every folder again (a
+    folder has one parent, so children already seen can only mean that): the walk stops there,
+    the first listing held them all."""
+    queue: deque[str | None] = deque([None])
     seen: set[str] = set()
     while queue:
-        parent = queue.pop(0)
+        parent = queue.popleft()
         page = 1
         while True:
             params: dict[str, Any] = {"limit": FOLDER_PAGE, "page": page}
             if parent is not None:
                 params["parentUid"] = parent
             rows = await ctx.get_json("/api/folders", params=params)
-            if parent is not None and any(r.get("uid") == parent for r in rows):
+            if parent is not None and rows and all(r.get("uid") in seen for r in rows):
                 return  # nested folders off: every folder came with the top level
             fresh: list[Mapping[str, Any]] = [
                 {**r, "parentUid": r.get("parentUid") or parent}

@@ -28,7 +28,9 @@ Volume keys: `dashboards` (org 1; org 2 has `ORG2_DASHBOARDS`), `folders` (top-l
 subfolders than folders nest three deep and more), `revision` (every 10th dashboard, 10, 20, ...,
 saved again that many times: retitled), `edits` (dashboards 5, 15, 25, ... saved again that many
 times with a panel added: search hits unchanged), `deletions` (that many dashboards deleted:
-those numbered 3, 8, 13, ...). Dashboards are spread over the root level and every folder. Which org a user's request acts in (membership aside)
+those numbered 3, 8, 13, ...), `flat` (1: nested folders off, as on a Grafana without the
+feature: `/api/folders` lists every folder and ignores `parentUid`). Dashboards are spread over
+the root level and every folder. Which org a user's request acts in (membership aside)
 is unverified against a real server: a user asking for an org it is not in gets a 401 here.
 """
 
@@ -463,7 +465,11 @@ async def folders(request: Request, who: Identity = Who) -> Response:
     limit, page = int64(request, "limit"), int64(request, "page")
     limit = limit if limit >= 1 else DEFAULT_LIMIT
     page = max(page, 1)
-    found = org_listing(get_state(request, SLUG), who.org, sub_path(request)).folders
+    state = get_state(request, SLUG)
+    found = org_listing(state, who.org, sub_path(request)).folders
+    if state.volume_of("flat"):  # nested folders off: every folder, `parentUid` ignored
+        every = [{k: f[k] for k in ("id", "uid", "title")} for f in found]
+        return json_response(every[(page - 1) * limit : page * limit] if who.role != "None" else [])
     parent = request.query_params.get("parentUid", "")
     if parent and (who.role == "None" or find(found, parent) is None):
         raise reject(404, "Folder not found")
@@ -630,6 +636,7 @@ EMULATOR = Emulator(
         "revision": 0,
         "edits": 0,
         "deletions": 0,
+        "flat": 0,
     },
     faults=frozenset(
         ("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow", "mutate")
