@@ -351,6 +351,11 @@ def test_spaces_reports_lists_live_assets_in_api_shape(client, factory):
             "embedUrl": "https://bi.example.com/embed/d/1",
             "folder": "Sales/EMEA",
             "updatedAt": updated,
+            "folderId": None,
+            "parent": None,
+            "version": None,
+            "remoteUpdatedAt": None,
+            "installations": [{"sourceId": source["id"], "name": source["name"]}],
         },
         {
             "id": str(report.id),
@@ -363,5 +368,10 @@ def test_spaces_reports_lists_live_assets_in_api_shape(client, factory):
             "embedUrl": None,
             "folder": None,
             "updatedAt": report.updated_at,
+            "folderId": None,
+            "parent": None,
+            "version": None,
+            "remoteUpdatedAt": None,
+            "installations": [{"sourceId": source["id"], "name": source["name"]}],
         },
     ]

@@ -43,7 +43,7 @@ def all_dashboards(api: GrafanaApi) -> list[dict[str, Any]]:
 
 
 def test_the_sdk_reads_what_inflow_stores(live: LiveSandbox, closing: contextlib.ExitStack) -> None:
-    live.configure(SLUG, volume={"dashboards": 120, "folders": 6, "revision": 2})
+    live.configure(SLUG, volume={"dashboards": 120, "folders": 6, "subfolders": 2, "revision": 2})
     config = live.credentials(SLUG)["config"]
     api = sdk(closing, config["baseUrl"], config["apiKey"])
 
@@ -55,7 +55,8 @@ def test_the_sdk_reads_what_inflow_stores(live: LiveSandbox, closing: contextlib
     assert live.stats(SLUG)["byEndpoint"]["GET /api/search"] == 3  # 50 + 50 + 20
 
     source_id = live.sync(SLUG, config)
-    stored = {row[0]: row for row in assets_of(live.factory, source_id) if not row[7]}
+    rows = [row for row in assets_of(live.factory, source_id) if not row[7]]
+    stored = {row[0]: row for row in rows if row[1] == "dashboard"}
     assert {h["uid"]: (h["title"], h.get("folderTitle")) for h in hits} == {
         uid: (row[2], row[5]) for uid, row in stored.items()
     }
@@ -75,7 +76,11 @@ def test_the_sdk_reads_what_inflow_stores(live: LiveSandbox, closing: contextlib
         in_folder["folderTitle"],
         in_folder["folderUrl"],
     )
-    assert len(api.folder.get_all_folders()) == 6
+    top = api.folder.get_all_folders()  # nested folders on: the top level
+    assert len(top) == 6
+    stored_folders = {row[0]: row[2] for row in rows if row[1] == "folder"}
+    assert {f["uid"]: f["title"] for f in top}.items() <= stored_folders.items()
+    assert len(stored_folders) == 6 + 2  # and the two subfolders
 
 
 def test_errors_are_the_sdks_exceptions(live: LiveSandbox, closing: contextlib.ExitStack) -> None:

@@ -76,7 +76,33 @@ async def test_folder_search_and_folder_listing_match_the_spec(http):
     for folder in folders:
         validate_schema(SPEC, "FolderSearchHit", folder)
     assert {hit["type"] for hit in hits} == {"dash-folder"}
-    assert [f["uid"] for f in folders] == [h["uid"] for h in hits[5:10]]
+    # nested folders on: the top level only (search lists every folder, a nested one with
+    # its parent as folderUid), by title
+    top = [h["uid"] for h in hits if "folderUid" not in h]
+    assert [f["uid"] for f in folders] == top[5:10]
+    assert all("parentUid" not in f for f in folders)
+
+
+async def test_nested_folders_list_by_parent_and_name_their_parents(http):
+    hits = await get(http, "/search", params={"type": "dash-folder"}, headers=BEARER)
+    nested = next(h for h in hits if "folderUid" in h)
+
+    children = await get(
+        http, "/folders", params={"parentUid": nested["folderUid"]}, headers=BEARER
+    )
+    one = await get(http, f"/folders/{nested['uid']}", headers=BEARER)
+    missing = await get(http, "/folders", params={"parentUid": "nope"}, status=404, headers=BEARER)
+
+    validate_response(SPEC, "GET", "/folders", 200, children)
+    for child in children:
+        validate_schema(SPEC, "FolderSearchHit", child)
+    assert nested["uid"] in [c["uid"] for c in children]
+    assert {c["parentUid"] for c in children} == {nested["folderUid"]}
+    validate_response(SPEC, "GET", "/folders/{folder_uid}", 200, one)
+    assert one["parentUid"] == nested["folderUid"]
+    assert [p["uid"] for p in one["parents"]] == [nested["folderUid"]]
+    assert one["parents"][0]["title"] == nested["folderTitle"]
+    assert missing == {"message": "Folder not found"}
 
 
 async def test_current_org_matches_the_spec(http):

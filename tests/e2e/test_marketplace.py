@@ -25,8 +25,9 @@ from tests.servers import INFLOW, InflowServer, free_port, inflow_env
 
 pytestmark = pytest.mark.e2e
 
-# A small Grafana, so the space's page reads whole: 14 dashboards in 4 folders (and the root).
-GRAFANA_VOLUME = {"dashboards": 14, "folders": 4}
+# A small Grafana, so the space's page reads whole: 14 dashboards in 4 top-level folders (one
+# empty), 2 of them with a subfolder.
+GRAFANA_VOLUME = {"dashboards": 14, "folders": 4, "subfolders": 2}
 MEMBER = "market-member@example.com"  # a member with nothing of their own yet
 
 
@@ -153,20 +154,27 @@ def test_install_grafana_test_sync_and_see_its_dashboards_in_the_space(
         expect(run).to_contain_text(re.compile("Queued|Syncing"))
         expect(run).to_have_attribute("hx-trigger", "every 2s")
         check_page(page, "marketplace-sync-running")
-        expect(run).to_contain_text("Synced", timeout=30_000)
-    finally:
+    finally:  # a sync reads each dashboard and each folder's children: fast again now
         _grafana_faults(sandbox, latencyMs=0)
+    expect(run).to_contain_text("Synced", timeout=30_000)
     expect(run).not_to_have_attribute("hx-trigger", "every 2s")  # the polling has stopped
     expect(run.locator(".counts li").nth(1)).to_contain_text("14 dashboards")
-    expect(run.locator(".counts li").nth(2)).to_contain_text("4 folders")
-    expect(run).to_contain_text("14 new")
+    expect(run.locator(".counts li").nth(2)).to_contain_text("6 folders")
+    expect(run).to_contain_text("20 new")  # 14 dashboards and 6 folders
     check_page(page, "marketplace-installation-synced")
 
     run.get_by_role("link", name="See them in the space").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Ops Grafana")
-    folders = page.locator(".folder-card")
-    expect(folders).to_have_count(5)  # 4 folders and the root
-    expect(folders.last.get_by_role("heading")).to_have_text("No folder")
+    tree = page.locator(".folder-tree > .folder-card")
+    expect(tree).to_have_count(4)  # the top-level folders, by title (no dashboard at the root)
+    expect(tree.first.get_by_role("heading", level=2)).to_have_text("Databases")
+    expect(tree.first).to_contain_text("An empty folder.")
+    subfolders = page.locator(".folder-card .folder-card")
+    expect(subfolders).to_have_count(2)  # each inside its parent's section, a level deeper
+    expect(subfolders.first.get_by_role("heading", level=3)).to_have_text("Security")
+    expect(subfolders.first.locator(".card-head").get_by_role("link")).to_have_attribute(
+        "href", re.compile(r"/grafana/dashboards/f/")
+    )
     rows = page.locator("table.assets tbody tr:not(.preview-row)")
     expect(rows).to_have_count(14)
     first = rows.first.get_by_role("link", name=re.compile("^Open"))

@@ -591,3 +591,34 @@ def test_marketplace_lists_the_plugin_and_syncs_an_installation(client, factory,
     assert body["success"], body
     assert body["count"] == WORKSPACES * (REPORTS + DASHBOARDS)
     assert {i["action"] for i in body["items"]} == {"created"}
+
+
+def test_two_installations_of_one_tenant_list_each_report_once_in_their_space(client, factory, sb):
+    """Issue 13 item 8: the same tenant installed twice (API and SDK access) into one space."""
+    _, headers = person(factory)
+    space = client.post("/api/spaces", headers=headers, json={"name": "BI"}).json()
+    ids = []
+    for name, access in (("Finance API", "api"), ("Finance SDK", "sdk")):
+        body = {"name": name, "config": config(sb, accessType=access), "spaceId": space["id"]}
+        made = client.post("/api/marketplace/plugins/powerbi/install", headers=headers, json=body)
+        assert made.status_code == 201, made.text
+        ids.append(made.json()["id"])
+        synced = client.post(
+            "/api/marketplace/plugins/powerbi/sync",
+            headers=headers,
+            json={"installationId": ids[-1], "spaceId": space["id"]},
+        )
+        assert synced.status_code == 200, synced.text
+        assert synced.json()["success"] is True, synced.json()
+
+    items = client.get(f"/api/spaces/{space['id']}/reports", headers=headers).json()
+
+    upstream_ids = {r["id"] for r in upstream(sb)["reports"]} | {
+        d["id"] for d in upstream(sb)["dashboards"]
+    }
+    assert {i["externalId"] for i in items} == upstream_ids
+    assert len(items) == len(upstream_ids)  # each once, not once per installation
+    assert all(
+        [x["sourceId"] for x in i["installations"]] == ids and i["sourceId"] == ids[0]
+        for i in items
+    )

@@ -211,6 +211,13 @@ class MemberAdd(Schema):
     role: Literal["owner", "editor", "viewer"] = "viewer"
 
 
+class InstallationRef(Schema):
+    """An installation (data source) that synced a space item."""
+
+    source_id: uuid.UUID
+    name: str
+
+
 class AssetPublic(Schema):
     id: uuid.UUID
     source_id: uuid.UUID
@@ -222,6 +229,13 @@ class AssetPublic(Schema):
     embed_url: str | None = None
     folder: str | None = None
     updated_at: datetime
+    # additions (docs/api-additions.md): the folder item a dashboard is in, a folder's parent
+    # folder item, the provider's version and update time, every installation that synced it
+    folder_id: uuid.UUID | None = None
+    parent: uuid.UUID | None = None
+    version: int | None = None
+    remote_updated_at: datetime | None = None
+    installations: list[InstallationRef] = Field(default_factory=list)
 
 
 class Health(Schema):

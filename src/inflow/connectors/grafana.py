@@ -5,7 +5,9 @@ API docs: https://grafana.com/docs/grafana/latest/developers/http_api/   Emulato
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
@@ -97,7 +99,10 @@ REFUSALS = {
 
 
 def refusal(response: httpx.Response) -> Resolution | None:
-    """A 401 with Grafana's `messageId` becomes a message naming the fix."""
+    """A 401 with Grafana's `messageId` becomes a message naming the fix. A dashboard that is
+    gone by the time it is read (deleted after the search listed it) is no dashboard."""
+    if response.status_code == 404 and "/api/dashboards/uid/" in response.request.url.path:
+        return Resolution(Action.IGNORE, Kind.NOT_FOUND, "dashboard deleted since the search")
     if response.status_code != 401:
         return None
     try:
@@ -119,21 +124,83 @@ def absolute(base: str, path: str) -> str:
     return base.rstrip("/") + path
 
 
-def dashboard(hit: Mapping[str, Any], ctx: Context) -> Iterator[Asset]:
-    # Hits carry no version or update time (those need one GET per dashboard); everything
-    # stored here is in the hit, so a retitled, moved or retagged dashboard counts as updated.
+def saved_at(text: str) -> datetime:
+    """`meta.updated` (RFC 3339, `Z` or an offset); without one it is taken as UTC."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def dashboard(body: Mapping[str, Any], ctx: Context) -> Iterator[Asset]:
+    """One dashboard as `/api/dashboards/uid/{uid}` gives it (its search hit is the parent).
+
+    Search hits carry no version or update time, so each dashboard is read: its `meta.version`
+    and `meta.updated` make a panel-only edit an update and an unchanged dashboard unchanged.
+    """
+    meta, model = body["meta"], body["dashboard"]
+    folder_uid = meta.get("folderUid") or None  # "" (and "General"): the root level
     yield Asset(
-        external_id=hit["uid"],
+        external_id=model["uid"],
         kind="dashboard",
-        name=hit["title"],
-        url=absolute(str(ctx.config.base_url), hit["url"]),
-        folder=hit.get("folderTitle") or None,  # None: the root ("General") level
+        name=model["title"],
+        url=absolute(str(ctx.config.base_url), meta["url"]),
+        folder=meta.get("folderTitle") if folder_uid else None,
+        updated_at=saved_at(meta["updated"]),
         extra={
-            "uid": hit["uid"],
-            "tags": sorted(hit.get("tags") or []),  # the order Grafana lists tags in varies
-            "folderUid": hit.get("folderUid"),
+            "uid": model["uid"],
+            "tags": sorted(model.get("tags") or []),  # the order Grafana lists tags in varies
+            "folderUid": folder_uid,
+            "version": meta["version"],
+            # the org (its search hit's): one instance's orgs may reuse a uid
+            "orgId": (ctx.parent or {}).get("orgId"),
         },
     )
+
+
+def folder(item: Mapping[str, Any], ctx: Context) -> Iterator[Asset]:
+    """One folder of the tree; `parentUid` names its parent folder (none: the top level)."""
+    uid = item["uid"]
+    yield Asset(
+        external_id=uid,  # folders and dashboards share Grafana's uid space (one table)
+        kind="folder",
+        name=item["title"],
+        url=absolute(str(ctx.config.base_url), f"/dashboards/f/{uid}/"),
+        extra={"uid": uid, "parentUid": item.get("parentUid") or None},
+    )
+
+
+FOLDER_PAGE = 1000  # `/api/folders`' default page; it pages with `limit` and `page`
+
+
+async def folder_tree(ctx: Context) -> AsyncIterator[list[Mapping[str, Any]]]:
+    """Every folder, top level first, then each folder's children (`?parentUid=`), a page at a
+    time: one request per folder (Grafana has no call listing a whole tree with parents).
+
+    A Grafana with nested folders off ignores `parentUid` and lists every folder again (a
+    folder has one parent, so children already seen can only mean that): the walk stops there,
+    the first listing held them all."""
+    queue: deque[str | None] = deque([None])
+    seen: set[str] = set()
+    while queue:
+        parent = queue.popleft()
+        page = 1
+        while True:
+            params: dict[str, Any] = {"limit": FOLDER_PAGE, "page": page}
+            if parent is not None:
+                params["parentUid"] = parent
+            rows = await ctx.get_json("/api/folders", params=params)
+            if parent is not None and rows and all(r.get("uid") in seen for r in rows):
+                return  # nested folders off: every folder came with the top level
+            fresh: list[Mapping[str, Any]] = [
+                {**r, "parentUid": r.get("parentUid") or parent}
+                for r in rows
+                if r.get("uid") not in seen
+            ]
+            seen.update(str(r.get("uid")) for r in fresh)
+            queue.extend(str(r["uid"]) for r in fresh if r.get("uid"))
+            yield fresh
+            if len(rows) < FOLDER_PAGE:
+                break
+            page += 1
 
 
 async def check(ctx: Context) -> list[CheckStep]:
@@ -162,25 +229,44 @@ async def check(ctx: Context) -> list[CheckStep]:
 
 
 # No total and no links: a page shorter than the limit is the last. 5000 is the most Grafana
-# serves a page (above: 422); without a limit it silently stops at 1000.
+# serves a page (above: 422); without a limit it silently stops at 1000. A sync costs
+# ceil((N + 1) / 5000) search pages + N dashboard reads + one folder listing per folder, and one.
 STREAMS = (
     Stream(
-        "dashboards",
+        "folders",
+        "/api/folders",
+        reader=folder_tree,
+        parse=folder,
+        deletes=True,
+        fetchable=False,
+    ),
+    # Read only for its hits' uids (the dashboards below).
+    Stream(
+        "search",
         "/api/search",
         params={"type": "dash-db"},
         pages=PageNumber(param="page", size_param="limit", size=5000),
+        fetchable=False,
+    ),
+    Stream(
+        "dashboards",
+        "/api/dashboards/uid/{parent.uid}",
+        parent="search",
         parse=dashboard,
         deletes=True,
         fetchable=False,
     ),
-    # Folders are not assets (a dashboard carries its folder's title): read only when asked.
-    Stream(
-        "folders",
-        "/api/folders",
-        pages=PageNumber(param="page", size_param="limit", size=1000),
-        fetchable=False,
-    ),
 )
+
+
+def account(config: Mapping[str, Any]) -> str | None:
+    """The Grafana instance a source reads (its dashboards' `orgId` names the org in it)."""
+    base = str(config.get("baseUrl") or "")
+    if not base:
+        return None
+    parts = urlsplit(base)
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
 
 CONNECTOR = Connector(
     slug="grafana",
@@ -196,5 +282,6 @@ CONNECTOR = Connector(
     # Empty or unparsable is ignored by Grafana (no org asked for), so it may always be sent.
     headers={"X-Grafana-Org-Id": "{config.org_id}"},
     classify=refusal,
+    account=account,
     extra={"auth_types": ["bearer", "basic"]},
 )

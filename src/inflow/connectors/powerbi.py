@@ -366,6 +366,14 @@ STREAMS = (
     ),
 )
 
+
+def account(config: Mapping[str, Any]) -> str | None:
+    """The tenant a source reads (report and dashboard ids are GUIDs, unique in it), per cloud."""
+    tenant = str(config.get("tenantId") or "").lower()
+    base = str(config.get("baseUrl") or "https://api.powerbi.com").rstrip("/").lower()
+    return f"{base}#tenant={tenant}" if tenant else None
+
+
 CONNECTOR = Connector(
     slug="powerbi",
     title="Power BI",
@@ -379,4 +387,5 @@ CONNECTOR = Connector(
     checks=(check,),
     streams=STREAMS,
     classify=classify,
+    account=account,
 )

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import quote
 
-AssetKind = Literal["report", "dashboard"]
+AssetKind = Literal["report", "dashboard", "folder"]  # a folder holds the others (Grafana)
 # "24h", "48h", "72h": a rolling window of that length ending at any hour (Clarity's live
 # insights), never a calendar day
 Granularity = Literal["hour", "day", "24h", "48h", "72h", "week", "month"]

@@ -470,6 +470,9 @@ class Connector:
     variants: Mapping[str, Connector] = field(default_factory=dict)
     variant_field: str = "platform"
     family: str | None = None
+    # The provider account a source reads, from its stored (public) config: two sources of one
+    # account list the same reports and dashboards (a space shows each once). None: unknown.
+    account: Callable[[Mapping[str, Any]], str | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def config_schema(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Emulator of a Grafana instance's HTTP API (a 10.4 server, nested folders off), prefix `/grafana`.
+"""Emulator of a Grafana instance's HTTP API (a 10.4 server, nested folders on), prefix `/grafana`.
 
 The prefix plays Grafana's sub-path (`root_url` with `serve_from_sub_path`): the URLs in search
 hits carry it, as a real sub-path install's do. `GET /api/health` answers without auth (its
@@ -11,18 +11,26 @@ minutes lock it, the right password included (Grafana's brute-force protection).
 
 `/api/search`: `type`, `query`, `tag`, `sort`, `limit` (default 1000 when missing or < 1, over
 5000 is a 422) and 1-based `page` (< 1 is 1); no total, no links: a short page is the last.
-`/api/folders`: `limit` (default 1000) and `page`; `/api/folders/{uid}` one folder (404 `Folder not
-found`), `/api/dashboards/uid/{uid}` one dashboard's JSON and `meta` (404 `Dashboard not found`):
-version 1, or `1 + revision` for the dashboards saved again, `updated` a day after `created` per
-save. `/api/frontend/settings` (signed in) has the `buildInfo` grafana-client reads. An unknown
+`/api/folders`: `limit` (default 1000) and `page`; nested folders on, it lists the top level, or
+with `parentUid` that folder's children (each with its `parentUid`; an unknown parent is a 404
+`Folder not found`). `/api/folders/{uid}` one folder (404 `Folder not found`) with `parentUid`
+and `parents` (root first) when nested; in search hits a nested folder carries its parent as
+`folderUid`/`folderTitle`/`folderUrl`. `/api/dashboards/uid/{uid}` one dashboard's JSON and
+`meta` (404 `Dashboard not found`): version 1, or `1 + revision` (`1 + edits`) for the dashboards
+saved again, `updated` a day after `created` per save. `/api/frontend/settings` (signed in) has the `buildInfo` grafana-client reads. An unknown
 route is Grafana's 404 `{"message": "Not found"}`. Errors are Grafana's: `{"message"}` from
 handlers, the errutil shape (`messageId`, `statusCode`, `traceID`) from authentication, the 403
 `accessErrorId` body from access control; faults answer `{"message"}` with `Retry-After`.
 A token with no role (`NO_ROLE_TOKEN`) sees no dashboards and may not read its org (403).
 
-Volume keys: `dashboards` (org 1; org 2 has `ORG2_DASHBOARDS`), `folders` (org 1), `revision`
-(every 10th dashboard saved again that many times: retitled), `deletions` (that many dashboards
-deleted: those numbered 3, 8, 13, ...). Which org a user's request acts in (membership aside)
+Volume keys: `dashboards` (org 1; org 2 has `ORG2_DASHBOARDS`), `folders` (top-level, org 1),
+`subfolders` (nested folders of org 1: folder `folders + k` is a child of folder `k`, so more
+subfolders than folders nest three deep and more), `revision` (every 10th dashboard, 10, 20, ...,
+saved again that many times: retitled), `edits` (dashboards 5, 15, 25, ... saved again that many
+times with a panel added: search hits unchanged), `deletions` (that many dashboards deleted:
+those numbered 3, 8, 13, ...), `flat` (1: nested folders off, as on a Grafana without the
+feature: `/api/folders` lists every folder and ignores `parentUid`). Dashboards are spread over
+the root level and every folder. Which org a user's request acts in (membership aside)
 is unverified against a real server: a user asking for an org it is not in gets a 401 here.
 """
 
@@ -218,6 +226,7 @@ class Listing:
 
     folders: tuple[JSONObject, ...]
     dashboards: tuple[JSONObject, ...]
+    by_uid: Mapping[str, JSONObject]  # the dashboards (a sync reads each one by uid)
 
 
 def is_deleted(n: int, deletions: int) -> bool:
@@ -225,16 +234,21 @@ def is_deleted(n: int, deletions: int) -> bool:
     return n % 5 == 3 and n // 5 < deletions
 
 
-def _folder(seed: int, org: int, j: int, sub_path: str) -> dict[str, JSONValue]:
+def _folder(seed: int, org: int, j: int, sub_path: str, top: int = 0) -> dict[str, JSONValue]:
+    """Folder number ``j``; past the ``top`` level ones (``top`` > 0) it is nested: a child of
+    folder ``j - top``."""
     name = FOLDER_NAMES[(j - 1) % len(FOLDER_NAMES)]
     title = name if j <= len(FOLDER_NAMES) else f"{name} {j}"
     uid = uid_of(seed, "folder", org, j)
     url = f"{sub_path}/dashboards/f/{uid}/{slugify(title)}"
-    return {"id": first_id(org) + j, "uid": uid, "title": title, "url": url}
+    folder: dict[str, JSONValue] = {"id": first_id(org) + j, "uid": uid, "title": title, "url": url}
+    if top and j > top:
+        folder["parentUid"] = uid_of(seed, "folder", org, j - top)
+    return folder
 
 
 def _dashboard(
-    seed: int, org: int, n: int, folders: int, revision: int, sub_path: str
+    seed: int, org: int, n: int, folders: int, subfolders: int, revision: int, sub_path: str
 ) -> dict[str, JSONValue]:
     h = stable_hash(seed, "dashboard", org, n)
     title = f"{pick(h, ADJECTIVES)} {pick(h >> 8, NOUNS)} {n}"
@@ -243,7 +257,7 @@ def _dashboard(
     uid = uid_of(seed, "dashboard", org, n)
     tags = sorted({pick(h >> (16 + 8 * k), TAGS) for k in range((h >> 60) % 3)}, reverse=True)
     hit: dict[str, JSONValue] = {
-        "id": first_id(org) + folders + n,  # folders and dashboards share one id sequence
+        "id": first_id(org) + folders + subfolders + n,  # one id sequence for folders too
         "uid": uid,
         "orgId": org,
         "title": title,
@@ -255,7 +269,7 @@ def _dashboard(
         "isStarred": False,
         "sortMeta": 0,
     }
-    j = (h >> 40) % (folders + 1)  # 0: the root ("General") level, no folder fields
+    j = (h >> 40) % (folders + subfolders + 1)  # 0: the root ("General") level, no folder fields
     if j:
         folder = _folder(seed, org, j, sub_path)
         hit.update(
@@ -289,9 +303,12 @@ def saved(seed: int, kind: str, org: int, n: int, versions: int) -> JSONObject:
     }
 
 
-def dashboard_version(n: int, revision: int) -> int:
-    """Version 1, or 1 + `revision` for every 10th dashboard (saved again, retitled)."""
-    return 1 + revision if revision and n % 10 == 0 else 1
+def dashboard_version(n: int, revision: int, edits: int = 0) -> int:
+    """Version 1, or 1 + `revision` for every 10th dashboard (saved again, retitled), 1 + `edits`
+    for dashboards 5, 15, 25, ... (saved again with a panel added)."""
+    if revision and n % 10 == 0:
+        return 1 + revision
+    return 1 + edits if edits and n % 10 == 5 else 1
 
 
 def _title_key(item: JSONObject) -> tuple[str, str]:
@@ -300,36 +317,66 @@ def _title_key(item: JSONObject) -> tuple[str, str]:
 
 @lru_cache(maxsize=8)
 def listing(
-    seed: int, org: int, dashboards: int, folders: int, revision: int, deletions: int, sub_path: str
+    seed: int,
+    org: int,
+    dashboards: int,
+    folders: int,
+    subfolders: int,
+    revision: int,
+    deletions: int,
+    sub_path: str,
 ) -> Listing:
-    """Every folder and live dashboard of an org, built once per setting (5,000+ sort fast)."""
+    """Every folder (nested ones with their `parentUid`) and live dashboard of an org, built
+    once per setting (5,000+ sort fast)."""
     live = (
-        _dashboard(seed, org, n, folders, revision, sub_path)
+        _dashboard(seed, org, n, folders, subfolders, revision, sub_path)
         for n in range(1, dashboards + 1)
         if not is_deleted(n, deletions)
     )
+    every = (_folder(seed, org, j, sub_path, folders) for j in range(1, folders + subfolders + 1))
+    found = tuple(sorted(live, key=_title_key))
     return Listing(
-        folders=tuple(
-            sorted((_folder(seed, org, j, sub_path) for j in range(1, folders + 1)), key=_title_key)
-        ),
-        dashboards=tuple(sorted(live, key=_title_key)),
+        folders=tuple(sorted(every, key=_title_key)),
+        dashboards=found,
+        by_uid={str(d["uid"]): d for d in found},
     )
 
 
 def org_listing(state: EmulatorState, org: int, sub_path: str) -> Listing:
     if org == 1:
         dashboards, folders = state.volume_of("dashboards"), state.volume_of("folders")
+        subfolders = state.volume_of("subfolders")
     else:
-        dashboards, folders = ORG2_DASHBOARDS, ORG2_FOLDERS
+        dashboards, folders, subfolders = ORG2_DASHBOARDS, ORG2_FOLDERS, 0
     revision, deletions = state.volume_of("revision"), state.volume_of("deletions")
-    return listing(state.seed, org, dashboards, folders, revision, deletions, sub_path)
+    return listing(state.seed, org, dashboards, folders, subfolders, revision, deletions, sub_path)
 
 
-def folder_hit(folder: JSONObject, org: int) -> JSONObject:
-    """A folder as `/api/search?type=dash-folder` lists it."""
+def parents_of(folders: tuple[JSONObject, ...], folder: JSONObject) -> list[JSONObject]:
+    """A folder's ancestors, the root first (`/api/folders/{uid}`'s `parents`)."""
+    chain: list[JSONObject] = []
+    parent = find(folders, str(folder.get("parentUid") or ""))
+    while parent is not None:
+        chain.insert(0, parent)
+        parent = find(folders, str(parent.get("parentUid") or ""))
+    return chain
+
+
+def folder_hit(folders: tuple[JSONObject, ...], folder: JSONObject, org: int) -> JSONObject:
+    """A folder as `/api/search?type=dash-folder` lists it (a nested one with its parent)."""
     title = str(folder["title"])
     extra: dict[str, JSONValue] = {"orgId": org, "uri": f"db/{slugify(title)}", "slug": ""}
-    return {**folder, **extra, "type": "dash-folder", "tags": [], "isStarred": False, "sortMeta": 0}
+    own = {k: folder[k] for k in ("id", "uid", "title", "url")}
+    hit = {**own, **extra, "type": "dash-folder", "tags": [], "isStarred": False, "sortMeta": 0}
+    parent = find(folders, str(folder.get("parentUid") or ""))
+    if parent is not None:
+        hit.update(
+            folderId=parent["id"],
+            folderUid=parent["uid"],
+            folderTitle=parent["title"],
+            folderUrl=parent["url"],
+        )
+    return hit
 
 
 def find(items: tuple[JSONObject, ...], uid: str) -> JSONObject | None:
@@ -393,7 +440,7 @@ async def search(request: Request, who: Identity = Who) -> Response:
         return json_response([])
     q = request.query_params
     found = org_listing(get_state(request, SLUG), who.org, sub_path(request))
-    folders = [folder_hit(f, who.org) for f in found.folders]
+    folders = [folder_hit(found.folders, f, who.org) for f in found.folders]
     kind = q.get("type")
     hits: list[JSONObject] = (
         list(found.dashboards)
@@ -413,14 +460,26 @@ async def search(request: Request, who: Identity = Who) -> Response:
 
 @api.get("/api/folders")
 async def folders(request: Request, who: Identity = Who) -> Response:
-    """The folders the identity may view, a page at a time (nested folders off: all of them)."""
+    """The top-level folders the identity may view, or with `parentUid` that folder's children,
+    a page at a time."""
     limit, page = int64(request, "limit"), int64(request, "page")
     limit = limit if limit >= 1 else DEFAULT_LIMIT
     page = max(page, 1)
+    state = get_state(request, SLUG)
+    found = org_listing(state, who.org, sub_path(request)).folders
+    if state.volume_of("flat"):  # nested folders off: every folder, `parentUid` ignored
+        every = [{k: f[k] for k in ("id", "uid", "title")} for f in found]
+        return json_response(every[(page - 1) * limit : page * limit] if who.role != "None" else [])
+    parent = request.query_params.get("parentUid", "")
+    if parent and (who.role == "None" or find(found, parent) is None):
+        raise reject(404, "Folder not found")
     if who.role == "None":
         return json_response([])
-    found = org_listing(get_state(request, SLUG), who.org, sub_path(request)).folders
-    rows = [{"id": f["id"], "uid": f["uid"], "title": f["title"]} for f in found]
+    rows: list[JSONObject] = [
+        {k: f[k] for k in ("id", "uid", "title", "parentUid") if k in f}
+        for f in found
+        if (f.get("parentUid") or "") == parent
+    ]
     return json_response(rows[(page - 1) * limit : page * limit])
 
 
@@ -434,9 +493,14 @@ async def folder(request: Request, uid: str, who: Identity = Who) -> Response:
         raise reject(404, "Folder not found")
     can = dict.fromkeys(("canSave", "canEdit", "canAdmin", "canDelete"), False)
     when = saved(get_state(request, SLUG).seed, "folder", who.org, n, 1)
+    nesting: dict[str, JSONValue] = {}
+    if hit.get("parentUid"):
+        chain = parents_of(found, hit)
+        nesting["parents"] = [{k: p[k] for k in ("uid", "title", "url")} for p in chain]
     return json_response(
         {
             **hit,
+            **nesting,
             "hasAcl": False,
             **can,
             "createdBy": "admin",
@@ -452,21 +516,21 @@ async def folder(request: Request, uid: str, who: Identity = Who) -> Response:
 async def dashboard(request: Request, uid: str, who: Identity = Who) -> Response:
     """One dashboard's JSON model and `meta` (version and save times included)."""
     state = get_state(request, SLUG)
-    found = org_listing(state, who.org, sub_path(request)).dashboards
-    hit = find(found, uid) if who.role != "None" else None
+    hit = org_listing(state, who.org, sub_path(request)).by_uid.get(uid)
+    hit = hit if who.role != "None" else None
     n = number_of(uid, "dashboard", who.org)
     if hit is None or n is None:
         if who.role == "None" and n is not None:
             raise access_denied("dashboards:read")
         raise reject(404, "Dashboard not found")
-    when = saved(
-        state.seed, "dashboard", who.org, n, dashboard_version(n, state.volume_of("revision"))
-    )
+    version = dashboard_version(n, state.volume_of("revision"), state.volume_of("edits"))
+    when = saved(state.seed, "dashboard", who.org, n, version)
     h = stable_hash(state.seed, "panels", who.org, n)
+    added = version - 1 if n % 10 == 5 else 0  # an edit adds a panel, nothing else
     panels: list[JSONValue] = [
         {"id": k + 1, "type": pick(h >> (4 * k), ("timeseries", "stat", "table", "gauge")),
          "title": f"Panel {k + 1}", "gridPos": {"h": 8, "w": 12, "x": 12 * (k % 2), "y": 8 * (k // 2)}}
-        for k in range(1 + h % 4)
+        for k in range(1 + h % 4 + added)
     ]  # fmt: skip
     model: JSONObject = {
         "id": hit["id"],
@@ -565,7 +629,15 @@ EMULATOR = Emulator(
     router=router,
     credentials=credentials,
     expected=expected,
-    default_volume={"dashboards": 120, "folders": 12, "revision": 0, "deletions": 0},
+    default_volume={
+        "dashboards": 120,
+        "folders": 12,
+        "subfolders": 4,
+        "revision": 0,
+        "edits": 0,
+        "deletions": 0,
+        "flat": 0,
+    },
     faults=frozenset(
         ("rate_limit", "server_error", "unavailable", "truncate", "drop", "slow", "mutate")
     ),

@@ -126,9 +126,14 @@ def asset_counts(session: Session, source_id: uuid.UUID) -> Counts:
     by_kind = dict(
         session.execute(select(Asset.kind, func.count()).where(*live).group_by(Asset.kind)).all()
     )
-    folders = session.execute(
-        select(func.count(func.distinct(Asset.folder))).where(*live, Asset.folder.is_not(None))
-    ).scalar_one()
+    # Folder items where the provider has them (Grafana's tree, nested and empty ones too),
+    # else the distinct folder names the items carry (Power BI's workspaces).
+    folders = (
+        by_kind.get("folder")
+        or session.execute(
+            select(func.count(func.distinct(Asset.folder))).where(*live, Asset.folder.is_not(None))
+        ).scalar_one()
+    )
     return Counts(by_kind.get("report", 0), by_kind.get("dashboard", 0), folders)
 
 

@@ -9,9 +9,8 @@ membership checks (a stranger's space is a 404) and the same audit.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import groupby
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -38,7 +37,7 @@ NAME = FormField(
 )
 DESCRIPTION = FormField("description", "Description", "text", help="Optional: what it holds.")
 NO_FOLDER = "No folder"
-KIND_LABELS = {"report": "Report", "dashboard": "Dashboard"}
+KIND_LABELS = {"report": "Report", "dashboard": "Dashboard", "folder": "Folder"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,55 @@ class AssetView:
     @property
     def kind_label(self) -> str:
         return KIND_LABELS.get(self.asset.kind, self.asset.kind.title())
+
+    @property
+    def installations(self) -> str:
+        """Every installation that synced it (two of one account list it once)."""
+        return ", ".join(i.name for i in self.asset.installations) or self.source_name
+
+
+@dataclass
+class FolderView:
+    """A folder of the space's tree: a folder item (Grafana) or a folder name the items carry
+    (a Power BI workspace), with its items and subfolders."""
+
+    title: str
+    folder: AssetView | None = None
+    items: list[AssetView] = field(default_factory=list)
+    children: list[FolderView] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.items) + sum(c.count for c in self.children)
+
+    def sort(self) -> None:
+        self.items.sort(key=lambda v: v.asset.name.lower())
+        self.children.sort(key=lambda f: f.title.lower())
+        for child in self.children:
+            child.sort()
+
+
+def folder_tree(views: list[AssetView]) -> list[FolderView]:
+    """Folders, subfolders and their items; the items in no folder last."""
+    nodes = {v.asset.id: FolderView(v.asset.name, v) for v in views if v.asset.kind == "folder"}
+    by_title: dict[str | None, FolderView] = {}
+    top: list[FolderView] = []
+    for v in views:
+        if v.asset.kind == "folder":
+            parent = nodes.get(v.asset.parent) if v.asset.parent else None
+            (parent.children if parent else top).append(nodes[v.asset.id])
+        elif v.asset.folder_id in nodes:
+            nodes[v.asset.folder_id].items.append(v)
+        else:
+            if v.asset.folder not in by_title:
+                by_title[v.asset.folder] = FolderView(v.asset.folder or NO_FOLDER)
+            by_title[v.asset.folder].items.append(v)
+    top.extend(f for title, f in by_title.items() if title is not None)
+    root = FolderView("", children=top)
+    root.sort()
+    if None in by_title:
+        root.children.append(by_title[None])
+    return root.children
 
 
 def preview_url(source: DataSource, asset: AssetPublic) -> str | None:
@@ -86,7 +134,7 @@ def _spaces_page(
     counts = dict(
         session.execute(
             select(Asset.space_id, func.count())
-            .where(Asset.space_id.in_(ids), Asset.deleted_at.is_(None))
+            .where(Asset.space_id.in_(ids), Asset.deleted_at.is_(None), Asset.kind != "folder")
             .group_by(Asset.space_id)
         ).all()
     )
@@ -166,11 +214,9 @@ def space_page(
                 preview=preview_url(source, a) is not None,
             )
         )
-    views.sort(key=lambda v: (v.asset.folder is None, (v.asset.folder or "").lower()))
-    folders = [
-        (folder or NO_FOLDER, list(group))
-        for folder, group in groupby(views, key=lambda v: v.asset.folder)
-    ]
+    folders = folder_tree(views)
+    named = {v.asset.folder for v in views if v.asset.folder and v.asset.folder_id is None}
+    folder_items = sum(1 for v in views if v.asset.kind == "folder")
     return render(
         request,
         "spaces/show.html",
@@ -179,9 +225,9 @@ def space_page(
             "title": space.name,
             "space": space,
             "folders": folders,
-            "has_folders": any(v.asset.folder for v in views),
-            "folder_count": len({v.asset.folder for v in views if v.asset.folder}),
-            "total": len(views),
+            "has_folders": bool(folder_items or named),
+            "folder_count": folder_items + len(named),
+            "total": sum(1 for v in views if v.asset.kind != "folder"),
             "installs": installs,
             "public_links": [s for s in installs if public_link(s)],
             # an installation's own page is its owner's (and an admin's): the others get a name

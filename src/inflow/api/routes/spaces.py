@@ -17,10 +17,9 @@ from inflow.api.schemas import (
     SpacePublic,
     SpaceUpdate,
 )
+from inflow.api.services.spaces import list_space_items
 from inflow.errors import FieldError, PermissionDeniedError, ValidationFailedError
 from inflow.storage.models import (
-    Asset,
-    DataSource,
     Role,
     Space,
     SpaceMembership,
@@ -143,26 +142,6 @@ def add_member(
 def list_reports(
     space_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> list[AssetPublic]:
-    """The reports and dashboards synced into the space (deleted ones left out)."""
+    """The reports, dashboards and folders synced into the space, each once (deleted ones left out)."""
     require(session, user, Space, space_id, audit=audit, action="read")
-    rows = session.execute(
-        select(Asset, DataSource.type)
-        .join(DataSource, DataSource.id == Asset.source_id)
-        .where(Asset.space_id == space_id, Asset.deleted_at.is_(None))
-        .order_by(Asset.name)
-    ).all()
-    return [
-        AssetPublic(
-            id=a.id,
-            source_id=a.source_id,
-            service_id=t,
-            external_id=a.external_id,
-            name=a.name,
-            kind=a.kind,
-            url=a.url,
-            embed_url=a.embed_url,
-            folder=a.folder,
-            updated_at=a.updated_at,
-        )
-        for a, t in rows
-    ]
+    return list_space_items(session, space_id=space_id)
