@@ -1,0 +1,265 @@
+"""Distributed mode on procrastinate, as an operator runs it: PostgreSQL, ``INFLOW_WORKER=external``,
+``inflow serve`` queuing syncs as jobs and ``inflow worker`` processes running them against the
+sandbox served by ``inflow sandbox``, every one a real process.
+
+- Three workers drain many queued syncs: each runs exactly once (one job, one claim, one read
+  of the provider per sync).
+- A worker SIGKILLed mid-run: its run ends ``interrupted`` (never ``running`` for a dead
+  process) and a fresh worker resumes the source from the checkpoint; the data equal a clean
+  run's.
+- A schedule whose slots passed while no worker ran runs its missed slot once, marked late.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select, text, update
+
+from inflow.storage.db import create_db_engine
+from inflow.storage.models import DataPoint, DataSource, SyncRun, utcnow
+from tests.cli import test_processes
+from tests.cli.conftest import Workspace
+from tests.cli.test_cli import create_token, create_user, new_email
+from tests.cli.test_processes import Process, sandbox
+from tests.servers import InflowServer
+
+SYNCS = 60
+start = test_processes.start  # the fixture that starts `inflow` processes
+
+
+@pytest.fixture
+def db(pg_workspace: Workspace) -> Iterator[Engine]:
+    engine = create_db_engine(pg_workspace.env["INFLOW_DATABASE_URL"])
+    yield engine
+    engine.dispose()
+
+
+class Setup:
+    def __init__(self, ws: Workspace, start: Callable[..., Process], tmp_path: Path) -> None:
+        self.env = {**ws.env, "INFLOW_WORKER": "external", "INFLOW_ALLOW_PRIVATE_URLS": "true"}
+        self.ws = Workspace(ws.root, self.env)
+        self.start = start
+        self.provider, self.provider_url = sandbox(start, self.env)
+        email = new_email()
+        create_user(self.ws, email, admin=True)
+        self.headers = {"Authorization": f"Bearer {create_token(self.ws, email)}"}
+        self.api = InflowServer("serve", env=self.env, workdir=tmp_path / "serve").start()
+        self.config = httpx.get(f"{self.provider_url}/_sandbox/credentials").json()["example"][
+            "config"
+        ]
+
+    def source(self, name: str, **extra: Any) -> str:
+        body = {"name": name, "type": "example", "config": self.config, **extra}
+        created = httpx.post(
+            f"{self.api.base_url}/api/data-sources", headers=self.headers, json=body
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    def sync(self, source_id: str) -> str:
+        queued = httpx.post(
+            f"{self.api.base_url}/api/data-sources/{source_id}/sync", headers=self.headers
+        )
+        assert queued.status_code == 202, queued.text
+        return str(queued.json()["runId"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        got = httpx.get(f"{self.api.base_url}/api/runs/{run_id}", headers=self.headers)
+        assert got.status_code == 200, got.text
+        return dict(got.json())
+
+    def sandbox_config(self, **body: Any) -> None:
+        answer = httpx.post(f"{self.provider_url}/_sandbox/example/config", json=body)
+        assert answer.status_code == 200, answer.text
+
+    def requests(self) -> int:
+        return int(httpx.get(f"{self.provider_url}/_sandbox/example/stats").json()["total"])
+
+    def worker(self, concurrency: int = 4) -> Process:
+        process = self.start("worker", "--concurrency", str(concurrency), env=self.env)
+        process.wait_for("worker started", lambda: "worker running" in process.output, 60)
+        return process
+
+
+@pytest.fixture
+def setup(pg_workspace: Workspace, start, tmp_path: Path) -> Iterator[Setup]:
+    made = Setup(pg_workspace, start, tmp_path)
+    try:
+        yield made
+    finally:
+        made.api.stop()
+
+
+def statuses(db: Engine, run_ids: list[str]) -> dict[str, int]:
+    ids = [uuid.UUID(r) for r in run_ids]
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(SyncRun.status, func.count()).where(SyncRun.id.in_(ids)).group_by(SyncRun.status)
+        ).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], workers: list[Process], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        for worker in workers:
+            assert worker.proc.poll() is None, f"worker exited:\n{worker.output}"
+        assert time.monotonic() < deadline, f"no {what}:\n" + "\n".join(w.output for w in workers)
+        time.sleep(0.25)
+
+
+def test_three_workers_drain_queued_syncs_each_exactly_once(setup: Setup, db: Engine):
+    setup.sandbox_config(volume={"pages": 2})
+    reference = setup.source("reference")
+    first = setup.sync(reference)  # one sync alone: how many requests one sync makes
+    solo = setup.worker(concurrency=1)
+    wait_until("reference sync", lambda: statuses(db, [first]) == {"succeeded": 1}, [solo], 60)
+    assert setup.run(first)["status"] == "succeeded"
+    solo.terminate()
+    per_sync = setup.requests()
+    assert per_sync > 0
+
+    run_ids = [setup.sync(setup.source(f"s{i}")) for i in range(SYNCS)]
+    assert statuses(db, run_ids) == {"queued": SYNCS}  # the API runs nothing itself
+
+    workers = [setup.worker() for _ in range(3)]
+    wait_until("drained", lambda: statuses(db, run_ids) == {"succeeded": SYNCS}, workers, 120)
+
+    assert setup.requests() == per_sync * (SYNCS + 1)  # no sync read twice
+    with db.connect() as conn:
+        jobs = conn.execute(
+            text(
+                "SELECT status, attempts, worker_id IS NULL FROM procrastinate_jobs"
+                " WHERE task_name = 'inflow.sync'"
+            )
+        ).all()
+        runs = conn.execute(select(SyncRun.created, SyncRun.trigger)).all()
+    assert len(jobs) == SYNCS + 1  # one job per sync
+    assert {(status, attempts) for status, attempts, _ in jobs} == {("succeeded", 0)}
+    assert len(runs) == SYNCS + 1  # no resume or retry runs
+    assert {trigger for _, trigger in runs} == {"manual"}
+    assert all(created > 0 for created, _ in runs)
+    for worker in workers:  # SIGTERM: each stops cleanly
+        assert worker.terminate() == 0, worker.output
+        assert "worker stopped" in worker.output
+
+
+def _points(db: Engine, source_id: str) -> set[tuple[Any, ...]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(
+                DataPoint.metric, DataPoint.date, DataPoint.dimension_key, DataPoint.value
+            ).where(DataPoint.source_id == uuid.UUID(source_id))
+        ).all()
+    return {tuple(r) for r in rows}
+
+
+def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean_run(
+    setup: Setup, db: Engine
+):
+    # Big and slow enough to be killed between two of its checkpoints.
+    setup.sandbox_config(volume={"pages": 400}, faults={"latencyMs": 700})
+    source_id = setup.source("killed")
+    run_id = setup.sync(source_id)
+    doomed = setup.worker(concurrency=1)
+
+    def committed() -> bool:
+        run = setup.run(run_id)
+        return run["status"] == "running" and run["counts"]["created"] > 0
+
+    wait_until("a committed batch", committed, [doomed], 90)
+    doomed.kill()  # SIGKILL: no hand-back, no final write
+    assert setup.run(run_id)["status"] == "running"  # only a live worker can tell yet
+
+    fresh = setup.worker(concurrency=1)
+
+    def resumed() -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(SyncRun.id, SyncRun.status, SyncRun.trigger)
+                .where(SyncRun.source_id == uuid.UUID(source_id))
+                .order_by(SyncRun.created_at)
+            ).all()
+        return [{"id": str(r[0]), "status": r[1], "trigger": r[2]} for r in rows]
+
+    wait_until("resumed run", lambda: resumed()[-1]["status"] == "succeeded", [fresh], timeout=120)
+    killed, resume = resumed()
+    assert killed["id"] == run_id
+    assert killed["status"] == "interrupted"
+    assert setup.run(run_id)["error"]["type"] == "WorkerLost"
+    assert resume["trigger"] == "resume"
+
+    # a clean run of the same provider data, by the same worker
+    setup.sandbox_config(faults={"latencyMs": 0})
+    clean_id = setup.source("clean")
+    clean_run = setup.sync(clean_id)
+    wait_until("clean run", lambda: statuses(db, [clean_run]) == {"succeeded": 1}, [fresh], 120)
+    assert _points(db, source_id) == _points(db, clean_id)
+    assert len(_points(db, source_id)) > 0
+    assert fresh.terminate() == 0, fresh.output
+
+
+def test_a_schedule_missed_while_no_worker_ran_runs_its_slot_once_marked_late(
+    setup: Setup, db: Engine
+):
+    setup.sandbox_config(volume={"pages": 2})
+    source_id = setup.source("scheduled", schedule="every 1h")
+    missed = utcnow() - timedelta(hours=3)  # three slots passed while every worker was down
+    with db.begin() as conn:
+        conn.execute(
+            update(DataSource)
+            .where(DataSource.id == uuid.UUID(source_id))
+            .values(next_run_at=missed)
+        )
+
+    def runs() -> list[Any]:
+        with db.connect() as conn:
+            return list(
+                conn.execute(select(SyncRun).where(SyncRun.source_id == uuid.UUID(source_id))).all()
+            )
+
+    def ticks() -> int:
+        with db.connect() as conn:
+            return int(
+                conn.scalar(
+                    text(
+                        "SELECT count(*) FROM procrastinate_jobs"
+                        " WHERE task_name = 'inflow.tick' AND status = 'succeeded'"
+                    )
+                )
+                or 0
+            )
+
+    worker = setup.worker(concurrency=2)
+    wait_until(
+        "the missed slot's run",
+        lambda: any(r.SyncRun.status == "succeeded" for r in runs()),
+        [worker],
+        90,
+    )
+    after = ticks()
+    wait_until("two more ticks", lambda: ticks() >= after + 2, [worker], 60)
+
+    [run] = runs()  # the missed slots ran once, not three times
+    assert run.SyncRun.trigger == "schedule"
+    public = setup.run(str(run.SyncRun.id))
+    assert public["status"] == "succeeded"
+    assert public["late"] is True
+    assert public["scheduledFor"] is not None
+    with db.connect() as conn:
+        next_run = conn.scalar(
+            select(DataSource.next_run_at).where(DataSource.id == uuid.UUID(source_id))
+        )
+    assert next_run is not None
+    assert next_run > missed + timedelta(hours=3)
+    assert worker.terminate() == 0, worker.output
