@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.orm import Session
 
 from inflow.storage.db import create_db_engine
 from inflow.storage.models import DataPoint, DataSource, SyncRun, utcnow
@@ -222,10 +223,10 @@ def test_a_schedule_missed_while_no_worker_ran_runs_its_slot_once_marked_late(
             .values(next_run_at=missed)
         )
 
-    def runs() -> list[Any]:
-        with db.connect() as conn:
+    def runs() -> list[SyncRun]:
+        with Session(db) as session:
             return list(
-                conn.execute(select(SyncRun).where(SyncRun.source_id == uuid.UUID(source_id))).all()
+                session.scalars(select(SyncRun).where(SyncRun.source_id == uuid.UUID(source_id)))
             )
 
     def ticks() -> int:
@@ -243,7 +244,7 @@ def test_a_schedule_missed_while_no_worker_ran_runs_its_slot_once_marked_late(
     worker = setup.worker(concurrency=2)
     wait_until(
         "the missed slot's run",
-        lambda: any(r.SyncRun.status == "succeeded" for r in runs()),
+        lambda: any(r.status == "succeeded" for r in runs()),
         [worker],
         90,
     )
@@ -251,8 +252,8 @@ def test_a_schedule_missed_while_no_worker_ran_runs_its_slot_once_marked_late(
     wait_until("two more ticks", lambda: ticks() >= after + 2, [worker], 60)
 
     [run] = runs()  # the missed slots ran once, not three times
-    assert run.SyncRun.trigger == "schedule"
-    public = setup.run(str(run.SyncRun.id))
+    assert run.trigger == "schedule"
+    public = setup.run(str(run.id))
     assert public["status"] == "succeeded"
     assert public["late"] is True
     assert public["scheduledFor"] is not None

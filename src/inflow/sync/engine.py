@@ -89,15 +89,23 @@ class EngineDeps:
 # ---------------------------------------------------------------- runs
 
 
-def enqueue_run(session: Session, *, source: DataSource, trigger: str) -> SyncRun:
-    """A queued run, or ``ConflictError`` naming the run already queued or running."""
+def enqueue_run(
+    session: Session, *, source: DataSource, trigger: str, scheduled_for: datetime | None = None
+) -> SyncRun:
+    """A queued run, or ``ConflictError`` naming the run already queued or running
+    (``scheduled_for``: the slot of a scheduled run)."""
     recover_stale_runs(session, source_id=source.id)
     active = session.execute(
         select(SyncRun.id).where(SyncRun.source_id == source.id, SyncRun.status.in_(ACTIVE))
     ).scalar_one_or_none()
     if active is not None:
         raise ConflictError(f"a sync of this source is already queued or running (run {active})")
-    run = SyncRun(source_id=source.id, trigger=trigger, status=RunStatus.QUEUED)
+    run = SyncRun(
+        source_id=source.id,
+        trigger=trigger,
+        status=RunStatus.QUEUED,
+        scheduled_for=scheduled_for,
+    )
     session.add(run)
     try:
         session.flush()
