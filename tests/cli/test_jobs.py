@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,15 +23,16 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.storage.db import create_db_engine
-from inflow.storage.models import DataPoint, DataSource, SyncRun, utcnow
+from inflow.storage.models import DataSource, StreamState, SyncRun, utcnow
 from tests.cli import test_processes
 from tests.cli.conftest import Workspace
 from tests.cli.test_cli import create_token, create_user, new_email
 from tests.cli.test_processes import Process, sandbox
 from tests.servers import InflowServer
+from tests.sync.helpers import assets_of, points_of
 
 SYNCS = 60
 start = test_processes.start  # the fixture that starts `inflow` processes
@@ -85,9 +87,16 @@ class Setup:
         return int(httpx.get(f"{self.provider_url}/_sandbox/example/stats").json()["total"])
 
     def worker(self, concurrency: int = 4) -> Process:
-        process = self.start("worker", "--concurrency", str(concurrency), env=self.env)
-        process.wait_for("worker started", lambda: "worker running" in process.output, 60)
-        return process
+        return self.workers(1, concurrency)[0]
+
+    def workers(self, count: int, concurrency: int = 4) -> list[Process]:
+        started = [
+            self.start("worker", "--concurrency", str(concurrency), env=self.env)
+            for _ in range(count)
+        ]
+        for process in started:
+            process.wait_for("worker started", lambda p=process: "worker running" in p.output, 60)
+        return started
 
 
 @pytest.fixture
@@ -121,22 +130,18 @@ def wait_until(
 
 def test_three_workers_drain_queued_syncs_each_exactly_once(setup: Setup, db: Engine):
     setup.sandbox_config(volume={"pages": 2})
-    reference = setup.source("reference")
-    first = setup.sync(reference)  # one sync alone: how many requests one sync makes
-    solo = setup.worker(concurrency=1)
-    wait_until("reference sync", lambda: statuses(db, [first]) == {"succeeded": 1}, [solo], 60)
-    assert setup.run(first)["status"] == "succeeded"
-    solo.terminate()
-    per_sync = setup.requests()
-    assert per_sync > 0
-
-    run_ids = [setup.sync(setup.source(f"s{i}")) for i in range(SYNCS)]
+    with ThreadPoolExecutor(6) as pool:  # as clients would, several at once
+        run_ids = list(pool.map(lambda i: setup.sync(setup.source(f"s{i}")), range(SYNCS)))
     assert statuses(db, run_ids) == {"queued": SYNCS}  # the API runs nothing itself
 
-    workers = [setup.worker() for _ in range(3)]
+    workers = setup.workers(3)
     wait_until("drained", lambda: statuses(db, run_ids) == {"succeeded": SYNCS}, workers, 120)
 
-    assert setup.requests() == per_sync * (SYNCS + 1)  # no sync read twice
+    with db.connect() as conn:
+        timelines = conn.execute(select(SyncRun.timeline)).scalars().all()
+    per_sync = {t["requests"] for t in timelines}
+    assert len(per_sync) == 1  # every sync read the same
+    assert setup.requests() == per_sync.pop() * SYNCS  # and the provider saw each read once
     with db.connect() as conn:
         jobs = conn.execute(
             text(
@@ -145,24 +150,14 @@ def test_three_workers_drain_queued_syncs_each_exactly_once(setup: Setup, db: En
             )
         ).all()
         runs = conn.execute(select(SyncRun.created, SyncRun.trigger)).all()
-    assert len(jobs) == SYNCS + 1  # one job per sync
-    assert {(status, attempts) for status, attempts, _ in jobs} == {("succeeded", 0)}
-    assert len(runs) == SYNCS + 1  # no resume or retry runs
+    assert len(jobs) == SYNCS  # one job per sync, run once (no retry)
+    assert {(status, attempts) for status, attempts, _ in jobs} == {("succeeded", 1)}
+    assert len(runs) == SYNCS  # no resume or retry runs
     assert {trigger for _, trigger in runs} == {"manual"}
     assert all(created > 0 for created, _ in runs)
     for worker in workers:  # SIGTERM: each stops cleanly
         assert worker.terminate() == 0, worker.output
         assert "worker stopped" in worker.output
-
-
-def _points(db: Engine, source_id: str) -> set[tuple[Any, ...]]:
-    with db.connect() as conn:
-        rows = conn.execute(
-            select(
-                DataPoint.metric, DataPoint.date, DataPoint.dimension_key, DataPoint.value
-            ).where(DataPoint.source_id == uuid.UUID(source_id))
-        ).all()
-    return {tuple(r) for r in rows}
 
 
 def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean_run(
@@ -174,11 +169,11 @@ def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean
     run_id = setup.sync(source_id)
     doomed = setup.worker(concurrency=1)
 
-    def committed() -> bool:
-        run = setup.run(run_id)
-        return run["status"] == "running" and run["counts"]["created"] > 0
+    def checkpointed() -> bool:  # the incremental stream committed a batch and its cursor
+        with Session(db) as session:
+            return session.get(StreamState, (uuid.UUID(source_id), "metrics")) is not None
 
-    wait_until("a committed batch", committed, [doomed], 90)
+    wait_until("a checkpoint", checkpointed, [doomed], 90)
     doomed.kill()  # SIGKILL: no hand-back, no final write
     assert setup.run(run_id)["status"] == "running"  # only a live worker can tell yet
 
@@ -205,8 +200,13 @@ def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean
     clean_id = setup.source("clean")
     clean_run = setup.sync(clean_id)
     wait_until("clean run", lambda: statuses(db, [clean_run]) == {"succeeded": 1}, [fresh], 120)
-    assert _points(db, source_id) == _points(db, clean_id)
-    assert len(_points(db, source_id)) > 0
+    factory = sessionmaker(db)
+    assert points_of(factory, source_id) == points_of(factory, clean_id)  # nothing lost or doubled
+    assert assets_of(factory, source_id) == assets_of(factory, clean_id)
+    assert len(points_of(factory, source_id)) > 0
+    # resumed from the checkpoint: the resume run read less than a whole sync
+    resume_requests = setup.run(resume["id"])["timeline"]["requests"]
+    assert resume_requests < setup.run(clean_run)["timeline"]["requests"]
     assert fresh.terminate() == 0, fresh.output
 
 

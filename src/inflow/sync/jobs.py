@@ -156,7 +156,7 @@ def build_app(database_url: str) -> procrastinate.App:
 
     # (periodic tasks registered by hand: mypy 1.18 crashes on the stacked decorators)
     for name, cron, func in (
-        (TICK, f"*/{TICK_S} * * * * *", tick),
+        (TICK, f"* * * * * */{TICK_S}", tick),
         (HOUSEKEEPING, "7 * * * *", purge),
     ):
         task: Any = app.task(name=name, queue=CONTROL)(func)
