@@ -26,7 +26,7 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.storage.db import create_db_engine
-from inflow.storage.models import DataSource, StreamState, SyncRun, utcnow
+from inflow.storage.models import DataSource, SyncRun, utcnow
 from tests.cli import test_processes
 from tests.cli.conftest import Workspace
 from tests.cli.test_cli import create_token, create_user, new_email
@@ -160,26 +160,19 @@ def test_three_workers_drain_queued_syncs_each_exactly_once(setup: Setup, db: En
         assert "worker stopped" in worker.output
 
 
-def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean_run(
+def test_stopped_and_killed_workers_runs_are_resumed_and_end_like_a_clean_run(
     setup: Setup, db: Engine
 ):
-    # Big and slow enough to be killed between two of its checkpoints.
-    setup.sandbox_config(volume={"pages": 400}, faults={"latencyMs": 700})
-    source_id = setup.source("killed")
+    # Big and slow enough to be stopped, then killed, between its checkpoints.
+    setup.sandbox_config(volume={"pages": 600}, faults={"latencyMs": 1000})
+    source_id = setup.source("stopped, then killed")
     run_id = setup.sync(source_id)
-    doomed = setup.worker(concurrency=1)
 
-    def checkpointed() -> bool:  # the incremental stream committed a batch and its cursor
-        with Session(db) as session:
-            return session.get(StreamState, (uuid.UUID(source_id), "metrics")) is not None
+    def written(run: str) -> bool:  # running, a batch committed
+        shown = setup.run(run)
+        return shown["status"] == "running" and sum(shown["counts"].values()) > 0
 
-    wait_until("a checkpoint", checkpointed, [doomed], 90)
-    doomed.kill()  # SIGKILL: no hand-back, no final write
-    assert setup.run(run_id)["status"] == "running"  # only a live worker can tell yet
-
-    fresh = setup.worker(concurrency=1)
-
-    def resumed() -> list[dict[str, Any]]:
+    def runs() -> list[dict[str, Any]]:
         with db.connect() as conn:
             rows = conn.execute(
                 select(SyncRun.id, SyncRun.status, SyncRun.trigger)
@@ -188,12 +181,34 @@ def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean
             ).all()
         return [{"id": str(r[0]), "status": r[1], "trigger": r[2]} for r in rows]
 
-    wait_until("resumed run", lambda: resumed()[-1]["status"] == "succeeded", [fresh], timeout=120)
-    killed, resume = resumed()
-    assert killed["id"] == run_id
-    assert killed["status"] == "interrupted"
-    assert setup.run(run_id)["error"]["type"] == "WorkerLost"
-    assert resume["trigger"] == "resume"
+    # SIGTERM mid-run (no grace): the run is handed back, interrupted, and the worker exits
+    stopped = setup.start("worker", "--concurrency", "1", "--grace", "0", env=setup.env)
+    wait_until("a committed batch", lambda: written(run_id), [stopped], 90)
+    assert stopped.terminate() == 0, stopped.output
+    first = setup.run(run_id)
+    assert first["status"] == "interrupted", (first, stopped.output)
+    assert first["error"]["type"] == "ShutDown"
+
+    # the next worker resumes it; SIGKILLed after a batch: no hand-back at all
+    doomed = setup.worker(concurrency=1)
+    wait_until(
+        "the resumed run's batch",
+        lambda: len(runs()) == 2 and written(runs()[-1]["id"]),
+        [doomed],
+        90,
+    )
+    doomed.kill()
+    killed = runs()[-1]
+    assert (killed["trigger"], killed["status"]) == ("resume", "running")  # nobody knows yet
+
+    fresh = setup.worker(concurrency=1)  # notices the dead worker (its heartbeat stopped)
+    wait_until("the last run", lambda: runs()[-1]["status"] == "succeeded", [fresh], 150)
+    stopped_run, killed_run, last = runs()
+    assert stopped_run["status"] == "interrupted"
+    assert killed_run["id"] == killed["id"]
+    assert killed_run["status"] == "interrupted"  # never "running" for a dead process
+    assert setup.run(killed_run["id"])["error"]["type"] == "WorkerLost"
+    assert last["trigger"] == "resume"
 
     # a clean run of the same provider data, by the same worker
     setup.sandbox_config(faults={"latencyMs": 0})
@@ -204,9 +219,6 @@ def test_a_killed_workers_run_is_resumed_by_a_fresh_worker_and_ends_like_a_clean
     assert points_of(factory, source_id) == points_of(factory, clean_id)  # nothing lost or doubled
     assert assets_of(factory, source_id) == assets_of(factory, clean_id)
     assert len(points_of(factory, source_id)) > 0
-    # resumed from the checkpoint: the resume run read less than a whole sync
-    resume_requests = setup.run(resume["id"])["timeline"]["requests"]
-    assert resume_requests < setup.run(clean_run)["timeline"]["requests"]
     assert fresh.terminate() == 0, fresh.output
 
 

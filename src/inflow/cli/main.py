@@ -281,6 +281,9 @@ def watch_demo(
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Syncs at a time.")] = 2,
     once: Annotated[bool, typer.Option("--once", help="Stop when nothing is queued.")] = False,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds running syncs may go on after SIGTERM.")
+    ] = 8.0,
 ) -> None:
     """Distributed mode: run syncs, webhook re-reads and housekeeping (start any number, on
     any machines). On PostgreSQL they are procrastinate jobs, scheduled syncs included (no
@@ -299,7 +302,11 @@ def worker(
     if distributed(rt.settings):
         apply_job_schema(rt.engine)
         console.print(f"worker running procrastinate jobs ({concurrency} syncs at a time)")
-        asyncio.run(until_stopped(run_jobs_worker(deps, url, concurrency=concurrency, once=once)))
+        asyncio.run(
+            until_stopped(
+                run_jobs_worker(deps, url, concurrency=concurrency, once=once, grace_s=grace)
+            )
+        )
         rt.engine.dispose()
         console.print("worker stopped")
         return

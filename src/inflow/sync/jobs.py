@@ -356,16 +356,21 @@ class JobQueue:
 
 
 async def run_jobs_worker(
-    deps: EngineDeps, database_url: str, *, concurrency: int = 2, once: bool = False
+    deps: EngineDeps,
+    database_url: str,
+    *,
+    concurrency: int = 2,
+    once: bool = False,
+    grace_s: float = GRACE_S,
 ) -> None:
     """Run jobs until cancelled (SIGTERM): a worker of ``concurrency`` syncs and a one-slot
     worker for control jobs (ticks, housekeeping). Cancelled, each stops taking jobs and
-    gives running ones ``GRACE_S``; then they are cancelled and handed back."""
+    gives running ones ``grace_s``; then they are cancelled and handed back."""
     global _deps
     _deps = deps
     app = build_app(database_url)
     options: dict[str, Any] = {
-        "shutdown_graceful_timeout": GRACE_S,
+        "shutdown_graceful_timeout": grace_s,
         "install_signal_handlers": False,
         "fetch_job_polling_interval": 2.0,
         "wait": not once,  # once: stop when no job is left
