@@ -44,12 +44,14 @@ from inflow.settings import Settings, get_settings
 from inflow.storage.crypto import KeyRing, Vault, derive_key
 from inflow.storage.db import (
     BACKGROUND_CONNECTIONS,
+    apply_job_schema,
     create_db_engine,
     make_session_factory,
     upgrade,
 )
 from inflow.storage.models import SyncRun
 from inflow.sync.engine import EngineDeps, recover_stale_runs
+from inflow.sync.jobs import JobQueue, distributed
 from inflow.sync.worker import InProcessWorker
 
 # Swagger UI 5 (reads OpenAPI 3.1), shipped inside the fastapi-offline package: no CDN.
@@ -149,8 +151,13 @@ def create_app(
     app.state.engine_deps = engine_deps(
         settings, app.state.session_factory, app.state.vault, transport=transport
     )
+    jobs = None
+    if distributed(settings):  # PostgreSQL + external: syncs are procrastinate jobs
+        if migrate:
+            apply_job_schema(engine)
+        jobs = JobQueue(settings.resolved_database_url)
     app.state.worker = InProcessWorker(
-        app.state.engine_deps, external=settings.worker == "external"
+        app.state.engine_deps, external=settings.worker == "external", jobs=jobs
     )
     resume_runs(app.state.session_factory, app.state.worker)
     if scheduler and settings.worker == "embedded":

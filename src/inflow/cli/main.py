@@ -31,7 +31,13 @@ from inflow.errors import (
 )
 from inflow.logging import configure_logging
 from inflow.settings import Settings, get_settings
-from inflow.storage.db import create_db_engine, make_session_factory, session_scope, upgrade
+from inflow.storage.db import (
+    apply_job_schema,
+    create_db_engine,
+    make_session_factory,
+    session_scope,
+    upgrade,
+)
 from inflow.storage.models import DataSource
 
 if TYPE_CHECKING:
@@ -273,19 +279,37 @@ def watch_demo(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Runs at a time.")] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, help="Syncs at a time.")] = 2,
     once: Annotated[bool, typer.Option("--once", help="Stop when nothing is queued.")] = False,
+    grace: Annotated[
+        float, typer.Option(min=0, help="Seconds running syncs may go on after SIGTERM.")
+    ] = 8.0,
 ) -> None:
-    """Distributed mode: run queued syncs (start any number, on any machines). SIGTERM or
-    Ctrl-C hands the running syncs back (interrupted) before it exits."""
+    """Distributed mode: run syncs, webhook re-reads and housekeeping (start any number, on
+    any machines). On PostgreSQL they are procrastinate jobs, scheduled syncs included (no
+    `inflow scheduler` needed). SIGTERM or Ctrl-C lets running syncs end for a few seconds,
+    then hands them back (interrupted; the next worker resumes them from the checkpoint)."""
     import asyncio
 
     from inflow.api.app import engine_deps
     from inflow.storage.crypto import KeyRing, Vault
+    from inflow.sync.jobs import distributed, run_jobs_worker
     from inflow.sync.worker import run_worker, until_stopped
 
     rt = _runtime()
     deps = engine_deps(rt.settings, rt.factory, Vault.from_keyring(KeyRing(rt.settings)))
+    url = rt.settings.resolved_database_url
+    if distributed(rt.settings):
+        apply_job_schema(rt.engine)
+        console.print(f"worker running procrastinate jobs ({concurrency} syncs at a time)")
+        asyncio.run(
+            until_stopped(
+                run_jobs_worker(deps, url, concurrency=concurrency, once=once, grace_s=grace)
+            )
+        )
+        rt.engine.dispose()
+        console.print("worker stopped")
+        return
     ran = asyncio.run(until_stopped(run_worker(deps, concurrency=concurrency, once=once)))
     rt.engine.dispose()
     console.print("worker stopped" + (f" after {ran} run(s)" if ran is not None else ""))
@@ -296,15 +320,27 @@ def scheduler(
     tick: Annotated[float, typer.Option(min=1, help="Seconds between checks.")] = 30.0,
 ) -> None:
     """Distributed mode: enqueue scheduled syncs for the workers (run one of these). SIGTERM or
-    Ctrl-C stops it between checks."""
+    Ctrl-C stops it between checks. On PostgreSQL the workers schedule syncs themselves;
+    this command only hands them due runs sooner."""
     import asyncio
 
+    from inflow.sync.jobs import JobQueue, distributed
     from inflow.sync.scheduler import run_scheduler
     from inflow.sync.worker import until_stopped
 
     rt = _runtime()
+    jobs = JobQueue(rt.settings.resolved_database_url) if distributed(rt.settings) else None
+    if jobs is not None:
+        apply_job_schema(rt.engine)
+
+    def submit(run_id: uuid.UUID) -> None:
+        if jobs is not None:
+            jobs.submit_run(rt.factory, run_id)
+
     console.print("scheduler running; runs are queued for `inflow worker`")
-    asyncio.run(until_stopped(run_scheduler(rt.factory, lambda _run_id: None, tick_s=tick)))
+    asyncio.run(until_stopped(run_scheduler(rt.factory, submit, tick_s=tick)))
+    if jobs is not None:
+        jobs.close()
     rt.engine.dispose()
     console.print("scheduler stopped")
 
@@ -326,6 +362,7 @@ def db_upgrade() -> None:
     """Apply database migrations."""
     rt = _runtime(migrate=False)
     upgrade(rt.engine)
+    apply_job_schema(rt.engine)  # the job queue of the distributed mode (PostgreSQL only)
     console.print("database is up to date")
 
 

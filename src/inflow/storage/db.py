@@ -18,7 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -98,3 +98,23 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision``."""
     command.upgrade(alembic_config(engine), revision)
+
+
+_JOB_SCHEMA_LOCK = 0x1F10_0001  # pg_advisory_xact_lock key: one process applies the schema
+
+
+def apply_job_schema(engine: Engine) -> bool:
+    """Create procrastinate's tables (the distributed mode's job queue, ``inflow.sync.jobs``)
+    if missing: PostgreSQL only, idempotent, safe when several processes start at once;
+    whether it created them. Alembic's autogenerate leaves these tables alone (env.py)."""
+    if engine.dialect.name != "postgresql":
+        return False
+    from procrastinate.schema import SchemaManager
+
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _JOB_SCHEMA_LOCK})
+        if conn.scalar(text("SELECT to_regclass('procrastinate_jobs')")) is not None:
+            return False
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(SchemaManager.get_schema())  # no parameters: its '%' stay as they are
+    return True

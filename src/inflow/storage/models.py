@@ -391,6 +391,9 @@ class SyncRun(Base):
     # The process running it, ``host:pid:token`` (engine.process_owner): a process on the
     # same host that is gone has left its run for good, whatever its lease says.
     owner: Mapped[str | None] = mapped_column(String(255), default=None)
+    # A scheduled run's slot (the time its source was due): one created well after it is late
+    # (its workers were down), and says so (``scheduler.LATE_AFTER``).
+    scheduled_for: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class StreamState(Base):

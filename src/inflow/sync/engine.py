@@ -89,15 +89,23 @@ class EngineDeps:
 # ---------------------------------------------------------------- runs
 
 
-def enqueue_run(session: Session, *, source: DataSource, trigger: str) -> SyncRun:
-    """A queued run, or ``ConflictError`` naming the run already queued or running."""
+def enqueue_run(
+    session: Session, *, source: DataSource, trigger: str, scheduled_for: datetime | None = None
+) -> SyncRun:
+    """A queued run, or ``ConflictError`` naming the run already queued or running
+    (``scheduled_for``: the slot of a scheduled run)."""
     recover_stale_runs(session, source_id=source.id)
     active = session.execute(
         select(SyncRun.id).where(SyncRun.source_id == source.id, SyncRun.status.in_(ACTIVE))
     ).scalar_one_or_none()
     if active is not None:
         raise ConflictError(f"a sync of this source is already queued or running (run {active})")
-    run = SyncRun(source_id=source.id, trigger=trigger, status=RunStatus.QUEUED)
+    run = SyncRun(
+        source_id=source.id,
+        trigger=trigger,
+        status=RunStatus.QUEUED,
+        scheduled_for=scheduled_for,
+    )
     session.add(run)
     try:
         session.flush()
@@ -589,6 +597,7 @@ def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
                 started_at=now,
                 lease_until=now + LEASE,
                 owner=process_owner(),
+                waiting=None,  # a retried run no longer waits
             )
         )
         session.commit()
@@ -649,14 +658,64 @@ class RunResult:
     counts: repo.Counts
     changes: list[tuple[uuid.UUID, str]]
     error: dict[str, Any] | None = None
+    # A failure its host retries (``run_sync(retry_at=...)``): the run is queued again.
+    exception: BaseException | None = field(default=None, repr=False)
+
+
+RetryAt = Callable[[BaseException], datetime | None]
+
+
+def _requeue(
+    factory: sessionmaker[Session],
+    run_id: uuid.UUID,
+    until: datetime,
+    recorder: RunRecorder,
+    counts: repo.Counts,
+    error: dict[str, Any],
+) -> bool:
+    """Running → queued again, waiting until ``until`` for its retry (a transient failure its
+    host retries); False when the run is no longer this process's."""
+    waiting = {
+        "state": "waiting",
+        "reason": f"retry after a transient failure: {error['message']}"[:500],
+        "until": until.isoformat(),
+    }
+    with factory() as session:
+        result = session.execute(
+            update(SyncRun)
+            .where(*_mine(run_id))
+            .values(
+                status=RunStatus.QUEUED,
+                owner=None,
+                lease_until=None,
+                created=counts.created,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+                deleted=counts.deleted,
+                error=error,
+                waiting=waiting,
+                timeline=recorder.as_dict(),
+            )
+        )
+        session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def run_sync(
-    deps: EngineDeps, run_id: uuid.UUID, recorder: RunRecorder | None = None
+    deps: EngineDeps,
+    run_id: uuid.UUID,
+    recorder: RunRecorder | None = None,
+    *,
+    retry_at: RetryAt | None = None,
 ) -> RunResult:
     """Execute a queued run to its end: succeeded, failed (classified) or cancelled; a run
     whose task is cancelled (the process is stopping) ends as interrupted. A ``recorder``
-    given by the caller shows the run live (records read, requests, what it waits for)."""
+    given by the caller shows the run live (records read, requests, what it waits for).
+
+    ``retry_at``: when the host (a job queue) will try a failure again, or None. A failure
+    with a time is not the run's end: the run is queued again, waiting until then (what it
+    committed stays; its retry resumes from the checkpoint), and the result carries the
+    exception for the host to raise."""
     try:
         run = await asyncio.to_thread(_claim, deps.factory, run_id)
     except ConflictError:  # cancelled, or taken by another worker, before it started
@@ -700,6 +759,12 @@ async def run_sync(
         error = _error_record(exc)
         if not isinstance(exc, InflowError):
             log.exception("sync failed", run_id=str(run_id))
+        until = retry_at(exc) if retry_at is not None else None
+        if until is not None and await asyncio.to_thread(
+            _requeue, deps.factory, run_id, until, recorder, counts, error
+        ):
+            log.warning("sync failed; retried later", run_id=str(run_id), until=str(until))
+            return RunResult(run_id, RunStatus.QUEUED, counts, [], error, exception=exc)
         status, message = _health_for(exc)
         await asyncio.to_thread(set_health, deps.factory, run.source_id, status, message)
         await asyncio.to_thread(

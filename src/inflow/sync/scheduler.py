@@ -39,6 +39,14 @@ _ALIASES = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1)}
 _UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL = timedelta(minutes=5)
 PURGE_EVERY = timedelta(hours=1)
+# A scheduled run created this long after its slot is late: no process ran schedules then
+# (every worker down, a deploy). It runs once, however many slots passed, and says so.
+LATE_AFTER = timedelta(minutes=2)
+
+
+def is_late(scheduled_for: datetime | None, created_at: datetime) -> bool:
+    """Whether a run started this long after its slot (``LATE_AFTER``)."""
+    return scheduled_for is not None and created_at - scheduled_for > LATE_AFTER
 
 
 def parse_schedule(text: str) -> timedelta:
@@ -136,6 +144,7 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
     ).scalars()
     runs: list[uuid.UUID] = []
     for source in list(sources):
+        slot = source.next_run_at or now  # a missed slot (workers down) runs once, late
         try:
             source.next_run_at = next_time(source.schedule or "", now)
         except ValueError:
@@ -146,7 +155,8 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
             log.info("quota spent: sync postponed", source_id=str(source.id), until=str(reset))
             continue
         try:
-            runs.append(enqueue_run(session, source=source, trigger="schedule").id)
+            run = enqueue_run(session, source=source, trigger="schedule", scheduled_for=slot)
+            runs.append(run.id)
         except ConflictError:
             continue  # still running from last time: skip this slot
     return runs

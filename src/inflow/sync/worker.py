@@ -35,6 +35,7 @@ from inflow.sync.engine import (
     release_runs,
     run_sync,
 )
+from inflow.sync.jobs import JobQueue
 from inflow.sync.scheduler import run_scheduler
 
 log = get_logger(__name__)
@@ -42,9 +43,16 @@ T = TypeVar("T")
 
 
 class InProcessWorker:
-    def __init__(self, deps: EngineDeps, *, external: bool = False) -> None:
+    """The job interface of an API process (``submit`` a run, ``resync`` a window): run here
+    (embedded), or handed to ``inflow worker`` processes (external: as procrastinate jobs
+    when ``jobs`` is given, PostgreSQL; else left queued for ``run_worker`` to poll)."""
+
+    def __init__(
+        self, deps: EngineDeps, *, external: bool = False, jobs: JobQueue | None = None
+    ) -> None:
         self.deps = deps
-        self.external = external  # runs stay queued for `inflow worker` processes
+        self.external = external or jobs is not None  # runs are for `inflow worker` processes
+        self.jobs = jobs
         self.runs: dict[uuid.UUID, Future[RunResult]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -78,6 +86,9 @@ class InProcessWorker:
 
     def submit(self, run_id: uuid.UUID) -> Future[RunResult] | None:
         """Start a queued run in the background (external mode: leave it to the workers)."""
+        if self.jobs is not None:
+            self.jobs.submit_run(self.deps.factory, run_id)
+            return None
         if self.external:
             return None
         future = asyncio.run_coroutine_threadsafe(run_sync(self.deps, run_id), self._ensure_loop())
@@ -88,6 +99,8 @@ class InProcessWorker:
     def resync(self, source_id: uuid.UUID, window: Window, *, delay_s: float = 1.0) -> Future[int]:
         """Read ``window`` of a source again in the background, after ``delay_s`` (events of
         a burst arriving meanwhile join this read instead of starting their own)."""
+        if self.jobs is not None:
+            return self.jobs.submit_resync(source_id, window, delay_s)
         key = (source_id, window)
         with self._resync_lock:
             pending = self._resyncs.get(key)
@@ -123,6 +136,8 @@ class InProcessWorker:
         A sync may take far longer than a service manager waits after SIGTERM (10 s for
         Docker): waiting for it would end in a SIGKILL, leaving its run to the lease."""
         started = list(self.runs)
+        if self.jobs is not None:
+            self.jobs.close()
         if self._loop is not None and self._thread is not None:
             try:  # runs, resyncs and the scheduler end; the limiter's Redis connections
                 self.call(_cancel_others(), timeout)  # belong to this loop

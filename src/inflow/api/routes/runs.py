@@ -14,6 +14,7 @@ from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.schemas import DayOrMoment, Schema
 from inflow.api.services import data_points
+from inflow.api.services.runs import run_state, stream_progress
 from inflow.connectors import get_connector
 from inflow.connectors.records import DataPoint
 from inflow.connectors.runtime import days_zone
@@ -26,6 +27,7 @@ from inflow.storage.models import (
     utcnow,
 )
 from inflow.sync.engine import enqueue_run, fetch_points, test_source
+from inflow.sync.scheduler import is_late
 from inflow.sync.worker import InProcessWorker
 
 router = APIRouter(tags=["runs"])
@@ -80,11 +82,27 @@ class RunCounts(Schema):
     deleted: int
 
 
+class StreamCheckpoint(Schema):
+    """Where a run is with one stream of its source, and that stream's last checkpoint."""
+
+    name: str
+    step: str  # done | reading | pending | stopped | not read
+    requests: int
+    checkpoint_at: datetime | None
+    in_this_run: bool  # the checkpoint was committed by this run
+    incremental: bool
+
+
 class RunPublic(Schema):
     id: uuid.UUID
     source_id: uuid.UUID
     trigger: str
     status: str
+    # status, made honest for a reader: ``waiting`` for a queued or running run that waits
+    # (a rate limit, a retry's backoff: ``waiting`` says what for and until when)
+    state: str
+    scheduled_for: datetime | None = None  # a scheduled run's slot
+    late: bool = False  # created well after its slot (no worker ran then); it ran once
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -92,6 +110,7 @@ class RunPublic(Schema):
     error: dict[str, Any] | None = None
     waiting: dict[str, Any] | None = None
     timeline: dict[str, Any] | None = None
+    streams: list[StreamCheckpoint] | None = None  # GET /api/runs/{id}: checkpoint progress
 
 
 class RunQueued(Schema):
@@ -109,6 +128,9 @@ def run_public(run: SyncRun, *, timeline: bool = False) -> RunPublic:
         source_id=run.source_id,
         trigger=run.trigger,
         status=run.status,
+        state=run_state(run),
+        scheduled_for=run.scheduled_for,
+        late=is_late(run.scheduled_for, run.created_at),
         created_at=run.created_at,
         started_at=run.started_at,
         finished_at=run.finished_at,
@@ -348,8 +370,24 @@ def _require_run(
 def get_run(
     run_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> RunPublic:
-    """A run with its counts, error, waiting state and request timeline."""
-    return run_public(_require_run(session, user, run_id, audit), timeline=True)
+    """A run with its counts, error, waiting state, request timeline and, per stream, where
+    it is and its last checkpoint."""
+    run = _require_run(session, user, run_id, audit)
+    public = run_public(run, timeline=True)
+    source = session.get(DataSource, run.source_id)
+    if source is not None:
+        public.streams = [
+            StreamCheckpoint(
+                name=p.name,
+                step=p.step,
+                requests=p.requests,
+                checkpoint_at=p.checkpoint_at,
+                in_this_run=p.in_this_run,
+                incremental=p.incremental,
+            )
+            for p in stream_progress(session, run, source.type, run.timeline)
+        ]
+    return public
 
 
 @router.post("/api/runs/{run_id}/cancel", status_code=202, operation_id="runs-cancel")

@@ -95,6 +95,21 @@ def _path_pattern(path: str) -> re.Pattern[str]:
     return re.compile("[^/]+".join(re.escape(p) for p in parts) + "/?$")
 
 
+def run_state(run: SyncRun) -> str:
+    """A run's state as a reader needs it: its status (queued, running, succeeded, failed,
+    cancelled, interrupted), or ``waiting`` while a queued or running run waits (for a rate
+    limit, or for its retry after a transient failure; its ``waiting`` says what for and
+    until when).
+
+    Honest by construction: a run whose process died is never left ``running`` (it ends
+    ``interrupted``: at once when that process was on the same host, when its worker's
+    heartbeat stops in the distributed mode, or when its lease lapses), and a run that stopped
+    early is never ``succeeded`` (cancelled, failed or interrupted, with what it committed)."""
+    if run.status in ACTIVE and run.waiting:
+        return "waiting"
+    return str(run.status)
+
+
 def stream_progress(
     session: Session, run: SyncRun, source_type: str, timeline: dict[str, Any] | None
 ) -> list[StreamProgress]:

@@ -1,0 +1,278 @@
+"""Distributed mode on procrastinate, as an operator runs it: PostgreSQL, ``INFLOW_WORKER=external``,
+``inflow serve`` queuing syncs as jobs and ``inflow worker`` processes running them against the
+sandbox served by ``inflow sandbox``, every one a real process.
+
+- Three workers drain many queued syncs: each runs exactly once (one job, one claim, one read
+  of the provider per sync).
+- A worker SIGKILLed mid-run: its run ends ``interrupted`` (never ``running`` for a dead
+  process) and a fresh worker resumes the source from the checkpoint; the data equal a clean
+  run's.
+- A schedule whose slots passed while no worker ran runs its missed slot once, marked late.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from inflow.storage.db import create_db_engine
+from inflow.storage.models import DataSource, SyncRun, utcnow
+from tests.cli import test_processes
+from tests.cli.conftest import Workspace
+from tests.cli.test_cli import create_token, create_user, new_email
+from tests.cli.test_processes import Process, sandbox
+from tests.servers import InflowServer
+from tests.sync.helpers import assets_of, points_of
+
+SYNCS = 60
+start = test_processes.start  # the fixture that starts `inflow` processes
+
+
+@pytest.fixture
+def db(pg_workspace: Workspace) -> Iterator[Engine]:
+    engine = create_db_engine(pg_workspace.env["INFLOW_DATABASE_URL"])
+    yield engine
+    engine.dispose()
+
+
+class Setup:
+    def __init__(self, ws: Workspace, start: Callable[..., Process], tmp_path: Path) -> None:
+        self.env = {**ws.env, "INFLOW_WORKER": "external", "INFLOW_ALLOW_PRIVATE_URLS": "true"}
+        self.ws = Workspace(ws.root, self.env)
+        self.start = start
+        self.provider, self.provider_url = sandbox(start, self.env)
+        email = new_email()
+        create_user(self.ws, email, admin=True)
+        self.headers = {"Authorization": f"Bearer {create_token(self.ws, email)}"}
+        self.api = InflowServer("serve", env=self.env, workdir=tmp_path / "serve").start()
+        self.config = httpx.get(f"{self.provider_url}/_sandbox/credentials").json()["example"][
+            "config"
+        ]
+
+    def source(self, name: str, **extra: Any) -> str:
+        body = {"name": name, "type": "example", "config": self.config, **extra}
+        created = httpx.post(
+            f"{self.api.base_url}/api/data-sources", headers=self.headers, json=body
+        )
+        assert created.status_code == 201, created.text
+        return str(created.json()["id"])
+
+    def sync(self, source_id: str) -> str:
+        queued = httpx.post(
+            f"{self.api.base_url}/api/data-sources/{source_id}/sync", headers=self.headers
+        )
+        assert queued.status_code == 202, queued.text
+        return str(queued.json()["runId"])
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        got = httpx.get(f"{self.api.base_url}/api/runs/{run_id}", headers=self.headers)
+        assert got.status_code == 200, got.text
+        return dict(got.json())
+
+    def sandbox_config(self, **body: Any) -> None:
+        answer = httpx.post(f"{self.provider_url}/_sandbox/example/config", json=body)
+        assert answer.status_code == 200, answer.text
+
+    def requests(self) -> int:
+        return int(httpx.get(f"{self.provider_url}/_sandbox/example/stats").json()["total"])
+
+    def worker(self, concurrency: int = 4) -> Process:
+        return self.workers(1, concurrency)[0]
+
+    def workers(self, count: int, concurrency: int = 4) -> list[Process]:
+        started = [
+            self.start("worker", "--concurrency", str(concurrency), env=self.env)
+            for _ in range(count)
+        ]
+        for process in started:
+            process.wait_for("worker started", lambda p=process: "worker running" in p.output, 60)
+        return started
+
+
+@pytest.fixture
+def setup(pg_workspace: Workspace, start, tmp_path: Path) -> Iterator[Setup]:
+    made = Setup(pg_workspace, start, tmp_path)
+    try:
+        yield made
+    finally:
+        made.api.stop()
+
+
+def statuses(db: Engine, run_ids: list[str]) -> dict[str, int]:
+    ids = [uuid.UUID(r) for r in run_ids]
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(SyncRun.status, func.count()).where(SyncRun.id.in_(ids)).group_by(SyncRun.status)
+        ).all()
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], workers: list[Process], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        for worker in workers:
+            assert worker.proc.poll() is None, f"worker exited:\n{worker.output}"
+        assert time.monotonic() < deadline, f"no {what}:\n" + "\n".join(w.output for w in workers)
+        time.sleep(0.25)
+
+
+def test_three_workers_drain_queued_syncs_each_exactly_once(setup: Setup, db: Engine):
+    setup.sandbox_config(volume={"pages": 2})
+    with ThreadPoolExecutor(6) as pool:  # as clients would, several at once
+        run_ids = list(pool.map(lambda i: setup.sync(setup.source(f"s{i}")), range(SYNCS)))
+    assert statuses(db, run_ids) == {"queued": SYNCS}  # the API runs nothing itself
+
+    workers = setup.workers(3)
+    wait_until("drained", lambda: statuses(db, run_ids) == {"succeeded": SYNCS}, workers, 120)
+
+    with db.connect() as conn:
+        timelines = conn.execute(select(SyncRun.timeline)).scalars().all()
+    per_sync = {t["requests"] for t in timelines}
+    assert len(per_sync) == 1  # every sync read the same
+    assert setup.requests() == per_sync.pop() * SYNCS  # and the provider saw each read once
+    with db.connect() as conn:
+        jobs = conn.execute(
+            text(
+                "SELECT status, attempts, worker_id IS NULL FROM procrastinate_jobs"
+                " WHERE task_name = 'inflow.sync'"
+            )
+        ).all()
+        runs = conn.execute(select(SyncRun.created, SyncRun.trigger)).all()
+    assert len(jobs) == SYNCS  # one job per sync, run once (no retry)
+    assert {(status, attempts) for status, attempts, _ in jobs} == {("succeeded", 1)}
+    assert len(runs) == SYNCS  # no resume or retry runs
+    assert {trigger for _, trigger in runs} == {"manual"}
+    assert all(created > 0 for created, _ in runs)
+    for worker in workers:  # SIGTERM: each stops cleanly
+        assert worker.terminate() == 0, worker.output
+        assert "worker stopped" in worker.output
+
+
+def test_stopped_and_killed_workers_runs_are_resumed_and_end_like_a_clean_run(
+    setup: Setup, db: Engine
+):
+    # Big and slow enough to be stopped, then killed, between its checkpoints.
+    setup.sandbox_config(volume={"pages": 600}, faults={"latencyMs": 1000})
+    source_id = setup.source("stopped, then killed")
+    run_id = setup.sync(source_id)
+
+    def written(run: str) -> bool:  # running, a batch committed
+        shown = setup.run(run)
+        return shown["status"] == "running" and sum(shown["counts"].values()) > 0
+
+    def runs() -> list[dict[str, Any]]:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(SyncRun.id, SyncRun.status, SyncRun.trigger)
+                .where(SyncRun.source_id == uuid.UUID(source_id))
+                .order_by(SyncRun.created_at)
+            ).all()
+        return [{"id": str(r[0]), "status": r[1], "trigger": r[2]} for r in rows]
+
+    # SIGTERM mid-run (no grace): the run is handed back, interrupted, and the worker exits
+    stopped = setup.start("worker", "--concurrency", "1", "--grace", "0", env=setup.env)
+    wait_until("a committed batch", lambda: written(run_id), [stopped], 90)
+    assert stopped.terminate() == 0, stopped.output
+    first = setup.run(run_id)
+    assert first["status"] == "interrupted", (first, stopped.output)
+    assert first["error"]["type"] == "ShutDown"
+
+    # the next worker resumes it; SIGKILLed after a batch: no hand-back at all
+    doomed = setup.worker(concurrency=1)
+    wait_until(
+        "the resumed run's batch",
+        lambda: len(runs()) == 2 and written(runs()[-1]["id"]),
+        [doomed],
+        90,
+    )
+    doomed.kill()
+    killed = runs()[-1]
+    assert (killed["trigger"], killed["status"]) == ("resume", "running")  # nobody knows yet
+
+    fresh = setup.worker(concurrency=1)  # notices the dead worker (its heartbeat stopped)
+    wait_until("the last run", lambda: runs()[-1]["status"] == "succeeded", [fresh], 150)
+    stopped_run, killed_run, last = runs()
+    assert stopped_run["status"] == "interrupted"
+    assert killed_run["id"] == killed["id"]
+    assert killed_run["status"] == "interrupted"  # never "running" for a dead process
+    assert setup.run(killed_run["id"])["error"]["type"] == "WorkerLost"
+    assert last["trigger"] == "resume"
+
+    # a clean run of the same provider data, by the same worker
+    setup.sandbox_config(faults={"latencyMs": 0})
+    clean_id = setup.source("clean")
+    clean_run = setup.sync(clean_id)
+    wait_until("clean run", lambda: statuses(db, [clean_run]) == {"succeeded": 1}, [fresh], 120)
+    factory = sessionmaker(db)
+    assert points_of(factory, source_id) == points_of(factory, clean_id)  # nothing lost or doubled
+    assert assets_of(factory, source_id) == assets_of(factory, clean_id)
+    assert len(points_of(factory, source_id)) > 0
+    assert fresh.terminate() == 0, fresh.output
+
+
+def test_a_schedule_missed_while_no_worker_ran_runs_its_slot_once_marked_late(
+    setup: Setup, db: Engine
+):
+    setup.sandbox_config(volume={"pages": 2})
+    source_id = setup.source("scheduled", schedule="every 1h")
+    missed = utcnow() - timedelta(hours=3)  # three slots passed while every worker was down
+    with db.begin() as conn:
+        conn.execute(
+            update(DataSource)
+            .where(DataSource.id == uuid.UUID(source_id))
+            .values(next_run_at=missed)
+        )
+
+    def runs() -> list[SyncRun]:
+        with Session(db) as session:
+            return list(
+                session.scalars(select(SyncRun).where(SyncRun.source_id == uuid.UUID(source_id)))
+            )
+
+    def ticks() -> int:
+        with db.connect() as conn:
+            return int(
+                conn.scalar(
+                    text(
+                        "SELECT count(*) FROM procrastinate_jobs"
+                        " WHERE task_name = 'inflow.tick' AND status = 'succeeded'"
+                    )
+                )
+                or 0
+            )
+
+    worker = setup.worker(concurrency=2)
+    wait_until(
+        "the missed slot's run",
+        lambda: any(r.status == "succeeded" for r in runs()),
+        [worker],
+        90,
+    )
+    after = ticks()
+    wait_until("two more ticks", lambda: ticks() >= after + 2, [worker], 60)
+
+    [run] = runs()  # the missed slots ran once, not three times
+    assert run.trigger == "schedule"
+    public = setup.run(str(run.id))
+    assert public["status"] == "succeeded"
+    assert public["late"] is True
+    assert public["scheduledFor"] is not None
+    with db.connect() as conn:
+        next_run = conn.scalar(
+            select(DataSource.next_run_at).where(DataSource.id == uuid.UUID(source_id))
+        )
+    assert next_run is not None
+    assert next_run > missed + timedelta(hours=3)
+    assert worker.terminate() == 0, worker.output
