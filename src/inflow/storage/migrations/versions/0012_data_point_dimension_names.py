@@ -1,7 +1,7 @@
 """data points name their breakdown (dimension_names), so a series adds a period up in SQL
 
 Revision ID: 0012
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-07 16:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0008"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
