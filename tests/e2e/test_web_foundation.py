@@ -137,3 +137,18 @@ def test_a_phone_sees_every_section_link_and_no_sideways_scroll(page, live_serve
         assert hit == name, f"{name} is covered at its place (by {hit!r})"
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     expect(page.get_by_role("button", name="Log out")).to_be_in_viewport()
+
+
+def test_the_login_page_loads_without_a_console_error(page, live_server):
+    """Nothing the page asks for is missing (the browser's own /favicon.ico request was a 404
+    on every page)."""
+    failed: list[str] = []
+    page.on("console", lambda m: m.type == "error" and failed.append(m.text))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
+
+    page.goto("/login")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)  # the icon is asked for after the load
+
+    assert failed == []
