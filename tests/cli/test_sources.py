@@ -25,7 +25,7 @@ from tests.cli.conftest import Workspace, make_workspace
 from tests.cli.test_cli import PASSWORD, create_token, new_email
 from tests.cli.test_processes import Process, answers
 from tests.conftest import clock_env
-from tests.servers import InflowServer, free_port
+from tests.servers import InflowServer, free_port, run_inflow
 
 FROM, TO = "2026-11-10", "2026-11-16"  # a week before the test clock (2026-11-18)
 
@@ -120,6 +120,16 @@ def test_sources_list_shows_the_api_type_of_a_calling_platform(ws, db, sandbox_u
     row = next(line for line in result.stdout.splitlines() if source_id[:8] in line)
     assert " calling " in row  # as the API's `type`, not the stored slug
     assert "twilio" not in row.replace("Twilio", "")
+
+
+def test_sources_list_prints_whole_ids_to_copy_even_in_a_narrow_pipe(ws, db, sandbox_url, admin):
+    """The id is what `sources test|fetch|sync ID` take: a pipe (80 columns) never cuts it."""
+    source_id = twilio_source(db, sandbox_url, admin[0])
+    with session_scope(db[0]) as session:
+        session.get(DataSource, uuid.UUID(source_id)).name = "A source with a long name " * 4
+    result = run_inflow("sources", "list", env={**ws.env, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert source_id in result.stdout
 
 
 def test_sources_test_prints_each_step_and_exits_0_when_it_passes(ws, db, sandbox_url, admin):

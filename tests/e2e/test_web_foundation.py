@@ -115,3 +115,40 @@ def test_every_section_renders_accessibly(page, live_server, section):
     log_in(page, live_server.email, live_server.password, next_path=f"/{section}")
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     check_page(page, f"section-{section}")
+
+
+@pytest.mark.parametrize("section", ["sources", "tests"])
+def test_a_phone_sees_every_section_link_and_no_sideways_scroll(page, live_server, section):
+    """At 390 px the top bar grows to fit: every section's link shows and can be clicked (not
+    hidden under the fixed-height bar), and the page does not scroll sideways."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, live_server.email, live_server.password, next_path=f"/{section}")
+
+    nav = page.get_by_role("navigation", name="Sections")
+    for name in ("Data Inflow", "Marketplace", "Spaces", "Metrics", "Tests", "Runs"):
+        link = nav.get_by_role("link", name=name)
+        expect(link).to_be_visible()
+        box = link.bounding_box()
+        assert box is not None
+        hit = page.evaluate(
+            "([x, y]) => document.elementFromPoint(x, y)?.closest('a')?.textContent?.trim()",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+        )
+        assert hit == name, f"{name} is covered at its place (by {hit!r})"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    expect(page.get_by_role("button", name="Log out")).to_be_in_viewport()
+
+
+def test_the_login_page_loads_without_a_console_error(page, live_server):
+    """Nothing the page asks for is missing (the browser's own /favicon.ico request was a 404
+    on every page)."""
+    failed: list[str] = []
+    page.on("console", lambda m: m.type == "error" and failed.append(m.text))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
+
+    page.goto("/login")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(500)  # the icon is asked for after the load
+
+    assert failed == []

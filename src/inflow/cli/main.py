@@ -524,7 +524,12 @@ def sources_list() -> None:
     from inflow.storage.models import DataSource, User
 
     rt = _runtime()
-    table = Table("id", "name", "type", "owner", "health")
+    # The id is what `sources test|fetch|sync ID` take: whole at any width (a pipe is 80
+    # columns), the other columns wrap around it.
+    table = Table()
+    table.add_column("id", no_wrap=True, min_width=36)
+    for heading in ("name", "type", "owner", "health"):
+        table.add_column(heading, overflow="fold")
     with rt.factory() as session:
         rows = session.execute(
             select(DataSource, User.email)

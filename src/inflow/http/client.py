@@ -141,7 +141,10 @@ async def check_url(url: str, *, allow_private: bool, resolver: Resolver = syste
         return
     parts = urlsplit(url)
     if parts.scheme != "https":
-        raise ConfigError(f"{redact_url(url)}: only https:// URLs are allowed")
+        raise ConfigError(
+            f"{redact_url(url)}: only https:// URLs are allowed; set "
+            "INFLOW_ALLOW_PRIVATE_URLS=true for a local http:// service (the demo's sandbox)"
+        )
     host = (parts.hostname or "").lower()
     if not host or host in _METADATA_HOSTS:
         raise ConfigError(f"{redact_url(url)}: this host is not allowed")

@@ -23,6 +23,7 @@ from inflow.api.authz import require
 from inflow.api.deps import AuditDep, Auditor, SessionDep
 from inflow.api.routes.runs import FetchRequest, fetch_window
 from inflow.api.routes.sources import Origin, to_public
+from inflow.api.schemas import SourceCreate
 from inflow.api.services import data_points as points_svc
 from inflow.api.services import experiments as tests_svc
 from inflow.api.services import sources as svc
@@ -258,6 +259,16 @@ async def form_data(request: Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
+def _name_and_schedule_errors(name: str, schedule: str | None) -> dict[str, str]:
+    """The API's own limits on a source's name and schedule (``SourceCreate``), at their fields:
+    a name longer than its column is a message here, not a database error."""
+    try:
+        SourceCreate.model_validate({"name": name or "-", "type": "-", "schedule": schedule})
+    except ValidationError as exc:
+        return errors_by_field(field_errors(exc))
+    return {}
+
+
 @router.post("/sources/new")
 def create_source(
     request: Request,
@@ -284,7 +295,7 @@ def _create_in(request: Request, session: Session, user: User, data: dict[str, s
     }
     values |= {"name": name, "schedule": schedule or ""}
     audit = Auditor(session, request)
-    errors: dict[str, str] = {}
+    errors = _name_and_schedule_errors(name, schedule)
     if not name:
         errors["name"] = "a name is required"
     try:
@@ -395,6 +406,9 @@ def update_source(
             config[choice.connector.variant_field] = choice.key
         if not name:
             raise ValidationFailedError("invalid name", [FieldError("name", "a name is required")])  # noqa: TRY301 - one answer for every invalid field
+        if too_long := _name_and_schedule_errors(name, schedule):
+            found = [FieldError(k, v) for k, v in too_long.items()]
+            raise ValidationFailedError("invalid source", found)  # noqa: TRY301 - as above
         svc.update_source(
             session,
             source=source,

@@ -498,6 +498,14 @@ async def test_requester_refuses_without_resolving(url: str, message: str) -> No
     assert handler.hits == 0
 
 
+async def test_plain_http_refusal_says_how_to_allow_a_local_service() -> None:
+    """`inflow sources test` against the demo's sandbox (http://127.0.0.1) without the demo's
+    setting: the message names the setting, as the private-address refusal does."""
+    requester = make_requester(Recorder(OK), allow_private_urls=False)
+    with pytest.raises(errors.ConfigError, match="INFLOW_ALLOW_PRIVATE_URLS=true"):
+        await requester.get_json("http://127.0.0.1:8000/sandbox/twilio/x")
+
+
 async def test_requester_plain_http_error_hides_query_secrets() -> None:
     requester = make_requester(Recorder(OK), allow_private_urls=False)
     with pytest.raises(errors.ConfigError) as caught:
