@@ -255,6 +255,11 @@ def test_linking_points_then_the_results_are_the_api_results(client, member):
     assert len(chart["series"][0]["data"]["points"]) == 28
     verdict = {True: "Significant", False: "Not significant", None: "Significance unknown"}
     assert verdict[signups["significant"]] in linked.text
+    # the change shown is the one the interval and the words are about: the paired days'
+    effect = signups["effect"]
+    assert effect["relative"] is not None
+    assert "Change (paired days)" in linked.text
+    assert f"<strong>{effect['relative'] * 100:+.1f}%</strong>" in linked.text
     assert client.get(f"/tests/{test['id']}", headers=HTML).status_code == 200
     assert (
         client.get("/tests/00000000-0000-0000-0000-000000000000", headers=HTML).status_code == 404
