@@ -13,7 +13,18 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, delete, func, inspect, select, text, update
+from sqlalchemy import (
+    Engine,
+    column,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
@@ -149,14 +160,31 @@ def test_clarity_points_stored_as_days_become_their_rolling_windows(blank_engine
         owner = User(email="m@example.com", password_hash="x", role="member")
         session.add(owner)
         session.flush()
-        clarity = DataSource(name="c", type="microsoft_clarity", config={}, owner_id=owner.id)
-        other = DataSource(name="e", type="example", config={}, owner_id=owner.id)
-        session.add_all([clarity, other])
-        session.flush()
-        for source, days in ((clarity, 1), (clarity, 3), (other, 1)):
+        # The sources as the 0006 schema has them (the model has columns added since).
+        sources_0006 = table(
+            "data_sources",
+            *(column(n) for n in ("id", "name", "type", "config", "secret_names", "owner_id")),
+            *(column(n) for n in ("health_status", "created_at", "updated_at")),
+        )
+        clarity, other = uuid.uuid4(), uuid.uuid4()
+        for source_id, type_ in ((clarity, "microsoft_clarity"), (other, "example")):
+            session.execute(
+                insert(sources_0006).values(
+                    id=source_id.hex if blank_engine.dialect.name == "sqlite" else source_id,
+                    name=type_[0],
+                    type=type_,
+                    config="{}",
+                    secret_names="[]",
+                    owner_id=owner.id.hex if blank_engine.dialect.name == "sqlite" else owner.id,
+                    health_status="unknown",
+                    created_at=end,
+                    updated_at=end,
+                )
+            )
+        for source_id, days in ((clarity, 1), (clarity, 3), (other, 1)):
             session.add(
                 DataPoint(
-                    source_id=source.id,
+                    source_id=source_id,
                     metric="sessions",
                     granularity="day",
                     period_start=end - timedelta(days=days),

@@ -53,7 +53,11 @@ class AlertOptions:
     pause_after: int = 5
     allow_private_urls: bool = False
     attempts: int = 5  # tries of one delivery, the first included
-    budget_s: float = 60.0  # the most one delivery may take, its waits included
+    # No new try after this long; with the tries' own timeouts a delivery stays well within a
+    # run's lease (90 s), which it holds while the run ends.
+    budget_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
 
 
 # ---------------------------------------------------------------- counting, pausing
@@ -166,7 +170,11 @@ async def deliver(options: AlertOptions, event: str, payload: dict[str, Any]) ->
         return False
     delivery = str(uuid.uuid4())  # the same across retries: a receiver may drop duplicates
     body = orjson.dumps({"event": event, "delivery": delivery, **payload})
-    http = HttpOptions(allow_private_urls=options.allow_private_urls)
+    http = HttpOptions(
+        connect_timeout_s=options.connect_timeout_s,
+        read_timeout_s=options.read_timeout_s,
+        allow_private_urls=options.allow_private_urls,
+    )
     source = payload["source"]["id"]
     response: httpx.Response | None = None
     try:
