@@ -121,6 +121,13 @@ def test_the_hook_retries_only_a_planned_failure_after_its_wait() -> None:
     retry.set_testing(False)
 
 
+async def _always_failing(policy: RetryPolicy, tries: list[int]) -> None:
+    async for attempt in retry.retrying(policy):
+        with attempt:
+            tries.append(attempt.num)
+            raise retry.RetryableFailure("down", delay=0.0)
+
+
 @pytest.mark.anyio
 async def test_stamina_runs_the_attempts_and_test_mode_keeps_them() -> None:
     import stamina
@@ -129,11 +136,8 @@ async def test_stamina_runs_the_attempts_and_test_mode_keeps_them() -> None:
     for on in (True, False):
         retry.set_testing(on, cap_s=0.0)
         assert stamina.is_testing() is on
-        tries = 0
+        tries: list[int] = []
         with pytest.raises(retry.RetryableFailure):
-            async for attempt in retry.retrying(policy):
-                with attempt:
-                    tries += 1
-                    raise retry.RetryableFailure("down", delay=0.0)
-        assert tries == policy.attempts
+            await _always_failing(policy, tries)
+        assert len(tries) == policy.attempts
     retry.set_testing(False)
