@@ -304,15 +304,12 @@ def test_a_source_paused_after_failing_in_a_row_is_resumed_from_its_page(page, l
     source_id = page.url.split("/")[-1].split("?")[0]
     for _ in range(5):  # INFLOW_PAUSE_AFTER_FAILURES' default
         run_id = api(page, "POST", f"/api/data-sources/{source_id}/sync")["runId"]
-        page.wait_for_function(
-            """async (id) => {
-                const r = await fetch(`/api/runs/${id}`);
-                return ["failed", "succeeded"].includes((await r.json()).status);
-            }""",
-            arg=run_id,
-            timeout=SLOW,
-            polling=100,
-        )
+        for _ in range(SLOW // 50):
+            if api(page, "GET", f"/api/runs/{run_id}")["status"] in ("failed", "succeeded"):
+                break
+            page.wait_for_timeout(50)
+        else:
+            pytest.fail(f"run {run_id} did not end")
 
     page.reload()
     card = page.get_by_role("region", name="Sync health")
