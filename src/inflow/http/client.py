@@ -4,7 +4,8 @@
 followed, transport as the test seam). ``Requester`` sends through it: outbound rate limit,
 size-capped body, classification (``resolution.py``), bounded retries (stamina's loop with
 ``retry.py``'s rules as its hook: backoff, ``Retry-After`` and provider reset headers, the total
-budget), one auth refresh on a 401, and a timeline entry per request with the secrets taken out. It raises only ``InflowError`` subclasses.
+budget), one auth refresh on a 401, and a timeline entry per request with the secrets taken
+out. It raises only ``InflowError`` subclasses.
 """
 
 from __future__ import annotations
