@@ -291,7 +291,7 @@ class RunRecorder:
                     "attempt": e.attempt,
                     **({"note": e.note} if e.note else {}),
                 }
-                for e in self.entries
+                for e in list(self.entries)  # one atomic copy: the loop appends meanwhile
             ],
         }
 
