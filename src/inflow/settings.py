@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -55,6 +55,21 @@ class Settings(BaseSettings):
 
     http_connect_timeout_s: float = 10.0
     http_read_timeout_s: float = 60.0
+
+    # Failures that get attention (docs/alerts.md): a source failing this many syncs in a row
+    # is paused until a person resumes it; the alert webhook hears of a source's first failure,
+    # its pause and its recovery, each POST signed with the secret (HMAC-SHA256).
+    pause_after_failures: int = Field(default=5, ge=1, le=1000)
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _alerts_are_signed(self) -> Settings:
+        if self.alert_webhook_url and self.alert_webhook_secret is None:
+            raise ValueError(
+                "INFLOW_ALERT_WEBHOOK_URL needs INFLOW_ALERT_WEBHOOK_SECRET: alerts are signed"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

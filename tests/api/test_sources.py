@@ -69,7 +69,18 @@ def test_sources_create_returns_201_with_secret_masked(client, factory):
         "workspace": "team-a",
         "baseUrl": "http://127.0.0.1:8900/example",
     }
-    assert body["health"] == {"status": "unknown", "checkedAt": None, "message": None}
+    assert body["health"] == {
+        "status": "unknown",
+        "checkedAt": None,
+        "message": None,
+        "consecutiveFailures": 0,
+        "paused": False,
+        "pausedAt": None,
+        "pausedReason": None,
+        "lastAdvancedAt": None,
+        "stale": False,
+        "staleReason": None,
+    }
     assert SECRET not in r.text
 
 

@@ -356,3 +356,34 @@ def test_ctrl_c_ends_the_sync_as_interrupted_and_exits_130(ws, db, sandbox_url, 
     assert "sync interrupted; the next one resumes from the last checkpoint" in sync.output
     assert "Traceback" not in sync.output
     assert status() == "interrupted"
+
+
+# ---------------------------------------------------------------- resume
+
+
+def test_resume_lifts_the_pause_of_a_source_that_failed_in_a_row(ws, db, sandbox_url, admin):
+    source_id = twilio_source(db, sandbox_url, admin[0], authToken="wrong-token-0000")
+    pause_at_once = {**ws.env, "INFLOW_PAUSE_AFTER_FAILURES": "1"}
+    assert_one_line_error(run_inflow("sources", "sync", source_id, env=pause_at_once), 1, "sync")
+    factory, _ = db
+    with factory() as session:
+        source = session.get(DataSource, uuid.UUID(source_id))
+        assert source is not None
+        assert source.consecutive_failures == 1
+        assert source.paused_at is not None
+        assert (source.paused_reason or "").startswith("paused after 1 failed syncs in a row")
+
+    result = ws.run("sources", "resume", source_id)
+
+    assert result.returncode == 0, result.stderr
+    assert f"resumed {source_id}" in result.stdout
+    with factory() as session:
+        source = session.get(DataSource, uuid.UUID(source_id))
+        assert source is not None
+        assert source.paused_at is None
+        assert source.paused_reason is None
+    again = ws.run("sources", "resume", source_id)
+    assert again.returncode == 0, again.stderr
+    assert "was not paused" in again.stdout
+    assert_one_line_error(ws.run("sources", "resume", "nope"), 2, "not a data source id")
+    assert_one_line_error(ws.run("sources", "resume", str(uuid.uuid4())), 3, "not found")

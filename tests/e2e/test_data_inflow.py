@@ -296,3 +296,32 @@ def test_delete_asks_in_a_dialog_that_keeps_the_focus(page, live_server, twilio)
         "Twilio to delete"
     )
     expect(page.get_by_role("complementary")).not_to_contain_text("Twilio to delete")
+
+
+def test_a_source_paused_after_failing_in_a_row_is_resumed_from_its_page(page, live_server, twilio):
+    log_in(page, live_server.email, live_server.password)
+    add_twilio_source(page, "Twilio keeps failing", {**twilio, "authToken": "0" * 32})
+    source_id = page.url.split("/")[-1].split("?")[0]
+    for _ in range(5):  # INFLOW_PAUSE_AFTER_FAILURES' default
+        run_id = api(page, "POST", f"/api/data-sources/{source_id}/sync")["runId"]
+        for _ in range(SLOW // 50):
+            if api(page, "GET", f"/api/runs/{run_id}")["status"] in ("failed", "succeeded"):
+                break
+            page.wait_for_timeout(50)
+        else:
+            pytest.fail(f"run {run_id} did not end")
+
+    page.reload()
+    card = page.get_by_role("region", name="Sync health")
+    expect(page.locator(".page-head")).to_contain_text("Paused")
+    expect(card).to_contain_text("paused after 5 failed syncs in a row")
+    expect(card.get_by_test_id("consecutive-failures")).to_have_text("5")
+    expect(page.locator(f"#side-health-{source_id}")).to_contain_text("Paused")
+    check_page(page, "data-inflow-paused")
+
+    card.get_by_role("button", name="Resume").click()
+
+    expect(page.get_by_text("The source is resumed")).to_be_visible()
+    expect(page.get_by_role("region", name="Sync health").get_by_role("button")).to_have_count(0)
+    expect(page.locator(".page-head")).not_to_contain_text("Paused")
+    assert api(page, "GET", f"/api/data-sources/{source_id}")["health"]["paused"] is False

@@ -69,6 +69,37 @@ OLD_POINTS = table(
         )
     ),
 )
+OLD_SOURCES = table(  # data_sources as revision 0006 has it
+    "data_sources",
+    *(
+        column(name, DataSource.__table__.c[name].type)
+        for name in (
+            *("id", "name", "type", "config", "secret_names", "owner_id"),
+            *("health_status", "created_at", "updated_at"),
+        )
+    ),
+)
+
+
+def old_source(session: Session, owner: User, type_: str) -> uuid.UUID:
+    """A source written through the early revisions' columns (the model has more)."""
+    source_id = uuid.uuid4()
+    at = datetime(2026, 11, 18, tzinfo=UTC)
+    session.execute(
+        insert(OLD_SOURCES).values(
+            id=source_id,
+            name=type_,
+            type=type_,
+            config={},
+            secret_names=[],
+            owner_id=owner.id,
+            health_status="unknown",
+            created_at=at,
+            updated_at=at,
+        )
+    )
+    return source_id
+
 
 DAY = datetime(2025, 3, 1, tzinfo=UTC)
 OUR_TABLES = set(Base.metadata.tables)
@@ -174,15 +205,12 @@ def test_clarity_points_stored_as_days_become_their_rolling_windows(blank_engine
         owner = User(email="m@example.com", password_hash="x", role="member")
         session.add(owner)
         session.flush()
-        clarity = DataSource(name="c", type="microsoft_clarity", config={}, owner_id=owner.id)
-        other = DataSource(name="e", type="example", config={}, owner_id=owner.id)
-        session.add_all([clarity, other])
-        session.flush()
-        for source, days in ((clarity, 1), (clarity, 3), (other, 1)):
+        clarity, other = (old_source(session, owner, t) for t in ("microsoft_clarity", "example"))
+        for source_id, days in ((clarity, 1), (clarity, 3), (other, 1)):
             session.execute(  # the table as revision 0006 has it (the model has more columns)
                 insert(OLD_POINTS).values(
                     id=uuid.uuid4(),
-                    source_id=source.id,
+                    source_id=source_id,
                     metric="sessions",
                     granularity="day",
                     period_start=end - timedelta(days=days),
@@ -218,9 +246,7 @@ def test_points_stored_before_0012_get_their_breakdown_names(blank_engine):
         owner = User(email="n@example.com", password_hash="x", role="member")
         session.add(owner)
         session.flush()
-        source = DataSource(name="e", type="example", config={}, owner_id=owner.id)
-        session.add(source)
-        session.flush()
+        source_id = old_source(session, owner, "example")
         for dimensions, key in (
             ({}, ""),
             ({"page": "/a=b&c"}, "page=%2Fa%3Db%26c"),
@@ -229,7 +255,7 @@ def test_points_stored_before_0012_get_their_breakdown_names(blank_engine):
             session.execute(
                 insert(OLD_POINTS).values(
                     id=uuid.uuid4(),
-                    source_id=source.id,
+                    source_id=source_id,
                     metric="visits",
                     granularity="day",
                     period_start=day,

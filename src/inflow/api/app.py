@@ -50,6 +50,7 @@ from inflow.storage.db import (
     upgrade,
 )
 from inflow.storage.models import SyncRun
+from inflow.sync.attention import AlertOptions
 from inflow.sync.engine import EngineDeps, recover_stale_runs
 from inflow.sync.jobs import JobQueue, distributed
 from inflow.sync.worker import InProcessWorker
@@ -80,6 +81,18 @@ def engine_deps(
         options=http_options(settings),
         limiter=OutboundLimiter(settings.redis_url),
         transport=transport,
+        alerts=alert_options(settings),
+    )
+
+
+def alert_options(settings: Settings) -> AlertOptions:
+    """Failures that get attention: the pause threshold and the signed alert webhook."""
+    secret = settings.alert_webhook_secret
+    return AlertOptions(
+        webhook_url=settings.alert_webhook_url,
+        secret=secret.get_secret_value() if secret is not None else None,
+        pause_after=settings.pause_after_failures,
+        allow_private_urls=settings.allow_private_urls,
     )
 
 

@@ -242,6 +242,15 @@ class Health(Schema):
     status: Literal["unknown", "ok", "failing", "needs_reauth"]
     checked_at: datetime | None
     message: str | None
+    # Failures that get attention (docs/alerts.md): syncs failed in a row, the pause after too
+    # many (resumed by a person), when a run last stored new data, and the staleness flag.
+    consecutive_failures: int = 0
+    paused: bool = False
+    paused_at: datetime | None = None
+    paused_reason: str | None = None
+    last_advanced_at: datetime | None = None
+    stale: bool = False
+    stale_reason: str | None = None
 
 
 class SourceCreate(Schema):

@@ -582,6 +582,23 @@ def _audit(rt: Runtime, action: str, outcome: str, target: str, **details: Any) 
         )
 
 
+@sources_app.command("resume", epilog=EXIT_CODES)
+def sources_resume(source_id: SourceId) -> None:
+    """Resume a source paused after failing in a row (its schedule runs it again)."""
+    from inflow.sync.attention import resume
+
+    rt = _runtime()
+    wanted = _source_id(source_id)
+    with session_scope(rt.factory) as session:
+        source = session.get(DataSource, wanted)
+        if source is None:
+            raise _fail(f"data source {wanted} not found", EXIT_NOT_FOUND)
+        was_paused = source.paused_at is not None
+        resume(source)
+    _audit(rt, "source.resume", "success", f"data_sources:{wanted}", wasPaused=was_paused)
+    console.print(f"resumed {wanted}" if was_paused else f"{wanted} was not paused")
+
+
 @sources_app.command("test", epilog=EXIT_CODES)
 def sources_test(source_id: SourceId) -> None:
     """Test the connection step by step, as the API's Test does; updates the source's health."""

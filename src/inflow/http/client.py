@@ -2,9 +2,10 @@
 
 ``build_client`` makes the ``httpx.AsyncClient`` (explicit timeouts, user agent, no redirects
 followed, transport as the test seam). ``Requester`` sends through it: outbound rate limit,
-size-capped body, classification (``resolution.py``), bounded retries with backoff honouring
-``Retry-After`` and provider reset headers, one auth refresh on a 401, and a timeline entry per
-request with the secrets taken out. It raises only ``InflowError`` subclasses.
+size-capped body, classification (``resolution.py``), bounded retries (stamina's loop with
+``retry.py``'s rules as its hook: backoff, ``Retry-After`` and provider reset headers, the total
+budget), one auth refresh on a 401, and a timeline entry per request with the secrets taken
+out. It raises only ``InflowError`` subclasses.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ from inflow.http.resolution import (
     to_error,
     with_retry_after,
 )
-from inflow.http.retry import RetryPolicy, parse_retry_after, testing_cap
+from inflow.http.retry import (
+    RetryableFailure,
+    RetryBudget,
+    RetryPolicy,
+    parse_retry_after,
+    retrying,
+)
 
 USER_AGENT = f"inflow/{__version__} (+https://github.com/inflow-hub/inflow)"
 
@@ -346,12 +353,12 @@ class Requester:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _wait(self, reason: str, seconds: float) -> None:
+    async def _announce_wait(self, reason: str, seconds: float) -> None:
+        """Tell the run it waits (stamina does the waiting, right after)."""
         if self.on_wait is not None:
             maybe = self.on_wait(reason, seconds)
             if maybe is not None:
                 await maybe
-        await asyncio.sleep(testing_cap(seconds))
 
     def _note(
         self,
@@ -400,48 +407,60 @@ class Requester:
             check_link(str(request.url), within, provider=self.slug, redactor=self.redactor)
         await self._guard(request.url)
         shown = str(request.url)
-        waited = 0.0
-        attempt = 0
-        while True:
-            attempt += 1
-            if self.limiter is not None and self.rate_limits:
-                waited += await self.limiter.acquire(
-                    self.rate_limits,
-                    self.rate_key,
-                    on_wait=self.on_wait,
-                    max_wait_s=policy.max_retry_after_s,
+        budget = RetryBudget(policy)
+        async for attempt in retrying(policy):
+            with attempt:
+                return await self._try(
+                    request, auth, expect_json, shown=shown, attempt=attempt.num, budget=budget
                 )
-            started = time.perf_counter()
-            response, body, resolution = await self._attempt(request, auth, expect_json)
-            status = response.status_code if response is not None else None
-            if resolution.action in (Action.OK, Action.IGNORE):
-                # An ignored response's reason (a skipped metric, say) stays visible in the run.
-                self._note(method, shown, status, started, attempt, resolution.message)
-                assert response is not None  # noqa: S101 - OK/IGNORE come from a response
-                return response, (body if resolution.action is Action.OK else None)
-            if resolution.action is Action.RATE_LIMITED and response is not None:
-                hint = parse_retry_after(response.headers.get("retry-after"))
-                if hint is None and self.reset_hook is not None:
-                    hint = self.reset_hook(response)
-                resolution = with_retry_after(resolution, hint)
+        raise AssertionError("unreachable: stamina re-raises the last failure")  # pragma: no cover
+
+    async def _try(
+        self,
+        request: httpx.Request,
+        auth: httpx.Auth | None,
+        expect_json: bool,
+        *,
+        shown: str,
+        attempt: int,
+        budget: RetryBudget,
+    ) -> tuple[httpx.Response, Any]:
+        """One try inside stamina's loop: its result, the final error, or ``RetryableFailure``
+        with the wait our rules planned (the run is told it waits before stamina sleeps)."""
+        policy = budget.policy
+        method = request.method
+        if self.limiter is not None and self.rate_limits:
+            budget.waited += await self.limiter.acquire(
+                self.rate_limits,
+                self.rate_key,
+                on_wait=self.on_wait,
+                max_wait_s=policy.max_retry_after_s,
+            )
+        started = time.perf_counter()
+        response, body, resolution = await self._attempt(request, auth, expect_json)
+        status = response.status_code if response is not None else None
+        if resolution.action in (Action.OK, Action.IGNORE):
+            # An ignored response's reason (a skipped metric, say) stays visible in the run.
             self._note(method, shown, status, started, attempt, resolution.message)
-            retryable = resolution.action in (Action.RETRY, Action.RATE_LIMITED)
-            if not retryable or attempt >= policy.attempts:
-                raise self._error(resolution, method, shown, status)
-            delay = (
-                resolution.retry_after
-                if resolution.retry_after is not None
-                else policy.backoff(attempt)
-            )
-            if delay > policy.max_retry_after_s or waited + delay > policy.total_s:
-                raise self._error(resolution, method, shown, status)
-            reason = (
-                "rate limited by the provider"
-                if resolution.action is Action.RATE_LIMITED
-                else resolution.message
-            )
-            await self._wait(reason, delay)
-            waited += delay
+            assert response is not None  # noqa: S101 - OK/IGNORE come from a response
+            return response, (body if resolution.action is Action.OK else None)
+        if resolution.action is Action.RATE_LIMITED and response is not None:
+            hint = parse_retry_after(response.headers.get("retry-after"))
+            if hint is None and self.reset_hook is not None:
+                hint = self.reset_hook(response)
+            resolution = with_retry_after(resolution, hint)
+        self._note(method, shown, status, started, attempt, resolution.message)
+        retryable = resolution.action in (Action.RETRY, Action.RATE_LIMITED)
+        delay = budget.plan(attempt, resolution.retry_after) if retryable else None
+        if delay is None:
+            raise self._error(resolution, method, shown, status)
+        reason = (
+            "rate limited by the provider"
+            if resolution.action is Action.RATE_LIMITED
+            else resolution.message
+        )
+        await self._announce_wait(reason, delay)
+        raise RetryableFailure(self.redactor(reason), delay=delay)
 
     async def _attempt(
         self, request: httpx.Request, auth: httpx.Auth | None, expect_json: bool

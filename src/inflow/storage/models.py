@@ -187,6 +187,13 @@ class DataSource(Base):
     health_status: Mapped[str] = mapped_column(String(16), default=HealthStatus.UNKNOWN)
     health_checked_at: Mapped[datetime | None] = mapped_column(default=None)
     health_message: Mapped[str | None] = mapped_column(Text, default=None)
+    # Failures that get attention (sync/attention.py): syncs failed in a row, the pause after
+    # too many (the scheduler skips a paused source until a person resumes it), and when a run
+    # last stored new or changed data (freshness).
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    data_advanced_at: Mapped[datetime | None] = mapped_column(default=None)
     next_run_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

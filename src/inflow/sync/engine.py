@@ -56,6 +56,7 @@ from inflow.storage import repo
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, HealthStatus, RunStatus, SyncRun, utcnow
 from inflow.storage.quota import DbQuotaGate
+from inflow.sync.attention import AlertOptions, run_ended
 from inflow.sync.tokens import SourceTokenStore
 
 log = get_logger(__name__)
@@ -84,6 +85,7 @@ class EngineDeps:
     limiter: OutboundLimiter = field(default_factory=OutboundLimiter)
     transport: httpx.AsyncBaseTransport | None = None  # test seam / in-process sandbox
     batch_size: int = 5000
+    alerts: AlertOptions = field(default_factory=AlertOptions)  # failures that get attention
 
 
 # ---------------------------------------------------------------- runs
@@ -767,6 +769,7 @@ async def run_sync(
             return RunResult(run_id, RunStatus.QUEUED, counts, [], error, exception=exc)
         status, message = _health_for(exc)
         await asyncio.to_thread(set_health, deps.factory, run.source_id, status, message)
+        await _attention(deps, run.source_id, run_id, counts, error["message"])
         await asyncio.to_thread(
             _finish, deps.factory, run_id, RunStatus.FAILED, recorder, counts, error
         )
@@ -778,6 +781,7 @@ async def run_sync(
     await asyncio.to_thread(
         set_health, deps.factory, run.source_id, HealthStatus.OK, "last sync succeeded"
     )
+    await _attention(deps, run.source_id, run_id, writer.counts, None)
     await asyncio.to_thread(
         _finish, deps.factory, run_id, RunStatus.SUCCEEDED, recorder, writer.counts, None
     )
@@ -788,6 +792,26 @@ async def run_sync(
         **writer.counts.as_dict(),
     )
     return RunResult(run_id, RunStatus.SUCCEEDED, writer.counts, writer.changes)
+
+
+async def _attention(
+    deps: EngineDeps,
+    source_id: uuid.UUID,
+    run_id: uuid.UUID,
+    counts: repo.Counts,
+    failure: str | None,
+) -> None:
+    """Count the run's end on its source and alert on a transition (``sync/attention.py``),
+    before the run shows as ended: whoever sees it ended sees its source's count too."""
+    await run_ended(
+        deps.factory,
+        deps.alerts,
+        source_id=source_id,
+        run_id=run_id,
+        ok=failure is None,
+        message=failure or "last sync succeeded",
+        stored=counts.created + counts.updated > 0,
+    )
 
 
 def _error_record(exc: BaseException) -> dict[str, Any]:

@@ -139,6 +139,7 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
     sources = session.execute(
         select(DataSource).where(
             DataSource.schedule.is_not(None),
+            DataSource.paused_at.is_(None),  # paused after failing in a row: a person resumes it
             (DataSource.next_run_at.is_(None)) | (DataSource.next_run_at <= now),
         )
     ).scalars()

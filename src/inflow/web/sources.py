@@ -33,7 +33,7 @@ from inflow.connectors.runtime import auth_of, days_zone
 from inflow.connectors.spec import Connector, OAuth2AuthorizationCode
 from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
 from inflow.storage.models import DataSource, User
-from inflow.sync import oauth
+from inflow.sync import attention, oauth
 from inflow.sync.engine import fetch_points, test_source
 from inflow.sync.worker import InProcessWorker
 from inflow.web.forms import FormField, config_from_form, errors_by_field, form_fields
@@ -466,6 +466,7 @@ def source_page(
     error: str = "",
     created: str = "",
     updated: str = "",
+    resumed: str = "",
 ) -> Response:
     source = require(session, user, DataSource, source_id, audit=audit, action="read")
     context = _source_context(request, session, user, source, origin)
@@ -474,8 +475,24 @@ def source_page(
         "oauth_error": error,
         "created": bool(created),
         "updated": bool(updated),
+        "resumed": bool(resumed),
     }
     return render(request, "sources/show.html", context)
+
+
+@router.post("/sources/{source_id}/resume")
+def resume_source(
+    source_id: uuid.UUID, request: Request, user: PageUser, session: SessionDep, audit: AuditDep
+) -> Response:
+    """Resume a source paused after failing in a row (as the API's resume)."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    was_paused = source.paused_at is not None
+    attention.resume(source)
+    audit("source.resume", target=f"data_sources:{source_id}", details={"wasPaused": was_paused})
+    target = f"/sources/{source_id}?resumed=1"
+    if is_htmx(request):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/sources/{source_id}/points")

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from inflow import __version__
 from inflow.api.security import csrf_token
 from inflow.storage.models import User
+from inflow.sync.attention import freshness
 from inflow.web.forms import shown_value
 
 HERE = Path(__file__).parent
@@ -57,6 +58,7 @@ templates.env.filters["number"] = _number
 templates.env.globals["version"] = __version__
 templates.env.globals["shown_value"] = shown_value
 templates.env.globals["nav"] = NAV
+templates.env.globals["freshness"] = freshness  # a source's data: when it last advanced, stale
 
 
 def page_csrf(request: Request) -> str:

@@ -98,3 +98,46 @@ def test_retry_policy_defaults_are_bounded() -> None:
 def test_testing_cap(on: bool, cap: float, delay: float, expected: float) -> None:
     retry.set_testing(on, cap_s=cap)
     assert retry.testing_cap(delay) == expected
+
+
+def test_the_budget_plans_the_providers_wait_else_backoff_within_the_bounds() -> None:
+    budget = retry.RetryBudget(RetryPolicy(attempts=4, total_s=100.0, max_retry_after_s=60.0))
+    assert budget.plan(1, retry_after=30.0) == 30.0  # Retry-After / reset header first
+    assert budget.plan(2, retry_after=61.0) is None  # longer than max_retry_after_s: surfaces
+    backoff = budget.plan(2)
+    assert backoff is not None
+    assert 0.0 <= backoff <= 1.0
+    assert budget.plan(4) is None  # no tries left
+    assert budget.plan(3, retry_after=71.0) is None  # past the total budget (30 + 71 > 100)
+    assert budget.waited == 30.0 + backoff
+
+
+def test_the_hook_retries_only_a_planned_failure_after_its_wait() -> None:
+    retry.set_testing(False)
+    assert retry.backoff_hook(retry.RetryableFailure("503", delay=2.5)) == 2.5
+    assert retry.backoff_hook(ValueError("not ours")) is False
+    retry.set_testing(True, cap_s=0.25)
+    assert retry.backoff_hook(retry.RetryableFailure("503", delay=2.5)) == 0.25
+    retry.set_testing(False)
+
+
+async def _always_failing(policy: RetryPolicy, tries: list[int]) -> None:
+    async for attempt in retry.retrying(policy):
+        with attempt:
+            tries.append(attempt.num)
+            raise retry.RetryableFailure("down", delay=0.0)
+
+
+@pytest.mark.anyio
+async def test_stamina_runs_the_attempts_and_test_mode_keeps_them() -> None:
+    import stamina
+
+    policy = RetryPolicy(attempts=3)
+    for on in (True, False):
+        retry.set_testing(on, cap_s=0.0)
+        assert stamina.is_testing() is on
+        tries: list[int] = []
+        with pytest.raises(retry.RetryableFailure):
+            await _always_failing(policy, tries)
+        assert len(tries) == policy.attempts
+    retry.set_testing(False)

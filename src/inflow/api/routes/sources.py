@@ -15,6 +15,8 @@ from inflow.api.services import sources as svc
 from inflow.connectors import get_connector
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
 from inflow.storage.models import DataSource, Space, User
+from inflow.sync import attention
+from inflow.sync.attention import freshness
 
 router = APIRouter(tags=["data-sources"])
 
@@ -39,6 +41,23 @@ def _origin(request: Request) -> str:
 Origin = Annotated[str, Depends(_origin)]
 
 
+def health_of(source: DataSource) -> Health:
+    """The source's health: its last check or sync, failures in a row, pause and freshness."""
+    fresh = freshness(source)
+    return Health(
+        status=source.health_status,
+        checked_at=source.health_checked_at,
+        message=source.health_message,
+        consecutive_failures=source.consecutive_failures or 0,
+        paused=source.paused_at is not None,
+        paused_at=source.paused_at,
+        paused_reason=source.paused_reason,
+        last_advanced_at=fresh.last_advanced_at,
+        stale=fresh.stale,
+        stale_reason=fresh.reason,
+    )
+
+
 def to_public(source: DataSource, origin: str = "") -> SourcePublic:
     connector = get_connector(source.type)
     takes_webhooks = connector is not None and connector.webhook is not None
@@ -50,11 +69,7 @@ def to_public(source: DataSource, origin: str = "") -> SourcePublic:
         owner_id=source.owner_id,
         space_id=source.space_id,
         schedule=source.schedule,
-        health=Health(
-            status=source.health_status,
-            checked_at=source.health_checked_at,
-            message=source.health_message,
-        ),
+        health=health_of(source),
         created_at=source.created_at,
         updated_at=source.updated_at,
         webhook_url=f"{origin}/api/webhooks/{source.id}" if takes_webhooks else None,
@@ -128,6 +143,20 @@ def update_source(
     )
     changed = sorted(body.config) if body.config else []
     audit("source.update", target=f"data_sources:{source.id}", details={"fields": changed})
+    return to_public(source, origin)
+
+
+@router.post("/api/data-sources/{source_id}/resume", operation_id="data-sources-resume")
+def resume_source(
+    source_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep, origin: Origin
+) -> SourcePublic:
+    """Resume a source paused after failing in a row: its failure count starts again and the
+    schedule runs it at its next slot. Resuming a source that is not paused changes nothing."""
+    source = require(session, user, DataSource, source_id, audit=audit)
+    was_paused = source.paused_at is not None
+    attention.resume(source)
+    session.flush()
+    audit("source.resume", target=f"data_sources:{source.id}", details={"wasPaused": was_paused})
     return to_public(source, origin)
 
 
