@@ -641,16 +641,25 @@ def _finish(
                 status=status,
                 finished_at=utcnow(),
                 lease_until=None,
-                created=counts.created,
-                updated=counts.updated,
-                unchanged=counts.unchanged,
-                deleted=counts.deleted,
-                error=error,
                 waiting=None,
-                timeline=recorder.as_dict(),
+                **_committed(recorder, counts, error),
             )
         )
         session.commit()
+
+
+def _committed(
+    recorder: RunRecorder, counts: repo.Counts, error: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What a run that stops (for good, or until its retry) writes of what it did."""
+    return {
+        "created": counts.created,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "deleted": counts.deleted,
+        "error": error,
+        "timeline": recorder.as_dict(),
+    }
 
 
 @dataclass
@@ -690,13 +699,8 @@ def _requeue(
                 status=RunStatus.QUEUED,
                 owner=None,
                 lease_until=None,
-                created=counts.created,
-                updated=counts.updated,
-                unchanged=counts.unchanged,
-                deleted=counts.deleted,
-                error=error,
                 waiting=waiting,
-                timeline=recorder.as_dict(),
+                **_committed(recorder, counts, error),
             )
         )
         session.commit()
