@@ -205,6 +205,13 @@ def test_a_failed_sync_shows_its_error_and_its_fix(page, live_server, api, sandb
     expect(rows.first).to_contain_text("Failed")
     check_page(page, "runs-list-failed")
 
+    # on a phone the table scrolls inside its frame; the page itself does not scroll sideways
+    page.set_viewport_size({"width": 390, "height": 844})
+    for path in ("/runs?status=failed", f"/runs/{run_id}"):
+        page.goto(path)
+        expect(page.locator("main")).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
 
 def test_a_running_sync_can_be_cancelled_with_the_keyboard(page, live_server, api, sandbox):
     source_id = example_source(api, sandbox, "Example to cancel")
