@@ -269,6 +269,24 @@ def test_sources_create_invalid_config_is_422_naming_fields(client, factory, con
     assert client.get("/api/data-sources", headers=headers).json() == []
 
 
+def test_an_empty_field_with_a_pattern_is_required_not_a_pattern(client, factory):
+    _, headers = person(factory)
+    config = {"platform": "twilio", "accountSid": "", "authToken": "x" * 32}
+
+    r = client.post(
+        "/api/data-sources",
+        headers=headers,
+        json={"name": "x", "type": "calling", "config": config},
+    )
+
+    assert field_errors(r)["config.accountSid"] == "required"
+    wrong = {**config, "accountSid": "AC1"}
+    r = client.post(
+        "/api/data-sources", headers=headers, json={"name": "x", "type": "calling", "config": wrong}
+    )
+    assert "pattern" in field_errors(r)["config.accountSid"]  # a wrong value says what fits
+
+
 def test_sources_create_unknown_type_is_422_listing_known_types(client, factory):
     _, headers = person(factory)
 

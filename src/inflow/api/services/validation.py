@@ -16,6 +16,10 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[FieldError]:
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field"
+        elif err["type"] in ("string_pattern_mismatch", "string_too_short") and err.get(
+            "input"
+        ) in ("", None):
+            message = "required"  # an empty field: not "String should match pattern '^AC…'"
         errors.append(FieldError(field=field, message=message))
     return errors
 
