@@ -9,6 +9,7 @@ membership checks (a stranger's space is a 404) and the same audit.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -111,6 +112,13 @@ def preview_url(source: DataSource, asset: AssetPublic) -> str | None:
     return asset.embed_url if source.config.get("accessType") == "embed" else None
 
 
+def _previewer(sources: Mapping[uuid.UUID, DataSource], asset: AssetPublic) -> DataSource | None:
+    """Of the installations that synced an item (one item for several installations of one
+    account), the one whose access type lets it be previewed."""
+    ids = [asset.source_id, *(i.source_id for i in asset.installations)]
+    return next((s for i in ids if (s := sources.get(i)) and preview_url(s, asset)), None)
+
+
 def public_link(source: DataSource) -> str | None:
     """An installation's publish-to-web link (Power BI's ``public`` access type): one report
     anyone may view, shown as a preview of the installation itself."""
@@ -180,7 +188,9 @@ def space_page(
 ) -> Response:
     space = api.get_space(space_id, user, session, audit)
     assets = api.list_reports(space_id, user, session, audit)
-    source_ids = {a.source_id for a in assets}
+    source_ids = {i.source_id for a in assets for i in a.installations} | {
+        a.source_id for a in assets
+    }
     sources = {
         s.id: s
         for s in session.execute(select(DataSource).where(DataSource.id.in_(source_ids))).scalars()
@@ -211,7 +221,7 @@ def space_page(
                 source_name=source.name,
                 plugin=connector.title if connector else a.service_id,
                 updated=remote.get(a.id) or a.updated_at,
-                preview=preview_url(source, a) is not None,
+                preview=_previewer(sources, a) is not None,
             )
         )
     folders = folder_tree(views)
@@ -248,7 +258,9 @@ def preview(
     """The embedded preview (an iframe) of one report, where its access type allows it."""
     assets = api.list_reports(space_id, user, session, audit)  # checks the membership
     asset = next((a for a in assets if a.id == asset_id), None)
-    source = session.get(DataSource, asset.source_id) if asset is not None else None
+    ids = [asset.source_id, *(i.source_id for i in asset.installations)] if asset else []
+    sources = {i: s for i in ids if (s := session.get(DataSource, i)) is not None}
+    source = _previewer(sources, asset) if asset is not None else None
     url = preview_url(source, asset) if source is not None and asset is not None else None
     if asset is None or url is None:
         raise NotFoundError(f"no preview of {asset_id} in this space")

@@ -75,8 +75,9 @@ def list_space_items(session: Session, *, space_id: uuid.UUID) -> list[AssetPubl
                 external_id=a.external_id,
                 name=a.name,
                 kind=a.kind,
-                url=a.url,
-                embed_url=a.embed_url,
+                # links from whichever installation has them (a public-link one has none)
+                url=next((r.url for r, _, _ in group if r.url), None),
+                embed_url=next((r.embed_url for r, _, _ in group if r.embed_url), None),
                 folder=a.folder,
                 updated_at=a.updated_at,
                 folder_id=item_id(service, account, extra.get("folderUid")),
