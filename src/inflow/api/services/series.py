@@ -416,6 +416,7 @@ class SeriesQuery:
             key=lambda c: c.slug,
         )
         self._rows: dict[str, list[Row]] = {}
+        self._days: dict[tuple[datetime, str], date | None] = {}
         self._declared: list[tuple[Connector, dict[str, Any]]] | None = None
 
     # ------------------------------------------------------------ metadata
@@ -475,7 +476,6 @@ class SeriesQuery:
             return ()
         names = set(self.leaves(metric))
         names.update(r.weight_metric for n in list(names) if (r := self.rule(n)).weight_metric)
-        lo, hi = self.window.bounds()
         stmt = (
             select(
                 DataPoint.metric,
@@ -488,10 +488,7 @@ class SeriesQuery:
             .where(DataPoint.metric.in_(sorted(names)), DataPoint.source_id.in_(self.source_ids))
             .group_by(DataPoint.metric)
         )
-        if lo is not None:
-            stmt = stmt.where(DataPoint.period_start >= lo)
-        if hi is not None:
-            stmt = stmt.where(DataPoint.period_start < hi)
+        stmt = self._near_window(stmt)
         configs = (
             select(func.max(DataSource.updated_at))
             .where(DataSource.id.in_(self.source_ids))
@@ -501,6 +498,26 @@ class SeriesQuery:
         return tuple(sorted(tuple(row) for row in self.session.execute(stmt.add_columns(configs))))
 
     # ------------------------------------------------------------ rows
+
+    def _near_window(self, stmt: Any) -> Any:
+        """``stmt`` limited to points that may lie in the window (``Range.bounds``: the local
+        dates of every time zone); ``_day_in_window`` then decides each one."""
+        lo, hi = self.window.bounds()
+        if lo is not None:
+            stmt = stmt.where(DataPoint.period_start >= lo)
+        if hi is not None:
+            stmt = stmt.where(DataPoint.period_start < hi)
+        return stmt
+
+    def _day_in_window(self, start: datetime, zone_name: str) -> date | None:
+        """The local date of a period starting at ``start`` in ``zone_name``, or ``None`` when
+        the window leaves it out. Periods and zones repeat over the rows: each pair is worked
+        out once per query."""
+        key = (start, zone_name)
+        if key not in self._days:
+            day = local_day(start, zone_name)
+            self._days[key] = day if self.window.contains(start, day) else None
+        return self._days[key]
 
     def rows(self, metric: str) -> list[Row]:
         """The metric's stored points in the range (all dimension values).
@@ -512,7 +529,6 @@ class SeriesQuery:
             return self._rows[metric]
         rows: list[Row] = []
         if self.source_ids:
-            lo, hi = self.window.bounds()
             dialect = self.session.get_bind().dialect
             columns = (
                 DataPoint.source_id,
@@ -535,12 +551,8 @@ class SeriesQuery:
                     for c in columns
                 )
             ).where(DataPoint.metric == metric, DataPoint.source_id.in_(self.source_ids))
-            if lo is not None:
-                stmt = stmt.where(DataPoint.period_start >= lo)
-            if hi is not None:
-                stmt = stmt.where(DataPoint.period_start < hi)
+            stmt = self._near_window(stmt)
             scope = self.scope.get(metric)
-            days: dict[tuple[datetime, str], date] = {}
             for raw in self.session.execute(stmt):
                 r: list[Any] = [
                     value if convert is None else convert(value)
@@ -549,10 +561,8 @@ class SeriesQuery:
                 source_id, period_start, tz_name, dimensions_key = r[0], r[2], r[4], r[6]
                 if scope is not None and (source_id, dimensions_key) not in scope:
                     continue
-                day = days.get((period_start, tz_name))
+                day = self._day_in_window(period_start, tz_name)
                 if day is None:
-                    day = days[(period_start, tz_name)] = local_day(period_start, tz_name)
-                if not self.window.contains(period_start, day):
                     continue
                 rows.append(
                     Row(
@@ -581,8 +591,8 @@ class SeriesQuery:
         point's breakdown is unknown (stored before migration 0012 finished)."""
         if not self.source_ids:
             return []
-        lo, hi = self.window.bounds()
-        postgres = self.session.get_bind().dialect.name == "postgresql"
+        dialect = self.session.get_bind().dialect
+        postgres = dialect.name == "postgresql"
 
         value: Any = DataPoint.value
         weight: Any = DataPoint.weight
@@ -598,7 +608,6 @@ class SeriesQuery:
             DataPoint.dimension_names,
         )
         # as in ``rows``: sources and periods repeat, each raw value is converted once
-        dialect = self.session.get_bind().dialect
         memo = {0: _Memo(keys[0], dialect), 2: _Memo(keys[2], dialect), 3: _Memo(keys[3], dialect)}
         stmt = (
             select(
@@ -613,23 +622,17 @@ class SeriesQuery:
             .where(DataPoint.metric == metric, DataPoint.source_id.in_(self.source_ids))
             .group_by(*keys)
         )
-        if lo is not None:
-            stmt = stmt.where(DataPoint.period_start >= lo)
-        if hi is not None:
-            stmt = stmt.where(DataPoint.period_start < hi)
+        stmt = self._near_window(stmt)
         rows: list[Row] = []
         shapes: dict[str, dict[str, str]] = {}
-        days: dict[tuple[datetime, str], date] = {}
         result: Any = self.session.execute(stmt)
         for r in result:
             key: list[Any] = [memo[i](v) if i in memo else v for i, v in enumerate(r[:6])]
             source_id, granularity, start, end, tz_name, names = key
             if names is None:
                 return None
-            day = days.get((start, tz_name))
+            day = self._day_in_window(start, tz_name)
             if day is None:
-                day = days[(start, tz_name)] = local_day(start, tz_name)
-            if not self.window.contains(start, day):
                 continue
             dimensions = shapes.get(names)
             if dimensions is None:  # a breakdown's names (its values differ from row to row)
