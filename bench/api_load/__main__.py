@@ -110,9 +110,10 @@ def seed(db_url: str, data_dir: Path, points: int) -> dict[str, Any]:
     # real one (otherwise PostgreSQL's autovacuum analyses the fresh million rows during the load)
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-                "VACUUM ANALYZE data_points"
-            )
+            auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+            auto.exec_driver_sql("VACUUM ANALYZE data_points")
+            # and the seed's WAL written out now, not by a checkpoint during the load
+            auto.exec_driver_sql("CHECKPOINT")
         else:
             conn.exec_driver_sql("ANALYZE")
             conn.commit()
@@ -316,6 +317,16 @@ def one_backend(backend: str, args: argparse.Namespace, dbs: Databases, tmp: Pat
                         f"{r['p99_ms']:.0f} | {r['max_ms']:.0f} | {r['errors']}"
                         f"{' (' + errors + ')' if errors else ''} |"
                     )
+                slices = ", ".join(f"{k}: {v}" for k, v in result["slow_by_slice"].items())
+                print(f"\nanswers over 100 ms, by when in the load: {slices or 'none'}")
+                if run.get("startedAt") and run.get("finishedAt"):
+                    t0 = result["wall_start"]
+                    began, ended = (
+                        datetime.fromisoformat(run[k].replace("Z", "+00:00")).timestamp() - t0
+                        for k in ("startedAt", "finishedAt")
+                    )
+                    print(f"the sync ran from {began:.0f} s to {ended:.0f} s of the load")
+                print()
                 summaries.append(
                     f"| {clients} | {result['requests'] / result['seconds']:.0f} | "
                     f"{len(acknowledged):,} | {len(acknowledged & stored):,} | "

@@ -52,6 +52,18 @@ async def stagger(p: dict[str, Any], client: int) -> None:
         await asyncio.sleep(p["think_s"] * client / p["clients"])
 
 
+SLOW_S = 0.1  # answers slower than this are counted by when in the load they came
+SLICE_S = 10
+
+
+def record(stats: dict[str, Any], kind: str, started: float) -> None:
+    took = time.perf_counter() - started
+    stats["latency"][kind].append(took)
+    if took > SLOW_S:
+        at = int((started - stats["started"]) // SLICE_S) * SLICE_S
+        stats["slow"][f"{at}-{at + SLICE_S} s {kind}"] += 1
+
+
 async def reader(
     http: httpx.AsyncClient, p: dict[str, Any], client: int, stats: dict[str, Any]
 ) -> None:
@@ -68,7 +80,7 @@ async def reader(
             outcome = "ok" if ok else str(response.status_code)
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
-        stats["latency"][kind].append(time.perf_counter() - started)
+        record(stats, kind, started)
         stats["outcomes"][kind][outcome] += 1
         if p["think_s"]:
             await asyncio.sleep(p["think_s"])
@@ -107,7 +119,7 @@ async def writer(
         except httpx.HTTPError as exc:
             stats["unknown"].append(key)
             outcome = type(exc).__name__
-        stats["latency"]["write"].append(time.perf_counter() - started)
+        record(stats, "write", started)
         stats["outcomes"]["write"][outcome] += 1
         if p["think_s"]:
             await asyncio.sleep(p["think_s"])
@@ -120,6 +132,7 @@ async def run(p: dict[str, Any]) -> dict[str, Any]:
         "acknowledged": [],
         "refused": [],
         "unknown": [],
+        "slow": defaultdict(int),
     }
     limits = httpx.Limits(max_connections=p["clients"] + 10, max_keepalive_connections=None)
     headers = {"Authorization": f"Bearer {p['token']}"}
@@ -128,7 +141,8 @@ async def run(p: dict[str, Any]) -> dict[str, Any]:
         base_url=p["base_url"], headers=headers, limits=limits, timeout=timeout
     ) as http:
         stats["until"] = time.monotonic() + p["seconds"]
-        started = time.perf_counter()
+        started = stats["started"] = time.perf_counter()
+        stats["wall_start"] = time.time()
         tasks = []
         for client in range(p["clients"]):
             is_writer = p["writer_every"] and client % p["writer_every"] == 0
@@ -154,6 +168,8 @@ async def run(p: dict[str, Any]) -> dict[str, Any]:
         "acknowledged": stats["acknowledged"],
         "refused": stats["refused"],
         "unknown": stats["unknown"],
+        "slow_by_slice": dict(sorted(stats["slow"].items())),
+        "wall_start": stats["wall_start"],
     }
 
 
