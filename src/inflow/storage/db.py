@@ -18,11 +18,14 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.logging import get_logger
 from inflow.storage.files import private_sqlite
+
+log = get_logger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -103,18 +106,55 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 _JOB_SCHEMA_LOCK = 0x1F10_0001  # pg_advisory_xact_lock key: one process applies the schema
 
 
+def job_migrations() -> list[str]:
+    """procrastinate's migration files of the installed version, in the order they apply
+    (their names sort by version, ``pre`` before ``post``)."""
+    from procrastinate.schema import SchemaManager
+
+    folder = Path(SchemaManager.get_migrations_path())
+    return sorted(p.name for p in folder.glob("*.sql"))
+
+
 def apply_job_schema(engine: Engine) -> bool:
     """Create procrastinate's tables (the distributed mode's job queue, ``inflow.sync.jobs``)
-    if missing: PostgreSQL only, idempotent, safe when several processes start at once;
-    whether it created them. Alembic's autogenerate leaves these tables alone (env.py)."""
+    if missing, or bring them up to the installed procrastinate: the migration files it ships
+    that are newer than the one stamped here are applied in order (an upgrade of the package
+    needs no step of its own). PostgreSQL only, idempotent, safe when several processes start
+    at once; whether it changed anything. Alembic's autogenerate leaves these tables alone
+    (env.py). A queue made before the stamp existed was made by this procrastinate (3.10, the
+    first one Inflow used), so it is stamped with the newest migration."""
     if engine.dialect.name != "postgresql":
         return False
     from procrastinate.schema import SchemaManager
 
-    with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _JOB_SCHEMA_LOCK})
-        if conn.scalar(text("SELECT to_regclass('procrastinate_jobs')")) is not None:
-            return False
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(SchemaManager.get_schema())  # no parameters: its '%' stay as they are
-    return True
+    migrations = job_migrations()
+    newest = migrations[-1] if migrations else ""
+    folder = Path(SchemaManager.get_migrations_path())
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _JOB_SCHEMA_LOCK})
+        try:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS inflow_job_schema (migration text)"))
+            stamp = conn.scalar(text("SELECT migration FROM inflow_job_schema"))
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            created = conn.scalar(text("SELECT to_regclass('procrastinate_jobs')")) is None
+            pending: list[str] = []
+            if created:
+                cursor.execute(SchemaManager.get_schema())  # no parameters: '%' stay as they are
+            elif stamp is not None:
+                pending = [m for m in migrations if m > stamp]
+            # Each migration commits on its own (a later one may use an enum value an earlier
+            # one added), and the stamp after it: a start that dies midway goes on from there.
+            for name in pending:
+                log.info("job queue schema: applying procrastinate migration", migration=name)
+                cursor.execute((folder / name).read_text())
+                _stamp_job_schema(conn, name)
+            if stamp != newest and not pending:
+                _stamp_job_schema(conn, newest)
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _JOB_SCHEMA_LOCK})
+    return created or bool(pending)
+
+
+def _stamp_job_schema(conn: Connection, migration: str) -> None:
+    conn.execute(text("DELETE FROM inflow_job_schema"))
+    conn.execute(text("INSERT INTO inflow_job_schema (migration) VALUES (:m)"), {"m": migration})
