@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from inflow.connectors.spec import Window
 from inflow.logging import get_logger
-from inflow.sync import webhooks
+from inflow.sync import backfill, webhooks
 from inflow.sync.engine import (
     EngineDeps,
     RunResult,
@@ -95,6 +95,18 @@ class InProcessWorker:
         self.runs[run_id] = future
         future.add_done_callback(lambda _f: self.runs.pop(run_id, None))
         return future
+
+    def backfill(self, backfill_id: uuid.UUID, source_id: uuid.UUID) -> Future[str] | None:
+        """Run a backfill's chunks in the background, one after another (external mode: each
+        chunk a job of the workers')."""
+        if self.jobs is not None:
+            self.jobs.submit_backfill(backfill_id, source_id)
+            return None
+        if self.external:
+            return None
+        return asyncio.run_coroutine_threadsafe(
+            backfill.run_backfill(self.deps, backfill_id), self._ensure_loop()
+        )
 
     def resync(self, source_id: uuid.UUID, window: Window, *, delay_s: float = 1.0) -> Future[int]:
         """Read ``window`` of a source again in the background, after ``delay_s`` (events of
