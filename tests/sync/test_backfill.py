@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -256,3 +257,39 @@ def test_backfill_of_a_stranger_s_source_is_a_404(client, factory):
 
     assert response.status_code == 404, response.text
     assert client.get(f"/api/backfills/{uuid.uuid4()}", headers=owner).status_code == 404
+
+
+def test_a_restarted_server_carries_on_with_the_chunks_not_done(
+    settings, engine, sandbox, factory, vault, sb, deps
+):
+    from inflow.api.app import create_app
+    from tests.conftest import TestClient
+
+    source_id = make_source(factory, vault)
+    config = sb.configure()
+    first, last = days_back(20), days_back(4)
+    backfill_id = _plan(factory, source_id, first, last)
+    assert asyncio.run(bf.run_chunk(deps, backfill_id)).kind == "more"  # then the server stopped
+    per_chunk = sb.stats()["total"]
+
+    app = create_app(
+        settings, engine=engine, migrate=False, transport=httpx.ASGITransport(app=sandbox)
+    )
+    with TestClient(app):
+        done = _poll_direct(factory, backfill_id)
+
+    assert done.state == "succeeded"
+    assert sb.stats()["total"] == 3 * per_chunk
+    assert points_of(factory, source_id) == sandbox_points(
+        config["seed"], config["volume"]["pages"], first, last
+    )
+
+
+def _poll_direct(factory, backfill_id: uuid.UUID, timeout: float = 60.0) -> Backfill:
+    deadline = time.monotonic() + timeout
+    while True:
+        row = _backfill(factory, backfill_id)
+        if row.state in bf.FINAL:
+            return row
+        assert time.monotonic() < deadline, row.state
+        time.sleep(0.02)
