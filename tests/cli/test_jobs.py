@@ -310,9 +310,7 @@ def test_a_backfill_runs_each_chunk_as_a_job_of_the_workers(setup: Setup, db: En
             )
         ).all()
         runs = conn.execute(
-            select(SyncRun.trigger, SyncRun.status).where(
-                SyncRun.source_id == uuid.UUID(source_id)
-            )
+            select(SyncRun.trigger, SyncRun.status).where(SyncRun.source_id == uuid.UUID(source_id))
         ).all()
     assert sorted(jobs) == [("succeeded", 1)] * 3  # one job per chunk, each run once
     assert sorted(runs) == [("backfill", "succeeded")] * 3
