@@ -13,7 +13,7 @@ from sqlalchemy import select
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.routes.runs import _worker
-from inflow.api.schemas import Schema
+from inflow.api.schemas import Day, Schema
 from inflow.api.services.backfills import start_backfill
 from inflow.errors import NotFoundError
 from inflow.storage.models import Backfill, DataSource
@@ -23,8 +23,8 @@ router = APIRouter(tags=["backfills"])
 
 
 class BackfillRequest(Schema):
-    first: date = Field(alias="from", description="The first day (the source's own days).")
-    last: date = Field(alias="to", description="The last day, included.")
+    first: Day = Field(alias="from", description="The first day (the source's own days).")
+    last: Day = Field(alias="to", description="The last day, included.")
 
 
 class ChunkPublic(Schema):
