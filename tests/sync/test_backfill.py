@@ -293,3 +293,28 @@ def _poll_direct(factory, backfill_id: uuid.UUID, timeout: float = 60.0) -> Back
             return row
         assert time.monotonic() < deadline, row.state
         time.sleep(0.02)
+
+
+def test_two_runners_of_one_backfill_read_each_chunk_once(deps, factory, vault, sb, monkeypatch):
+    monkeypatch.setattr(bf, "BUSY_WAIT_S", 0.05)
+    source_id = make_source(factory, vault)
+    backfill_id = _plan(factory, source_id, days_back(24), days_back(4))  # three chunks
+    assert asyncio.run(bf.run_chunk(deps, backfill_id)).kind == "more"
+    per_chunk = sb.stats()["total"]
+
+    async def both() -> list[str]:
+        return list(
+            await asyncio.gather(
+                bf.run_backfill(deps, backfill_id), bf.run_backfill(deps, backfill_id)
+            )
+        )
+
+    assert asyncio.run(both()) == ["succeeded", "succeeded"]
+    assert sb.stats()["total"] == 3 * per_chunk
+    with factory() as session:
+        runs = (
+            session.execute(select(SyncRun.status).where(SyncRun.source_id == source_id))
+            .scalars()
+            .all()
+        )
+    assert runs == [RunStatus.SUCCEEDED] * 3  # one run per chunk: none held for nothing

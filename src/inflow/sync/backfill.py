@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -183,38 +183,54 @@ def _hold_source(session: Session, source_id: uuid.UUID) -> uuid.UUID:
     return run.id
 
 
+def _settled(backfill: Backfill) -> ChunkOutcome | None:
+    """The backfill's end when it has no chunk to read (ended, cancelled, or all done)."""
+    if backfill.state in FINAL:
+        return ChunkOutcome("ended", backfill.state)
+    if backfill.cancel_requested:
+        _end_cancelled(backfill)
+        return ChunkOutcome("ended", backfill.state)
+    if all(c.state == "done" for c in backfill.chunks):
+        _end(backfill, "succeeded")
+        return ChunkOutcome("ended", backfill.state)
+    return None
+
+
 def _begin(factory: sessionmaker[Session], backfill_id: uuid.UUID) -> _Held | ChunkOutcome:
     with factory() as session:
         backfill = session.get(Backfill, backfill_id)
         if backfill is None:
             raise NotFoundError(f"backfill {backfill_id} not found")
-        if backfill.state in FINAL:
-            return ChunkOutcome("ended", backfill.state)
-        if backfill.cancel_requested:
-            _end_cancelled(backfill)
+        settled = _settled(backfill)
+        if settled is not None:
             session.commit()
-            return ChunkOutcome("ended", backfill.state)
-        chunk = next((c for c in backfill.chunks if c.state != "done"), None)
-        if chunk is None:
-            _end(backfill, "succeeded")
-            session.commit()
-            return ChunkOutcome("ended", backfill.state)
-        source_id, seq = backfill.source_id, chunk.seq
-        window = Window(chunk.start, chunk.end)
+            return settled
+        source_id = backfill.source_id
         try:
             run_id = _hold_source(session, source_id)
         except ConflictError:
             backfill = session.get(Backfill, backfill_id)  # (rolled back: loaded again)
-            if backfill is not None:
+            if backfill is not None and not (
+                backfill.state in FINAL or any(c.state == "running" for c in backfill.chunks)
+            ):
                 until = utcnow() + timedelta(seconds=BUSY_WAIT_S)
                 backfill.state = "waiting"
                 backfill.waiting = _waiting("a sync of this source is running", until)
                 session.commit()
             return ChunkOutcome("busy", "waiting", BUSY_WAIT_S)
+        # Holding the source, read the chunks again: a writer before us may have done one.
+        session.expire_all()
+        backfill = session.get_one(Backfill, backfill_id)
+        settled = _settled(backfill)
+        if settled is not None:
+            session.execute(delete(SyncRun).where(SyncRun.id == run_id))  # nothing to hold it for
+            session.commit()
+            return settled
+        chunk = next(c for c in backfill.chunks if c.state != "done")
         chunk.state, chunk.run_id = "running", run_id
         backfill.state, backfill.waiting = "running", None
         session.commit()
-        return _Held(run_id, source_id, seq, window)
+        return _Held(run_id, source_id, chunk.seq, Window(chunk.start, chunk.end))
 
 
 def _waiting(reason: str, until: datetime) -> dict[str, Any]:

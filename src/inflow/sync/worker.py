@@ -54,6 +54,7 @@ class InProcessWorker:
         self.external = external or jobs is not None  # runs are for `inflow worker` processes
         self.jobs = jobs
         self.runs: dict[uuid.UUID, Future[RunResult]] = {}
+        self.backfills: dict[uuid.UUID, Future[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -104,9 +105,15 @@ class InProcessWorker:
             return None
         if self.external:
             return None
-        return asyncio.run_coroutine_threadsafe(
-            backfill.run_backfill(self.deps, backfill_id), self._ensure_loop()
-        )
+        with self._resync_lock:  # one loop per backfill (a second start resumes the same)
+            running = self.backfills.get(backfill_id)
+            if running is not None and not running.done():
+                return running
+            future = asyncio.run_coroutine_threadsafe(
+                backfill.run_backfill(self.deps, backfill_id), self._ensure_loop()
+            )
+            self.backfills[backfill_id] = future
+        return future
 
     def resync(self, source_id: uuid.UUID, window: Window, *, delay_s: float = 1.0) -> Future[int]:
         """Read ``window`` of a source again in the background, after ``delay_s`` (events of
