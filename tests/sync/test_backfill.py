@@ -318,3 +318,34 @@ def test_two_runners_of_one_backfill_read_each_chunk_once(deps, factory, vault, 
             .all()
         )
     assert runs == [RunStatus.SUCCEEDED] * 3  # one run per chunk: none held for nothing
+
+
+def test_a_failed_backfill_asked_for_again_reads_only_its_chunks_not_done(
+    deps, factory, vault, sb, fast_retries
+):
+    source_id = make_source(factory, vault)
+    first, last = days_back(24), days_back(4)  # three chunks
+    backfill_id = _plan(factory, source_id, first, last)
+    assert asyncio.run(bf.run_chunk(deps, backfill_id)).kind == "more"
+    per_chunk = sb.stats()["total"]
+    sb.configure(faults={"errorRate": 1.0})
+
+    assert asyncio.run(bf.run_backfill(deps, backfill_id)) == "failed"
+
+    row = _backfill(factory, backfill_id)
+    assert [c.state for c in row.chunks] == ["done", "failed", "pending"]
+    assert row.error is not None
+    assert row.error["fault"] == "provider"
+    sb.configure(faults={"errorRate": 0.0})
+    failed_requests = sb.stats()["total"]
+    with session_scope(factory) as session:
+        again, new = start_backfill(
+            session,
+            source=session.get_one(DataSource, source_id),
+            first=first,
+            last=last,
+            created_by="test",
+        )
+        assert (again.id, new, again.state) == (backfill_id, False, "queued")
+    assert asyncio.run(bf.run_backfill(deps, backfill_id)) == "succeeded"
+    assert sb.stats()["total"] - failed_requests == 2 * per_chunk  # the first chunk not again

@@ -131,6 +131,15 @@ def cancel(backfill: Backfill) -> None:
         _end_cancelled(backfill)
 
 
+def restart(backfill: Backfill) -> None:
+    """A failed or cancelled backfill queued again: its chunks not done are read, no other."""
+    backfill.state, backfill.error, backfill.waiting = "queued", None, None
+    backfill.cancel_requested, backfill.finished_at = False, None
+    for chunk in backfill.chunks:
+        if chunk.state != "done":
+            chunk.state = "pending"
+
+
 def _end_cancelled(backfill: Backfill) -> None:
     backfill.state = "cancelled"
     backfill.waiting = None

@@ -14,7 +14,7 @@ from inflow.connectors import get_connector
 from inflow.connectors.runtime import days_zone
 from inflow.errors import FieldError, ValidationFailedError
 from inflow.storage.models import Backfill, DataSource
-from inflow.sync.backfill import UNFINISHED, chunk_days, create_backfill, plan_chunks
+from inflow.sync.backfill import UNFINISHED, chunk_days, create_backfill, plan_chunks, restart
 
 MAX_DAYS = 3 * 365 + 1  # three years, a leap day included
 FIELDS = {"startDate": "from", "endDate": "to"}  # fetch_window's names → the backfill's
@@ -29,8 +29,9 @@ def start_backfill(
     created_by: str | None,
     now: datetime | None = None,
 ) -> tuple[Backfill, bool]:
-    """The backfill of ``first`` … ``last`` (days of the source, both included): an unfinished
-    one of the same range is resumed (False), else a new one is planned (True). Bad ranges
+    """The backfill of ``first`` … ``last`` (days of the source, both included): one of the same
+    range that did not succeed (unfinished, failed or cancelled) is resumed (False), else a new
+    one is planned (True). Bad ranges
     are a ``ValidationFailedError`` naming ``from`` or ``to``."""
     now = now or datetime.now(UTC)
     connector = get_connector(source.type)
@@ -60,14 +61,19 @@ def start_backfill(
         fields = [FieldError(FIELDS.get(e.field, e.field), e.message) for e in exc.errors]
         raise ValidationFailedError("invalid backfill range", fields) from exc
     same = session.execute(
-        select(Backfill).where(
+        select(Backfill)
+        .where(
             Backfill.source_id == source.id,
             Backfill.first_day == first,
             Backfill.last_day == last,
-            Backfill.state.in_(UNFINISHED),
+            Backfill.state != "succeeded",
         )
+        .order_by(Backfill.created_at.desc())
+        .limit(1)
     ).scalar_one_or_none()
-    if same is not None:
+    if same is not None:  # resumed: its chunks done are not read again
+        if same.state not in UNFINISHED:
+            restart(same)
         return same, False
     chunks = plan_chunks(first, last, chunk_days(connector), zone)
     backfill = create_backfill(
