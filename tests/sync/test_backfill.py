@@ -349,3 +349,32 @@ def test_a_failed_backfill_asked_for_again_reads_only_its_chunks_not_done(
         assert (again.id, new, again.state) == (backfill_id, False, "queued")
     assert asyncio.run(bf.run_backfill(deps, backfill_id)) == "succeeded"
     assert sb.stats()["total"] - failed_requests == 2 * per_chunk  # the first chunk not again
+
+
+def test_a_chunk_whose_daily_quota_is_spent_waits_for_the_reset(deps, factory, vault, sb):
+    """Clarity allows ten export calls a project a UTC day: spent (by another client of the
+    project), the chunk asks nothing of the provider and the backfill waits until midnight."""
+    from inflow.storage.quota import take_call
+
+    config = sb.http.get("/_sandbox/credentials").json()["microsoft_clarity"]["config"]
+    source_id = make_source(factory, vault, type_="microsoft_clarity", config=config)
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    with session_scope(factory) as session:
+        for _ in range(10):
+            key = f"microsoft_clarity:{config['projectId']}"
+            assert take_call(session, key=key, window_start=midnight, limit=10)
+    backfill_id = _plan(factory, source_id, days_back(2), days_back(1))
+
+    outcome = asyncio.run(bf.run_chunk(deps, backfill_id))
+
+    assert (outcome.kind, outcome.state) == ("wait", "waiting")
+    reset = midnight + timedelta(days=1)
+    assert abs(outcome.wait_s - (reset - now).total_seconds()) < 60
+    row = _backfill(factory, backfill_id)
+    assert row.state == "waiting"
+    assert row.waiting is not None
+    assert abs(datetime.fromisoformat(row.waiting["until"]) - reset) < timedelta(minutes=1)
+    assert [c.state for c in row.chunks] == ["pending"]
+    clarity = sb.http.get("/_sandbox/microsoft_clarity/stats").json()
+    assert clarity["total"] == 0
