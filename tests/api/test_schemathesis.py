@@ -158,6 +158,12 @@ def _objects(client: TestClient, factory: Any) -> Objects:
     assert metric.status_code == 201, metric.text
     run = client.post(f"/api/data-sources/{source['id']}/sync", headers=headers)
     assert run.status_code == 202, run.text
+    backfill = client.post(
+        f"/api/data-sources/{source['id']}/backfill",
+        headers=headers,
+        json={"from": (day - timedelta(days=9)).date().isoformat(), "to": day.date().isoformat()},
+    )
+    assert backfill.status_code == 202, backfill.text
     spare = client.post("/api/tokens", headers=headers, json={"name": "spare"}).json()
     member, _ = person(factory)
     plugin = client.get("/api/marketplace/plugins", headers=headers).json()[0]["serviceId"]
@@ -169,6 +175,7 @@ def _objects(client: TestClient, factory: Any) -> Objects:
         "pointid": raw[0]["id"],
         "ids": raw[0]["id"],
         "runid": run.json()["runId"],
+        "backfillid": backfill.json()["id"],
         "tokenid": spare["id"],
         "userid": str(member.id),
         "key": "visit_rate",
@@ -192,10 +199,12 @@ REACHED = {
             "/api/marketplace/plugins", "/api/metrics", "/api/runs/{run_id}", "/api/spaces",
             "/api/spaces/{space_id}", "/api/spaces/{space_id}/members", "/api/tests",
             "/api/tests/{test_id}", "/api/tests/{test_id}/results", "/api/tokens",
+            "/api/backfills/{backfill_id}", "/api/data-sources/{source_id}/backfills",
         ],
         "POST": [
             "/api/data-sources/{source_id}/fetch", "/api/data-sources/{source_id}/test",
             "/api/runs/{run_id}/cancel", "/api/spaces", "/api/tests",
+            "/api/backfills/{backfill_id}/cancel",
             "/api/tests/{test_id}/data-points", "/api/tokens",
         ],
         "PATCH": ["/api/data-sources/{source_id}", "/api/spaces/{space_id}", "/api/tests/{test_id}"],

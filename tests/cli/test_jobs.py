@@ -276,3 +276,44 @@ def test_a_schedule_missed_while_no_worker_ran_runs_its_slot_once_marked_late(
     assert next_run is not None
     assert next_run > missed + timedelta(hours=3)
     assert worker.terminate() == 0, worker.output
+
+
+def test_a_backfill_runs_each_chunk_as_a_job_of_the_workers(setup: Setup, db: Engine):
+    source_id = setup.source("backfilled")
+    last = utcnow().date() - timedelta(days=1)
+    first = last - timedelta(days=20)  # three weeks: three chunks
+    started = httpx.post(
+        f"{setup.api.base_url}/api/data-sources/{source_id}/backfill",
+        headers=setup.headers,
+        json={"from": first.isoformat(), "to": last.isoformat()},
+    )
+    assert started.status_code == 202, started.text
+    backfill_id = started.json()["id"]
+    assert started.json()["chunksTotal"] == 3
+
+    def progress() -> dict[str, Any]:
+        got = httpx.get(f"{setup.api.base_url}/api/backfills/{backfill_id}", headers=setup.headers)
+        assert got.status_code == 200, got.text
+        return dict(got.json())
+
+    assert progress()["state"] == "queued"  # the API runs nothing itself
+    worker = setup.worker(2)
+    wait_until("backfill", lambda: progress()["state"] == "succeeded", [worker], 60)
+
+    done = progress()
+    assert (done["chunksDone"], done["chunksTotal"]) == (3, 3)
+    with db.connect() as conn:
+        jobs = conn.execute(
+            text(
+                "SELECT status, attempts FROM procrastinate_jobs"
+                " WHERE task_name = 'inflow.backfill'"
+            )
+        ).all()
+        runs = conn.execute(
+            select(SyncRun.trigger, SyncRun.status).where(SyncRun.source_id == uuid.UUID(source_id))
+        ).all()
+    assert sorted(jobs) == [("succeeded", 1)] * 3  # one job per chunk, each run once
+    assert sorted(runs) == [("backfill", "succeeded")] * 3
+    factory = sessionmaker(db)
+    assert len(points_of(factory, source_id)) == sum(c["points"] for c in done["chunks"]) > 0
+    assert worker.terminate() == 0, worker.output

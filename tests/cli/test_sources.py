@@ -19,7 +19,14 @@ from inflow.api.services import sources as svc
 from inflow.settings import Settings
 from inflow.storage.crypto import KeyRing, Vault
 from inflow.storage.db import create_db_engine, make_session_factory, session_scope
-from inflow.storage.models import DataPoint, DataSource, ExperimentDataPoint, SyncRun, User
+from inflow.storage.models import (
+    Backfill,
+    DataPoint,
+    DataSource,
+    ExperimentDataPoint,
+    SyncRun,
+    User,
+)
 from inflow.sync.engine import enqueue_run
 from tests.cli.conftest import Workspace, make_workspace
 from tests.cli.test_cli import PASSWORD, create_token, new_email
@@ -209,6 +216,47 @@ def test_fetch_create_stores_what_the_apis_fetch_reads(ws, db, sandbox_url, admi
 
     again = ws.run("sources", "fetch", source_id, "--from", FROM, "--to", TO, "--create")
     assert f"stored: 0 created, 0 updated, {len(expected)} unchanged" in again.stdout
+
+
+def test_backfill_stores_in_chunks_what_a_fetch_of_the_range_reads(ws, db, sandbox_url, admin):
+    source_id = twilio_source(db, sandbox_url, admin[0])
+    first = "2026-10-27"  # three weeks through TO: three chunks
+
+    result = ws.run("sources", "backfill", source_id, "--from", first, "--to", TO)
+
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert f"{first} to {TO} in 3 chunk(s)" in result.stdout
+    assert "chunk 3/3 done" in result.stdout
+    assert "backfill succeeded: 3 chunk(s)" in result.stdout
+    points = stored(db, source_id)
+    assert points
+    again = ws.run("sources", "fetch", source_id, "--from", first, "--to", TO, "--create")
+    assert again.returncode == 0, again.stderr
+    assert f"stored: 0 created, 0 updated, {len(points)} unchanged" in again.stdout
+    factory, _ = db
+    with factory() as session:
+        runs = session.execute(
+            select(SyncRun.trigger, SyncRun.status).where(SyncRun.source_id == uuid.UUID(source_id))
+        ).all()
+        backfill = session.execute(
+            select(Backfill).where(Backfill.source_id == uuid.UUID(source_id))
+        ).scalar_one()
+        assert backfill.state == "succeeded"
+        assert [c.state for c in backfill.chunks] == ["done"] * 3
+    assert sorted(runs) == [("backfill", "succeeded")] * 3
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "message"),
+    [
+        pytest.param("2026-11-16", "2026-11-10", "--to: the last day (2026-11-10) is before", id="reversed"),
+        pytest.param("2026-11-10", "2026-11-25", "--to: the end is in the future", id="future"),
+    ],
+)  # fmt: skip
+def test_backfill_refuses_a_bad_range_with_exit_2(ws, db, sandbox_url, admin, first, last, message):
+    source_id = twilio_source(db, sandbox_url, admin[0])
+    result = ws.run("sources", "backfill", source_id, "--from", first, "--to", last)
+    assert_one_line_error(result, 2, message)
 
 
 def test_fetch_totals_add_counts_and_weigh_rates(ws, db, sandbox_url, admin):

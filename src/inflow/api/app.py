@@ -25,6 +25,7 @@ from inflow.api.ratelimit import Limiter
 from inflow.api.routes import (
     audit,
     auth,
+    backfills,
     data_points,
     experiments,
     health,
@@ -49,8 +50,9 @@ from inflow.storage.db import (
     make_session_factory,
     upgrade,
 )
-from inflow.storage.models import SyncRun
+from inflow.storage.models import Backfill, SyncRun
 from inflow.sync.attention import AlertOptions
+from inflow.sync.backfill import UNFINISHED
 from inflow.sync.engine import EngineDeps, recover_stale_runs
 from inflow.sync.jobs import JobQueue, distributed
 from inflow.sync.worker import InProcessWorker
@@ -110,6 +112,12 @@ def resume_runs(factory: sessionmaker[Session], worker: InProcessWorker) -> None
         session.commit()
     for run_id in queued:
         worker.submit(run_id)
+    with factory() as session:  # backfills carry on with their chunks not done
+        backfills = session.execute(
+            select(Backfill.id, Backfill.source_id).where(Backfill.state.in_(UNFINISHED))
+        ).all()
+    for backfill_id, source_id in backfills:
+        worker.backfill(backfill_id, source_id)
 
 
 def create_app(
@@ -182,7 +190,7 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
 
     routers = (health, auth, spaces, sources, runs, oauth, integrations, marketplace, audit)
-    for module in (*routers, data_points, metrics, experiments, webhooks):
+    for module in (*routers, backfills, data_points, metrics, experiments, webhooks):
         app.include_router(module.router)
 
     app.mount("/docs/static", StaticFiles(directory=SWAGGER_UI), name="docs-static")

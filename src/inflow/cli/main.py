@@ -10,7 +10,7 @@ import socket
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -39,7 +39,7 @@ from inflow.storage.db import (
     session_scope,
     upgrade,
 )
-from inflow.storage.models import DataSource
+from inflow.storage.models import Backfill, DataSource
 
 if TYPE_CHECKING:
     from inflow.sync.engine import EngineDeps
@@ -94,7 +94,13 @@ EXIT_CODES = (
     "(malformed id or date, bad range); 3 no such source or test; 4 a sync already queued "
     "or running; 130 interrupted (Ctrl-C)."
 )
-OPTION_OF = {"startDate": "--from", "endDate": "--to", "linkToTests": "--experiment"}
+OPTION_OF = {
+    "startDate": "--from",
+    "endDate": "--to",
+    "from": "--from",
+    "to": "--to",
+    "linkToTests": "--experiment",
+}
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
@@ -754,6 +760,70 @@ def sources_sync(source_id: SourceId) -> None:
         message = (result.error or {}).get("message") or result.status
         raise _fail(f"sync {result.status}: {message}; {summary}")
     console.print(f"sync succeeded: {summary}")
+
+
+def _day(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"{option}: not a day (YYYY-MM-DD): {text!r}", EXIT_USAGE) from None
+
+
+@sources_app.command("backfill", epilog=EXIT_CODES)
+def sources_backfill(
+    source_id: SourceId,
+    start: Annotated[str, typer.Option("--from", help="First day (YYYY-MM-DD), the source's.")],
+    end: Annotated[str, typer.Option("--to", help="Last day (YYYY-MM-DD), included.")],
+) -> None:
+    """Read a past range of days again, in chunks, here; run again to resume what stopped."""
+    from inflow.api.services.backfills import start_backfill
+    from inflow.sync.backfill import ChunkOutcome, run_backfill
+
+    first, last = _day(start, "--from"), _day(end, "--to")
+    rt = _runtime()
+    source = _source(rt, source_id)
+    try:
+        with session_scope(rt.factory) as session:
+            backfill, new = start_backfill(
+                session, source=session.merge(source), first=first, last=last, created_by="cli"
+            )
+            backfill_id, total = backfill.id, len(backfill.chunks)
+            done = sum(c.state == "done" for c in backfill.chunks)
+    except InflowError as exc:
+        raise _error(exc) from exc
+    _audit(
+        rt,
+        "source.backfill",
+        "success",
+        f"data_sources:{source.id}",
+        backfillId=str(backfill_id),
+        **{"from": first.isoformat(), "to": last.isoformat()},
+        chunks=total,
+        resumed=not new,
+    )
+    console.print(
+        f"backfill {backfill_id}: {first} to {last} in {total} chunk(s)"
+        + ("" if new else f", resumed with {done} done")
+    )
+
+    def progress(outcome: ChunkOutcome) -> None:
+        nonlocal done
+        if outcome.kind in ("more", "ended") and outcome.error is None:
+            done += outcome.state in ("running", "succeeded")
+            console.print(f"chunk {done}/{total} done")
+        elif outcome.kind in ("wait", "busy"):
+            console.print(f"waiting {outcome.wait_s:g} s: {outcome.error or 'the source is busy'}")
+
+    try:
+        state = asyncio.run(run_backfill(_deps(rt), backfill_id, on_chunk=progress))
+    except KeyboardInterrupt:
+        raise _fail("backfill interrupted; run the same command again to resume", 130) from None
+    if state != "succeeded":
+        with rt.factory() as session:
+            row = session.get(Backfill, backfill_id)
+            reason = ((row.error if row else None) or {}).get("message") or state
+        raise _fail(f"backfill {state}: {reason}")
+    console.print(f"backfill succeeded: {total} chunk(s) (backfill {backfill_id})")
 
 
 if __name__ == "__main__":

@@ -347,4 +347,5 @@ CONNECTOR = Connector(
     classify=classify,
     history=timedelta(days=730),  # insights are kept two years (dossier §7, uncertain for reach)
     max_range=timedelta(days=30),  # one read: since-until ≤ 30 days, and one call a day a metric
+    backfill_chunk=timedelta(days=30),  # a backfill chunk: one read of each insight
 )

@@ -304,4 +304,5 @@ CONNECTOR = Connector(
     quota=Quota(limit=100, per="day"),
     history=timedelta(days=365),  # statistics cover a rolling 12 months
     max_range=timedelta(days=365),  # one read spans under 14 months; history is the bound
+    backfill_chunk=timedelta(days=30),  # a month a chunk: few reads, progress still visible
 )

@@ -460,6 +460,9 @@ class Connector:
     # (Clarity: the last 1-3 days): a fetch outside them is refused with the reason.
     history: timedelta | None = None
     max_range: timedelta | None = None
+    # The days one backfill chunk reads (a job of its own; ``sync/backfill.py``): sized to what
+    # one read of the provider serves well. None: a week, or ``max_range`` when shorter.
+    backfill_chunk: timedelta | None = None
     webhook: Webhook | None = None
     # The metrics a source's own config defines: (stored public config, key) → its definition
     # (aggregation, unit), or None when the source has no such metric.

@@ -403,6 +403,49 @@ class SyncRun(Base):
     scheduled_for: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class Backfill(Base):
+    """A past date range of a source read again, in chunks that are jobs of their own
+    (``sync/backfill.py``): resumable, since each chunk's state is kept."""
+
+    __tablename__ = "backfills"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    source_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("data_sources.id", ondelete="CASCADE"), index=True
+    )
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)  # included
+    # queued | running | waiting | succeeded | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    created_by: Mapped[str | None] = mapped_column(String(320), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    waiting: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    chunks: Mapped[list[BackfillChunk]] = relationship(
+        order_by="BackfillChunk.seq", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class BackfillChunk(Base):
+    """One chunk of a backfill: a window of the source's days; ``done`` is never read again."""
+
+    __tablename__ = "backfill_chunks"
+
+    backfill_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("backfills.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start: Mapped[datetime] = mapped_column()
+    end: Mapped[datetime] = mapped_column()
+    # pending | running | done | failed | cancelled
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    points: Mapped[int] = mapped_column(Integer, default=0)  # created + updated
+    run_id: Mapped[uuid.UUID | None] = mapped_column(default=None)  # the run that held the source
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class StreamState(Base):
     __tablename__ = "stream_states"
 

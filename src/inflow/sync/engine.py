@@ -399,9 +399,12 @@ async def test_source(deps: EngineDeps, source_id: uuid.UUID) -> list[CheckStep]
     return steps
 
 
-async def fetch_points(deps: EngineDeps, source_id: uuid.UUID, window: Window) -> list[DataPoint]:
-    """Data points of a date range, read live and stored nowhere (the fetch preview)."""
-    _, runtime = open_runtime(deps, source_id)
+async def fetch_points(
+    deps: EngineDeps, source_id: uuid.UUID, window: Window, *, recorder: RunRecorder | None = None
+) -> list[DataPoint]:
+    """Data points of a date range, read live and stored nowhere (the fetch preview; a
+    backfill chunk, which stores them)."""
+    _, runtime = open_runtime(deps, source_id, recorder)
     points: list[DataPoint] = []
     async with runtime:
         for stream in runtime.connector.streams:

@@ -71,6 +71,7 @@ from inflow.sync.engine import (
 log = get_logger(__name__)
 
 SYNC, RESYNC, TICK, HOUSEKEEPING = "inflow.sync", "inflow.resync", "inflow.tick", "inflow.purge"
+BACKFILL = "inflow.backfill"
 SYNCS, CONTROL = "syncs", "control"  # queues
 TICK_S = 10
 HEARTBEAT_S = 5.0
@@ -116,6 +117,11 @@ class SyncRetry(RetryStrategy):
 SYNC_RETRY = SyncRetry(
     max_attempts=SYNC_ATTEMPTS, wait=5, exponential_wait=4, retry_exceptions=TRANSIENT
 )
+# A backfill chunk waits out rate limits, quotas and syncs holding its source (ConflictError)
+# rather than failing: many more tries, each no sooner than the provider's Retry-After.
+BACKFILL_RETRY = SyncRetry(
+    max_attempts=100, wait=5, exponential_wait=2, retry_exceptions=(*TRANSIENT, ConflictError)
+)
 
 # The engine of the process running jobs (set by ``run_jobs_worker``).
 _deps: EngineDeps | None = None
@@ -145,6 +151,10 @@ def build_app(database_url: str) -> procrastinate.App:
     async def resync(source_id: str, start: str, end: str) -> int:
         window = Window(datetime.fromisoformat(start), datetime.fromisoformat(end))
         return await webhooks.resync(_engine(), uuid.UUID(source_id), window)
+
+    @app.task(name=BACKFILL, queue=SYNCS, retry=BACKFILL_RETRY)
+    async def backfill(backfill_id: str, source_id: str) -> str:
+        return await backfill_job(app, _engine(), uuid.UUID(backfill_id), uuid.UUID(source_id))
 
     async def tick(timestamp: int) -> None:  # noqa: ARG001 (procrastinate passes it)
         await tick_job(app, _engine())
@@ -186,6 +196,32 @@ async def sync_job(deps: EngineDeps, source_id: uuid.UUID, job: Job) -> str:
     if result.status == RunStatus.QUEUED and result.exception is not None:
         raise result.exception  # procrastinate retries it (SYNC_RETRY)
     return str(result.status)
+
+
+async def backfill_job(
+    app: procrastinate.App, deps: EngineDeps, backfill_id: uuid.UUID, source_id: uuid.UUID
+) -> str:
+    """One chunk of a backfill; the next chunk is a job of its own, deferred from here. A
+    chunk that must wait (rate limit, quota, a sync holding the source) is retried later."""
+    from inflow.sync.backfill import run_chunk
+
+    outcome = await run_chunk(deps, backfill_id)
+    if outcome.kind == "wait" and isinstance(outcome.error, RateLimitedError):
+        raise outcome.error  # BACKFILL_RETRY: no sooner than its Retry-After
+    if outcome.kind in ("wait", "busy"):
+        raise ConflictError("the source is held by a sync; the chunk is tried again")
+    if outcome.kind == "more":
+        await defer_backfill(app, backfill_id, source_id)
+    return outcome.state
+
+
+async def defer_backfill(
+    app: procrastinate.App, backfill_id: uuid.UUID, source_id: uuid.UUID
+) -> None:
+    with contextlib.suppress(pexc.AlreadyEnqueued):  # its next chunk waits already
+        await app.configure_task(
+            BACKFILL, lock=f"source:{source_id}", queueing_lock=f"backfill:{backfill_id}"
+        ).defer_async(backfill_id=str(backfill_id), source_id=str(source_id))
 
 
 def _next_run(
@@ -265,7 +301,7 @@ async def recover_stalled(app: procrastinate.App, factory: sessionmaker[Session]
     recovered = 0
     for job in await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_S):
         source_id = job.task_kwargs.get("source_id")
-        if job.task_name == SYNC and isinstance(source_id, str):
+        if job.task_name in (SYNC, BACKFILL) and isinstance(source_id, str):
             await asyncio.to_thread(_interrupt, factory, uuid.UUID(source_id))
         try:
             await app.job_manager.retry_job(job)
@@ -331,6 +367,13 @@ class JobQueue:
             self._opened().configure_task(
                 SYNC, lock=f"source:{source_id}", queueing_lock=f"sync:{source_id}"
             ).defer(source_id=str(source_id))
+
+    def submit_backfill(self, backfill_id: uuid.UUID, source_id: uuid.UUID) -> None:
+        """The backfill's next chunk, a job holding the source's lock (as a sync does)."""
+        with contextlib.suppress(pexc.AlreadyEnqueued):
+            self._opened().configure_task(
+                BACKFILL, lock=f"source:{source_id}", queueing_lock=f"backfill:{backfill_id}"
+            ).defer(backfill_id=str(backfill_id), source_id=str(source_id))
 
     def submit_resync(self, source_id: uuid.UUID, window: Window, delay_s: float) -> Future[int]:
         """A burst of events for one window becomes one read (its queueing lock)."""

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from inflow.connectors.spec import Window
 from inflow.logging import get_logger
-from inflow.sync import webhooks
+from inflow.sync import backfill, webhooks
 from inflow.sync.engine import (
     EngineDeps,
     RunResult,
@@ -54,6 +54,7 @@ class InProcessWorker:
         self.external = external or jobs is not None  # runs are for `inflow worker` processes
         self.jobs = jobs
         self.runs: dict[uuid.UUID, Future[RunResult]] = {}
+        self.backfills: dict[uuid.UUID, Future[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -94,6 +95,24 @@ class InProcessWorker:
         future = asyncio.run_coroutine_threadsafe(run_sync(self.deps, run_id), self._ensure_loop())
         self.runs[run_id] = future
         future.add_done_callback(lambda _f: self.runs.pop(run_id, None))
+        return future
+
+    def backfill(self, backfill_id: uuid.UUID, source_id: uuid.UUID) -> Future[str] | None:
+        """Run a backfill's chunks in the background, one after another (external mode: each
+        chunk a job of the workers')."""
+        if self.jobs is not None:
+            self.jobs.submit_backfill(backfill_id, source_id)
+            return None
+        if self.external:
+            return None
+        with self._resync_lock:  # one loop per backfill (a second start resumes the same)
+            running = self.backfills.get(backfill_id)
+            if running is not None and not running.done():
+                return running
+            future = asyncio.run_coroutine_threadsafe(
+                backfill.run_backfill(self.deps, backfill_id), self._ensure_loop()
+            )
+            self.backfills[backfill_id] = future
         return future
 
     def resync(self, source_id: uuid.UUID, window: Window, *, delay_s: float = 1.0) -> Future[int]:

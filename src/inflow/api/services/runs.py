@@ -38,6 +38,7 @@ TRIGGERS = {
     "webhook": "Webhook",
     "marketplace": "Marketplace",
     "demo": "Demo",
+    "backfill": "Backfill",  # a chunk of a backfill (sync/backfill.py) holding the source
 }
 LIST_LIMIT = 100  # the API's list of a source's runs stops at 100 too
 
