@@ -98,18 +98,20 @@ def test_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[time_machine.Travell
 
 
 @contextmanager
-def empty_redis() -> Iterator[str]:
-    """The Redis test database's URL, emptied before and after (skip/fail without Redis)."""
+def empty_redis(db: int | None = None) -> Iterator[str]:
+    """The Redis test database's URL (or that of database ``db`` on the same server), emptied
+    before and after (skip/fail without Redis)."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    url = REDIS_URL if db is None else REDIS_URL.rsplit("/", 1)[0] + f"/{db}"
+    client = redis.Redis.from_url(url)
     try:
         client.ping()
     except redis.RedisError:
         client.close()
-        unavailable(f"Redis is not reachable at {REDIS_URL}")
+        unavailable(f"Redis is not reachable at {url}")
     client.flushdb()
-    yield REDIS_URL
+    yield url
     client.flushdb()
     client.close()
 

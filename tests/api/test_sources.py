@@ -33,6 +33,8 @@ SOURCE_KEYS = {
     "health",
     "createdAt",
     "updatedAt",
+    "nextRunAt",  # scheduled sources (docs/api-additions.md, "Schedules")
+    "scheduleWaiting",
 }
 
 

@@ -8,15 +8,18 @@ sandbox served by ``inflow sandbox``, every one a real process.
   process) and a fresh worker resumes the source from the checkpoint; the data equal a clean
   run's.
 - A schedule whose slots passed while no worker ran runs its missed slot once, marked late.
+- Workers sharing Redis (``INFLOW_REDIS_URL``) keep the provider's declared rate limit for
+  one credential together, as the sandbox's own arrival log shows.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +28,25 @@ import pytest
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from inflow.api.services import sources as source_service
+from inflow.http.ratelimit import planned
+from inflow.sandbox.stats import max_in_window
+from inflow.settings import Settings
+from inflow.storage.crypto import Vault
 from inflow.storage.db import create_db_engine
-from inflow.storage.models import DataSource, SyncRun, utcnow
+from inflow.storage.models import DataSource, SyncRun, User, utcnow
 from tests.cli import test_processes
 from tests.cli.conftest import Workspace
 from tests.cli.test_cli import create_token, create_user, new_email
 from tests.cli.test_processes import Process, sandbox
+from tests.conftest import empty_redis
 from tests.servers import InflowServer
 from tests.sync.helpers import assets_of, points_of
 
-SYNCS = 60
+# Issue 15's 300 queued syncs: ~47 s on this shared 2-core host (load 9), 150 in ~21 s, with
+# the sources made in-process (through the API as well, 300 took 75-117 s).
+# INFLOW_TEST_DRAIN_SYNCS sets another count.
+SYNCS = int(os.environ.get("INFLOW_TEST_DRAIN_SYNCS") or 300)
 start = test_processes.start  # the fixture that starts `inflow` processes
 
 
@@ -46,12 +58,23 @@ def db(pg_workspace: Workspace) -> Iterator[Engine]:
 
 
 class Setup:
-    def __init__(self, ws: Workspace, start: Callable[..., Process], tmp_path: Path) -> None:
-        self.env = {**ws.env, "INFLOW_WORKER": "external", "INFLOW_ALLOW_PRIVATE_URLS": "true"}
+    def __init__(
+        self,
+        ws: Workspace,
+        start: Callable[..., Process],
+        tmp_path: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = {
+            **ws.env,
+            "INFLOW_WORKER": "external",
+            "INFLOW_ALLOW_PRIVATE_URLS": "true",
+            **(extra_env or {}),
+        }
         self.ws = Workspace(ws.root, self.env)
         self.start = start
         self.provider, self.provider_url = sandbox(start, self.env)
-        email = new_email()
+        email = self.email = new_email()
         create_user(self.ws, email, admin=True)
         self.headers = {"Authorization": f"Bearer {create_token(self.ws, email)}"}
         self.api = InflowServer("serve", env=self.env, workdir=tmp_path / "serve").start()
@@ -66,6 +89,34 @@ class Setup:
         )
         assert created.status_code == 201, created.text
         return str(created.json()["id"])
+
+    def sources(self, count: int) -> list[str]:
+        """``count`` sources made by the service the API uses, in this process: the API's
+        requests are what queue the syncs, not what makes the sources."""
+        settings = Settings(
+            data_dir=Path(self.env["INFLOW_DATA_DIR"]),
+            database_url=self.env["INFLOW_DATABASE_URL"],
+        )
+        vault = Vault.from_settings(settings)
+        engine = create_db_engine(self.env["INFLOW_DATABASE_URL"])
+        try:
+            with Session(engine) as session:
+                owner = session.scalars(select(User).where(User.email == self.email)).one()
+                made = [
+                    source_service.create_source(
+                        session,
+                        owner=owner,
+                        name=f"s{i}",
+                        type_="example",
+                        config=self.config,
+                        vault=vault,
+                    ).id
+                    for i in range(count)
+                ]
+                session.commit()
+        finally:
+            engine.dispose()
+        return [str(m) for m in made]
 
     def sync(self, source_id: str) -> str:
         queued = httpx.post(
@@ -84,7 +135,11 @@ class Setup:
         assert answer.status_code == 200, answer.text
 
     def requests(self) -> int:
-        return int(httpx.get(f"{self.provider_url}/_sandbox/example/stats").json()["total"])
+        return int(self.stats()["total"])
+
+    def stats(self, **params: str) -> dict[str, Any]:
+        got = httpx.get(f"{self.provider_url}/_sandbox/example/stats", params=params)
+        return dict(got.json())
 
     def worker(self, concurrency: int = 4) -> Process:
         return self.workers(1, concurrency)[0]
@@ -130,8 +185,9 @@ def wait_until(
 
 def test_three_workers_drain_queued_syncs_each_exactly_once(setup: Setup, db: Engine):
     setup.sandbox_config(volume={"pages": 2})
+    sources = setup.sources(SYNCS)
     with ThreadPoolExecutor(6) as pool:  # as clients would, several at once
-        run_ids = list(pool.map(lambda i: setup.sync(setup.source(f"s{i}")), range(SYNCS)))
+        run_ids = list(pool.map(setup.sync, sources))
     assert statuses(db, run_ids) == {"queued": SYNCS}  # the API runs nothing itself
 
     workers = setup.workers(3)
@@ -317,3 +373,94 @@ def test_a_backfill_runs_each_chunk_as_a_job_of_the_workers(setup: Setup, db: En
     factory = sessionmaker(db)
     assert len(points_of(factory, source_id)) == sum(c["points"] for c in done["chunks"]) > 0
     assert worker.terminate() == 0, worker.output
+
+PACED = 10  # requests per second declared by the paced example connector below
+PLUGIN = f"""
+from dataclasses import replace
+
+from inflow.connectors import example
+from inflow.connectors.spec import RateLimit
+
+CONNECTOR = replace(
+    example.CONNECTOR,
+    slug="example_paced",
+    title="Example, paced",
+    rate_limit=RateLimit.of("{PACED}/second"),
+)
+"""
+
+
+def paced_plugin(root: Path) -> Path:
+    """A third-party connector package (the ``inflow.connectors`` entry point, as installed):
+    the example provider with a budget of ``PACED`` per second, which three workers on this
+    machine outrun (the example's own 50 per second they may not)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "inflow_paced_example.py").write_text(PLUGIN)
+    info = root / "inflow_paced_example-1.0.dist-info"
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: inflow-paced-example\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[inflow.connectors]\nexample_paced = inflow_paced_example:CONNECTOR\n"
+    )
+    return root
+
+
+def test_workers_sharing_redis_keep_the_providers_rate_limit_for_one_credential(
+    pg_workspace: Workspace, start, tmp_path: Path, db: Engine
+):
+    """Three workers, many sources of one API key: the budget is the credential's, shared
+    through Redis: together the workers send at most what the connector declares (less its
+    headroom) in any moving second, and the sandbox's arrival log shows the pace held.
+
+    Not asserted: every moving second of *arrivals* under the limit. The limiter grants a
+    window's slots together and, on this busy 2-core host, the requests' transit to the
+    sandbox varies by up to ~0.5 s, so two grants' bursts can arrive closer than a second
+    apart (``maxInMovingSecond`` up to 17 of a 10/second limit was seen; a calendar second
+    held 11 once). A limiter that spaces requests evenly would be needed for that."""
+    plugin = paced_plugin(tmp_path / "plugin")
+    path = os.pathsep.join(p for p in (str(plugin), pg_workspace.env.get("PYTHONPATH")) if p)
+    with empty_redis(db=14) as redis_url:
+        extra = {"INFLOW_REDIS_URL": redis_url, "PYTHONPATH": path}
+        setup = Setup(pg_workspace, start, tmp_path, extra)
+        try:
+            # six requests a sync, twelve syncs of sources that share the sandbox's API key
+            setup.sandbox_config(volume={"pages": 1})
+            with ThreadPoolExecutor(6) as pool:
+                run_ids = list(
+                    pool.map(
+                        lambda i: setup.sync(setup.source(f"r{i}", type="example_paced")),
+                        range(12),
+                    )
+                )
+            workers = setup.workers(3)
+            wait_until("drained", lambda: statuses(db, run_ids) == {"succeeded": 12}, workers, 120)
+            stats = setup.stats(arrivals="true")
+            with db.connect() as conn:
+                timelines = conn.execute(select(SyncRun.timeline)).scalars().all()
+            for worker in workers:
+                assert worker.terminate() == 0, worker.output
+        finally:
+            setup.api.stop()
+    assert len(stats["arrivals"]) == stats["total"] == sum(t["requests"] for t in timelines)
+    assert stats["byStatus"].keys() == {"200"}
+    # The shared budget, as the three workers spent it: their requests' send times (each
+    # run's timeline: answered at, less the request's time) hold at most the declared 10 in
+    # any moving second together (the limiter grants 9: the headroom absorbs the moment
+    # between a grant and its send); a budget per process would allow three times that.
+    sends = sorted(
+        datetime.fromisoformat(e["at"]).timestamp() - e["ms"] / 1000
+        for t in timelines
+        for e in t["recent"]
+    )
+    assert len(sends) == stats["total"]
+    assert max_in_window(sends, 1.0) <= PACED
+    assert planned(f"{PACED}/second").amount < PACED
+    # The sandbox's log: at most PACED a second over the drain, and (with the headroom) in
+    # nearly every calendar second; a window's slots are granted together and their transit
+    # varies on a busy host, so a single second of arrivals is not held to it exactly.
+    arrivals = stats["arrivals"]
+    assert (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) <= PACED
+    # the budget was binding: runs waited for it (the three workers could go faster)
+    assert sum(t["waitedS"] for t in timelines) > 0

@@ -195,6 +195,27 @@ async def test_stats_count_endpoints_statuses_and_seconds(client, clock):
     assert s["retryAfterViolations"] == 0
 
 
+async def test_stats_log_each_arrival_and_the_busiest_moving_second(client, clock):
+    """Calendar seconds may split a burst; ``maxInMovingSecond`` is what "N per second" means,
+    and ``?arrivals=true`` gives the log itself."""
+    start = clock.now
+    clock.advance(0.6)
+    for _ in range(2):
+        await client.get("/example/v1/reports", headers=AUTH)
+    clock.advance(0.6)  # the next calendar second, 0.6 s later
+    for _ in range(3):
+        await client.get("/example/v1/reports", headers=AUTH)
+    clock.advance(1.0)
+    await client.get("/example/v1/reports", headers=AUTH)
+    s = await stats(client)
+    assert "arrivals" not in s
+    assert s["maxInMovingSecond"] == 5  # the 2 and the 3 are within one second
+    logged = (await client.get("/_sandbox/example/stats", params={"arrivals": "true"})).json()
+    assert logged["arrivals"] == pytest.approx(
+        [start + 0.6] * 2 + [start + 1.2] * 3 + [start + 2.2], abs=1e-6
+    )
+
+
 async def test_retry_after_violations_count_impatient_clients_only(client, clock):
     await configure(client, faults={"retryAfterS": 2})
     patient = {"Authorization": "Bearer patient"}

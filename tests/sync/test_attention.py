@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from inflow.api.security import csrf_token
 from inflow.settings import Settings
-from inflow.storage.models import utcnow
+from inflow.storage.models import DataSource, utcnow
 from inflow.sync.scheduler import due_runs
 from tests.factories import login, make_user
 from tests.sync.helpers import create_source, health, person, sync_and_wait
@@ -289,3 +289,35 @@ def test_resume_is_refused_for_someone_elses_source(client, factory):
 def test_an_alert_url_without_a_secret_is_refused(tmp_path: Path):
     with pytest.raises(ValidationError, match="INFLOW_ALERT_WEBHOOK_SECRET"):
         Settings(data_dir=tmp_path, alert_webhook_url="https://hooks.example.com/x")
+
+
+def test_a_sync_stopped_by_a_spent_quota_is_a_wait_not_a_failure_of_the_source(
+    client, factory, sb, receiver
+):
+    """Decided: a rate limit or a spent provider quota neither counts toward the pause nor
+    resets the count, and alerts nothing; the source is not failing, it waits."""
+    from inflow.sandbox import microsoft_clarity as clarity_sandbox
+    from inflow.storage.quota import take_call
+    from tests.sync.helpers import SANDBOX_HOST
+
+    _, headers = person(factory)
+    config = clarity_sandbox.credentials(f"{SANDBOX_HOST}/microsoft_clarity")
+    source = create_source(client, headers, "microsoft_clarity", config)
+    sid = source["id"]
+    with factory() as session:  # a failure counted before: the wait must not reset it
+        session.get(DataSource, uuid.UUID(sid)).consecutive_failures = 1
+        session.commit()
+    midnight = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    with factory() as session:  # another client of the project spent today's ten calls
+        key = f"microsoft_clarity:{config['projectId']}"
+        for _ in range(10):
+            take_call(session, key=key, window_start=midnight, limit=10)
+        session.commit()
+
+    for _ in range(PAUSE_AFTER + 1):
+        run = fail(client, headers, sid)
+        assert run["error"]["type"] == "RateLimitedError", run
+    state = health(client, headers, sid)
+    assert state["consecutiveFailures"] == 1  # neither counted nor reset
+    assert state["paused"] is False
+    assert receiver.events() == []

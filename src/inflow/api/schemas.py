@@ -281,6 +281,11 @@ class SourcePublic(Schema):
     updated_at: datetime
     # Where the provider sends events, for a type that takes webhooks (custom push, calling)
     webhook_url: str | None = None
+    # Scheduled sources (docs/api-additions.md): the next slot (the schedule's time plus the
+    # source's jitter; null: at the scheduler's next tick), and what the schedule waits for
+    # when the provider quota left cannot cover a sync ({state: "waiting", reason, until}).
+    next_run_at: datetime | None = None
+    schedule_waiting: dict[str, str] | None = None
 
 
 class IntegrationType(Schema):

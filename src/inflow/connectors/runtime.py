@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import string
 import time
 from collections import deque
@@ -129,6 +130,17 @@ def secrets_of(config: ConnectorConfig) -> list[str]:
         for name in type(config).model_fields
         if isinstance(v := getattr(config, name), SecretStr)
     ]
+
+
+def credential_key(base_url: str, config: ConnectorConfig, fallback: str) -> str:
+    """Who a provider's rate limit counts: the credential (its secrets, at its base URL), so
+    every source of one API key shares one budget across workers; ``fallback`` (the source)
+    for a config without secrets. A digest: no secret reaches the rate-limit store."""
+    values = sorted(secrets_of(config))
+    if not values:
+        return fallback
+    digest = hashlib.sha256("\x00".join([base_url, *values]).encode()).hexdigest()
+    return f"cred-{digest[:24]}"
 
 
 def auth_of(connector: Connector, config: Any) -> AuthSpec:
@@ -508,7 +520,7 @@ class ConnectorRuntime:
             slug=self.connector.slug,
             options=self.options,
             limiter=self.limiter,
-            rate_key=f"{self.connector.slug}:{self.key}",
+            rate_key=f"{self.connector.slug}:{credential_key(self.base_url, self.config, self.key)}",
             rate_limits=() if token_endpoint else self.connector.rate_limit.windows,
             overrides=None if token_endpoint else self.connector.errors,
             classifier=oauth_error_classifier

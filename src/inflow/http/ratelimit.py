@@ -3,6 +3,9 @@
 Windows are ``limits`` strings (``"25/second"``, ``"60/minute"``, ``"10/day"``); the storage is
 in memory, or Redis when configured so that every worker shares one budget. A wait longer than
 ``max_wait_s`` (a daily quota, say) is not slept through: ``RateLimitedError`` says until when.
+Windows of a few seconds keep ``HEADROOM`` of their budget unused: the provider counts requests
+as they arrive, and the transit time of requests granted together varies (by hundreds of ms
+on a busy host), so a window filled to the last slot here may hold one more there.
 A Redis that does not answer is ``ServiceUnavailableError`` (the run fails saying so; the next
 run tries again), never a raw redis exception: ``store_errors`` converts, for the API's limiter
 too.
@@ -37,6 +40,18 @@ REDIS_OPTIONS: dict[str, float | str | bool] = {
     "socket_timeout": 5.0,
 }
 STORE_DOWN = "the rate-limit store (Redis) is unreachable; try again in a few seconds"
+HEADROOM = 0.1  # of a short window's budget, at least one request
+SHORT_WINDOW_S = 10  # windows up to this long keep the headroom
+
+
+def planned(limit: str) -> RateLimitItem:
+    """The window we fill: the provider's, less ``HEADROOM`` when it is short (where transit
+    jitter is a sizeable part of it); at least one request."""
+    item = parse(limit)
+    if item.get_expiry() > SHORT_WINDOW_S or item.amount < 2:
+        return item
+    amount = max(1, item.amount - max(1, int(item.amount * HEADROOM)))
+    return type(item)(amount, item.multiples, item.namespace)
 
 
 @contextmanager
@@ -92,7 +107,7 @@ class OutboundLimiter:
         on_wait: WaitHook | None = None,
     ) -> float:
         """Take one slot in every window, waiting as needed; returns the seconds waited."""
-        items = [parse(limit) for limit in limits]
+        items = [planned(limit) for limit in limits]
         waited = 0.0
         while True:
             delay = await self.delay_for(items, key)
@@ -116,9 +131,10 @@ class OutboundLimiter:
             waited += delay
 
     async def remaining(self, limit: str, key: str) -> tuple[int, float]:
-        """(slots left, epoch seconds when the window resets) for one window."""
+        """(slots left, epoch seconds when the window resets) for one window (as filled:
+        ``planned``)."""
         with store_errors(self.redis_url):
-            stats = await self._limiter.get_window_stats(parse(limit), key)
+            stats = await self._limiter.get_window_stats(planned(limit), key)
         return stats.remaining, stats.reset_time
 
     async def reset(self) -> None:

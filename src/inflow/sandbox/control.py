@@ -61,8 +61,10 @@ async def set_config(request: Request, slug: str, body: ConfigIn) -> Response:
 
 @router.get("/{slug}/stats", operation_id="sandbox-stats")
 async def get_stats(request: Request, slug: str) -> Response:
-    """Request counts by endpoint, status and second; throttling and Retry-After violations."""
-    return json_response(_state(request, slug).stats.public())
+    """Request counts by endpoint, status and second; throttling and Retry-After violations;
+    with ``?arrivals=true`` each request's arrival time."""
+    arrivals = request.query_params.get("arrivals", "").lower() in ("1", "true")
+    return json_response(_state(request, slug).stats.public(arrivals=arrivals))
 
 
 @router.get("/{slug}/expected", operation_id="sandbox-expected")

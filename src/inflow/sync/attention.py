@@ -1,7 +1,8 @@
 """Failures that get attention (docs/alerts.md).
 
 When a run ends, ``run_ended`` counts the source's consecutive failures (a success resets the
-count), pauses the source after ``pause_after`` failures in a row, and again after each further
+count; a run stopped by a rate limit or a spent provider quota is a wait, not a failure of the
+source: it neither counts nor resets, and alerts nothing), pauses the source after ``pause_after`` failures in a row, and again after each further
 ``pause_after`` once resumed (the scheduler skips a paused source until a person resumes it),
 notes when a run last stored new or changed data, and tells the alert webhook about the
 transitions only: the first failure, the pause and the recovery, never every failure.
@@ -80,9 +81,11 @@ def record_outcome(
     message: str,
     stored: bool,
     pause_after: int,
+    counted: bool = True,
 ) -> tuple[Outcome, dict[str, Any]]:
     """Count the run's end on its source (one run per source at a time: no race on the count);
-    returns the outcome and the source as an alert shows it."""
+    returns the outcome and the source as an alert shows it. A failure not ``counted`` (a rate
+    limit or quota wait) changes nothing but when data last advanced."""
     now = utcnow()
     events: list[str] = []
     with factory() as session:
@@ -98,7 +101,7 @@ def record_outcome(
                 events.append("source.recovered")
             source.paused_at = None
             source.paused_reason = None
-        else:
+        elif counted:
             source.consecutive_failures = before + 1
             if before == 0:
                 events.append("source.failing")
@@ -209,9 +212,11 @@ async def run_ended(
     ok: bool,
     message: str,
     stored: bool,
+    counted: bool = True,
 ) -> Outcome:
     """Where a run ends: count it on the source, then send the alerts its transitions call
-    for. Never raises: attention must not change how the run ends."""
+    for. Never raises: attention must not change how the run ends. ``counted``: False for a
+    failure that is a wait (a rate limit, a spent quota): not counted, no alert."""
 
     try:
         outcome, shown = await asyncio.to_thread(
@@ -222,6 +227,7 @@ async def run_ended(
             message=message,
             stored=stored,
             pause_after=options.pause_after,
+            counted=counted,
         )
     except Exception:
         log.exception("could not record the run's end on its source", source=str(source_id))

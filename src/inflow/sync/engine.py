@@ -776,7 +776,9 @@ async def run_sync(
             return RunResult(run_id, RunStatus.QUEUED, counts, [], error, exception=exc)
         status, message = _health_for(exc)
         await asyncio.to_thread(set_health, deps.factory, run.source_id, status, message)
-        await _attention(deps, run.source_id, run_id, counts, error["message"])
+        # a rate limit or a spent quota is a wait, not the source failing: not counted
+        counted = not isinstance(exc, RateLimitedError)
+        await _attention(deps, run.source_id, run_id, counts, error["message"], counted=counted)
         await asyncio.to_thread(
             _finish, deps.factory, run_id, RunStatus.FAILED, recorder, counts, error
         )
@@ -807,6 +809,8 @@ async def _attention(
     run_id: uuid.UUID,
     counts: repo.Counts,
     failure: str | None,
+    *,
+    counted: bool = True,
 ) -> None:
     """Count the run's end on its source and alert on a transition (``sync/attention.py``),
     before the run shows as ended: whoever sees it ended sees its source's count too."""
@@ -818,6 +822,7 @@ async def _attention(
         ok=failure is None,
         message=failure or "last sync succeeded",
         stored=counts.created + counts.updated > 0,
+        counted=counted,
     )
 
 

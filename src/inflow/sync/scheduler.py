@@ -1,19 +1,28 @@
 """Scheduled syncs: which sources are due, and the loop that enqueues them.
 
 A schedule is an interval (``every 15m``, ``every 6h``, ``every 1d``, ``@hourly``, ``@daily``)
-or a five-field cron expression in UTC (``0 6 * * *``). A due source gets a run unless one is
-already queued or running; its next time is then set from now, so a slow run never stacks up
-more runs. ``most_runs`` says how many runs a schedule starts per quota period, so a schedule
-that would spend more of a provider's daily calls than it allows is refused when saved.
+or a five-field cron expression in UTC (``0 6 * * *``). An interval's slots are whole multiples
+of it since the Unix epoch (``every 6h``: 00:00, 06:00, 12:00, 18:00 UTC), a cron's are its
+fire times; each source's slots are offset by its own stable ``jitter`` (a tenth of a slot, at
+most ``MAX_JITTER``), so a thousand sources on ``every 1h`` do not all fire at :00.
+
+A due source gets a run unless one is already queued or running; its next slot is then the
+first one after now (an interval's: at least a quarter interval after now), so a slow run never stacks up more runs and a missed slot (every worker
+down) runs once, late. ``most_runs`` says how many runs a schedule starts per quota period, so
+a schedule that would spend more of a provider's daily calls than it allows is refused when
+saved; a slot whose run the quota left for the period cannot cover (another client spent it)
+is moved to the quota's reset instead of starting a run that would fail (``quota_short_until``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -38,6 +47,9 @@ _EVERY = re.compile(r"^every\s+(\d+)\s*(m|min|h|d)$")
 _ALIASES = {"@hourly": timedelta(hours=1), "@daily": timedelta(days=1)}
 _UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL = timedelta(minutes=5)
+MAX_JITTER = timedelta(minutes=5)
+JITTER_SHARE = 0.1  # of a slot's length
+TICK = timedelta(microseconds=1)  # "after" is strict: a slot at the reset itself counts
 PURGE_EVERY = timedelta(hours=1)
 # A scheduled run created this long after its slot is late: no process ran schedules then
 # (every worker down, a deploy). It runs once, however many slots passed, and says so.
@@ -81,6 +93,48 @@ def next_time(text: str, after: datetime) -> datetime:
     return after + parse_schedule(value)
 
 
+def slot_length(text: str, after: datetime) -> timedelta:
+    """The length of the schedule's slot after ``after`` (its interval, or a cron's gap)."""
+    first = next_time(text, after)
+    return next_time(text, first) - first
+
+
+def jitter(source_id: uuid.UUID, slot: timedelta) -> timedelta:
+    """The source's stable offset within a slot: derived from its id (the same in every
+    process and across restarts), below ``JITTER_SHARE`` of the slot and ``MAX_JITTER``."""
+    cap = min(slot * JITTER_SHARE, MAX_JITTER)
+    digest = hashlib.sha256(source_id.bytes).digest()
+    share = int.from_bytes(digest[:8], "big") / 2**64
+    return timedelta(seconds=int(cap.total_seconds() * share))
+
+
+def next_slot(text: str, source_id: uuid.UUID, after: datetime) -> datetime:
+    """The source's first slot after ``after``: the schedule's next fire time (an interval's
+    next multiple since the epoch) plus the source's ``jitter``; ``ValueError`` for a schedule
+    we can't run."""
+    value = text.strip()
+    if len(value.split()) == 5:
+        offset = jitter(source_id, slot_length(value, after))
+        return next_time(value, after - offset) + offset
+    interval = parse_schedule(value)
+    offset = jitter(source_id, interval)
+    step = interval.total_seconds()
+    base = after - offset
+    k = math.floor(base.timestamp() / step) + 1
+    return datetime.fromtimestamp(k * step, UTC) + offset
+
+
+def slot_after_run(text: str, source_id: uuid.UUID, ran_at: datetime) -> datetime:
+    """The source's next slot after a run started at ``ran_at``: for an interval schedule, not
+    sooner than a quarter interval later (a first run, started when the schedule was saved, is
+    not followed by another a few minutes later at the next whole hour); a cron's next slot.
+    A run on its slot is unaffected: its next slot is an interval later anyway."""
+    value = text.strip()
+    if len(value.split()) == 5:
+        return next_slot(value, source_id, ran_at)
+    return next_slot(value, source_id, ran_at + parse_schedule(value) / 4)
+
+
 def most_runs(text: str, per: timedelta, *, cap: int = 1000, after: datetime | None = None) -> int:
     """The most runs a schedule starts in one UTC period of length ``per`` (a quota's day).
 
@@ -120,21 +174,60 @@ def quota_account(connector: Connector, source: DataSource) -> str | None:
         return None
 
 
-def quota_spent_until(session: Session, source: DataSource, now: datetime) -> datetime | None:
-    """When the source's provider quota resets, if this period's calls are all spent."""
+def calls_per_sync(connector: Connector) -> int:
+    """The quota'd calls one sync makes at least: one per stream read on a quota'd path."""
+    quota = connector.quota
+    if quota is None:
+        return 0
+    return sum(
+        1
+        for s in connector.streams
+        if (s.parse or s.reduce) and (not quota.paths or s.path.startswith(quota.paths))
+    )
+
+
+@dataclass(frozen=True)
+class QuotaWait:
+    """A source whose next sync the provider quota left for this period cannot cover."""
+
+    until: datetime  # the quota's reset
+    used: int
+    limit: int
+    needed: int
+    per: str
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"provider quota: {self.used} of {self.limit} calls this {self.per} are used and a "
+            f"sync needs {self.needed}; the quota resets at {self.until.isoformat()}"
+        )
+
+    def as_waiting(self) -> dict[str, str]:
+        """As a run or source shows a wait (``state``, ``reason``, ``until``)."""
+        return {"state": "waiting", "reason": self.reason, "until": self.until.isoformat()}
+
+
+def quota_short_until(session: Session, source: DataSource, now: datetime) -> QuotaWait | None:
+    """Whether the source's provider quota left for this period cannot cover one sync (of
+    ``calls_per_sync`` calls): then, until when (its reset) and why."""
     connector = get_connector(source.type)
     account = quota_account(connector, source) if connector is not None else None
     if connector is None or connector.quota is None or account is None:
         return None
-    start, reset = connector.quota.period(now)
+    quota = connector.quota
+    start, reset = quota.period(now)
     used = calls_used(session, key=f"{connector.slug}:{account}", window_start=start)
-    return reset if used >= connector.quota.limit else None
+    needed = max(1, calls_per_sync(connector))
+    if used + needed <= quota.limit:
+        return None
+    return QuotaWait(reset, used, quota.limit, needed, quota.per)
 
 
 def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID]:
     """Enqueue a run for every source that is due; returns the new run ids. A source whose
-    provider quota is spent (Clarity's ten calls a day) gets no run that would fail at once:
-    it is due again when the quota resets."""
+    provider quota left cannot cover a sync (Clarity's ten calls a day) gets no run that would
+    fail at once: it is due again when the quota resets (its first slot from then)."""
     now = now or utcnow()
     sources = session.execute(
         select(DataSource).where(
@@ -147,13 +240,14 @@ def due_runs(session: Session, *, now: datetime | None = None) -> list[uuid.UUID
     for source in list(sources):
         slot = source.next_run_at or now  # a missed slot (workers down) runs once, late
         try:
-            source.next_run_at = next_time(source.schedule or "", now)
+            source.next_run_at = slot_after_run(source.schedule or "", source.id, now)
         except ValueError:
             continue  # refused when saved; an old row with a bad value is left alone
-        reset = quota_spent_until(session, source, now)
-        if reset is not None:
-            source.next_run_at = reset
-            log.info("quota spent: sync postponed", source_id=str(source.id), until=str(reset))
+        wait = quota_short_until(session, source, now)
+        if wait is not None:
+            # due again at its first slot from the reset (on time then, not late: planned)
+            source.next_run_at = next_slot(source.schedule or "", source.id, wait.until - TICK)
+            log.info("quota short: sync postponed", source_id=str(source.id), until=str(wait.until))
             continue
         try:
             run = enqueue_run(session, source=source, trigger="schedule", scheduled_for=slot)

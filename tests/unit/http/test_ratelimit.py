@@ -11,7 +11,7 @@ import pytest
 from limits import parse
 
 from inflow.errors import RateLimitedError, ServiceUnavailableError
-from inflow.http.ratelimit import OutboundLimiter
+from inflow.http.ratelimit import OutboundLimiter, planned
 from tests.conftest import empty_redis
 
 pytestmark = pytest.mark.anyio
@@ -29,12 +29,13 @@ async def test_outbound_limiter_memory_waits_for_a_slot() -> None:
     async def on_wait(reason: str, seconds: float) -> None:
         seen.append((reason, seconds))
 
-    assert await limiter.acquire(["2/second"], k) == 0.0
-    assert await limiter.acquire(["2/second"], k) == 0.0
-    waited = await limiter.acquire(["2/second"], k, on_wait=on_wait)
+    # 3/second is filled to 2: a short window keeps a tenth (at least one) as headroom
+    assert await limiter.acquire(["3/second"], k) == 0.0
+    assert await limiter.acquire(["3/second"], k) == 0.0
+    waited = await limiter.acquire(["3/second"], k, on_wait=on_wait)
     assert 0.0 < waited <= 1.0
     assert sum(seconds for _, seconds in seen) == pytest.approx(waited)
-    assert [reason for reason, _ in seen] == ["rate limit 2/second"]
+    assert [reason for reason, _ in seen] == ["rate limit 3/second"]
 
 
 async def test_outbound_limiter_refuses_a_wait_beyond_max_wait() -> None:
@@ -63,7 +64,23 @@ async def test_outbound_limiter_every_window_must_have_room() -> None:
     await limiter.acquire(windows, k)
     with pytest.raises(RateLimitedError, match="10/second, 2/day"):
         await limiter.acquire(windows, k, max_wait_s=1.0)
-    assert (await limiter.remaining("10/second", k))[0] == 8
+    assert (await limiter.remaining("10/second", k))[0] == 7  # of the 9 it fills (headroom)
+
+
+@pytest.mark.parametrize(
+    ("limit", "filled"),
+    [
+        pytest.param("50/second", 45, id="a_tenth_kept"),
+        pytest.param("10/second", 9, id="one_kept"),
+        pytest.param("2/second", 1, id="at_least_one_kept"),
+        pytest.param("1/second", 1, id="never_none"),
+        pytest.param("20/10 seconds", 18, id="ten_seconds_is_short"),
+        pytest.param("118/minute", 118, id="a_minute_is_not_short"),
+        pytest.param("9/minute", 9, id="a_minute_is_not_short_9"),
+    ],
+)
+def test_planned_keeps_headroom_in_short_windows_only(limit, filled) -> None:
+    assert planned(limit).amount == filled
 
 
 async def test_outbound_limiter_keys_are_separate_budgets() -> None:

@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from inflow.api.authz import require
 from inflow.api.deps import AuditDep, Auditor, CurrentUser, SessionDep, VaultDep
@@ -14,9 +14,10 @@ from inflow.api.schemas import Health, SourceCreate, SourcePublic, SourceUpdate
 from inflow.api.services import sources as svc
 from inflow.connectors import get_connector
 from inflow.errors import FieldError, NotFoundError, ValidationFailedError
-from inflow.storage.models import DataSource, Space, User
+from inflow.storage.models import DataSource, Space, User, utcnow
 from inflow.sync import attention
 from inflow.sync.attention import freshness
+from inflow.sync.scheduler import quota_short_until
 
 router = APIRouter(tags=["data-sources"])
 
@@ -58,6 +59,15 @@ def health_of(source: DataSource) -> Health:
     )
 
 
+def schedule_waiting(source: DataSource) -> dict[str, str] | None:
+    """What the source's schedule waits for: a provider quota that cannot cover a sync now."""
+    session = object_session(source)
+    if not source.schedule or source.paused_at is not None or session is None:
+        return None
+    wait = quota_short_until(session, source, utcnow())
+    return wait.as_waiting() if wait is not None else None
+
+
 def to_public(source: DataSource, origin: str = "") -> SourcePublic:
     connector = get_connector(source.type)
     takes_webhooks = connector is not None and connector.webhook is not None
@@ -73,6 +83,8 @@ def to_public(source: DataSource, origin: str = "") -> SourcePublic:
         created_at=source.created_at,
         updated_at=source.updated_at,
         webhook_url=f"{origin}/api/webhooks/{source.id}" if takes_webhooks else None,
+        next_run_at=source.next_run_at if source.schedule else None,
+        schedule_waiting=schedule_waiting(source),
     )
 
 

@@ -18,7 +18,7 @@ from inflow.storage.crypto import Vault
 from inflow.storage.models import DataPoint as StoredPoint
 from inflow.storage.models import DataSource, Role, Space, User, utcnow
 from inflow.sync.engine import decrypted_config
-from inflow.sync.scheduler import most_runs, next_time
+from inflow.sync.scheduler import calls_per_sync, most_runs, next_time
 
 
 def _unknown_type(slug: str) -> str:
@@ -49,11 +49,7 @@ def check_schedule(schedule: str | None, connector: Connector | None = None) -> 
     quota = connector.quota if connector is not None else None
     if connector is None or quota is None:
         return
-    calls = sum(  # the quota'd requests of one sync: one per stream read
-        1
-        for s in connector.streams
-        if (s.parse or s.reduce) and (not quota.paths or s.path.startswith(quota.paths))
-    )
+    calls = calls_per_sync(connector)  # the quota'd requests of one sync: one per stream read
     per = timedelta(days=1) if quota.per == "day" else timedelta(hours=1)
     runs = most_runs(schedule, per, cap=quota.limit)
     if calls and runs * calls > quota.limit:
