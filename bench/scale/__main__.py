@@ -1,6 +1,6 @@
 """Syncs at scale: many sources queued at once against a slow provider, embedded and distributed.
 
-    .venv/bin/python -m bench.scale [--sources 1000] [--latency-ms 50] [--workers 0,1,2,4]
+    .venv/bin/python -m bench.scale [--sources 1000] [--latency-ms 50] [--workers 0,1x2,1,2,4]
                                     [--concurrency 8] [--backends sqlite,postgres] [--small]
 
 One sandbox (``python -m inflow.sandbox``) runs in its own process with ``latencyMs`` set on the
@@ -10,16 +10,20 @@ stream: one metrics page, no reports, no dashboards), the sandbox's stats are ze
 source gets a queued run in one transaction and the clock starts:
 
 - ``--workers 0`` (embedded): a fresh process builds the API's ``InProcessWorker`` and hands it
-  every run (``submit``), as the API does; on SQLite and, with ``postgres`` in ``--backends``,
-  on PostgreSQL too. Its concurrency is every submitted run (nothing caps it).
-- ``--workers N`` (distributed, PostgreSQL): N ``inflow worker --concurrency C`` processes
-  (``INFLOW_WORKER=external``) are started and idle first; the runs are then submitted as
-  procrastinate jobs (``JobQueue.submit_sync``, the API's path). Concurrency = N x C.
+  every run (``submit``), as the API does; on each of ``--backends``. Its concurrency is every
+  submitted run (nothing caps it).
+- ``--workers N`` or ``NxC`` (distributed, PostgreSQL): N ``inflow worker --concurrency C``
+  processes (``INFLOW_WORKER=external``; C defaults to ``--concurrency``) are started and
+  waited for (their procrastinate workers registered); then the runs are queued and their jobs
+  deferred as the workers' tick defers them (``jobs.defer_sync``). Concurrency = N x C.
 
-Wall = the last run's ``finished_at`` - the moment before the enqueue. Ideal = provider requests
-(the sandbox's count) x latency / concurrency. Peak RSS is each process's ``VmHWM``. Every source
-must end with exactly one run, succeeded: otherwise the bench fails. ``--json`` prints each
-result as a JSON line too (the smoke test reads it).
+Wall = the last run's ``finished_at`` - the moment before the enqueue (submitting included).
+Ideal = provider requests (the sandbox's count) x latency / concurrency. CPU per sync is the
+measured processes' user + system time (``/proc/PID/stat``) over the timed part / sources;
+peak RSS is each process's ``VmHWM``. Every source must end with exactly one run, succeeded:
+otherwise the bench fails. ``--json`` prints each result as a JSON line too (the smoke test
+reads it; ``--table FILE`` prints such a file's table again). ``--profile DIR``: cProfile dumps
+of the embedded process's main thread and of each worker (slower: not for figures).
 """
 
 from __future__ import annotations
@@ -420,20 +424,27 @@ def measure(
 
 def table(rows: list[dict[str, Any]], latency_ms: int) -> str:
     out = [
-        "| mode | database | concurrency | sources | provider requests | wall (s) | "
-        f"ideal = requests x {latency_ms} ms / concurrency (s) | wall / ideal | syncs/s | "
-        "peak RSS (MB) | one succeeded run per source |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+        "| mode | database | concurrency | provider requests | wall (s) | ideal (s) | wall / ideal "
+        "| syncs/s | of which submitting (s) | mean run (s) | CPU per sync, worker/API "
+        "process (ms) | sandbox CPU per sync (ms) | peak RSS (MB) | one succeeded run each |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         rss = ", ".join(f"{k} {v:.0f}" for k, v in r["rss"].items())
+        submit = f"{r['submit_s']:.1f}" if r.get("submit_s") is not None else "-"
         out.append(
             f"| {r['mode']} | {r['backend']} | {r['concurrency']:,} ({r['concurrency_is']}) | "
-            f"{r['sources']:,} | {r['requests']:,} | {r['wall_s']:.1f} | {r['ideal_s']:.2f} | "
-            f"{r['ratio']:.1f} | {r['syncs_per_s']:.1f} | {rss} | "
+            f"{r['requests']:,} | {r['wall_s']:.1f} | {r['ideal_s']:.2f} | {r['ratio']:.1f} | "
+            f"{r['syncs_per_s']:.1f} | {submit} | {r['run_s']:.2f} | "
+            f"{r['cpu_ms_per_sync']:.0f} | {r['sandbox_cpu_ms_per_sync']:.1f} | {rss} | "
             f"{'yes' if r['ok'] else 'NO: ' + json.dumps(r['runs'])} |"
         )
-    return "\n".join(out)
+    return (
+        f"{rows[0]['sources']:,} sources, {latency_ms} ms per provider request; "
+        f"ideal = requests x {latency_ms} ms / concurrency\n\n" + "\n".join(out)
+        if rows
+        else ""
+    )
 
 
 def main() -> None:
@@ -442,7 +453,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument(
         "--workers",
-        default="0,1,2,4",
+        default="0,1x2,1,2,4",
         help="0 = embedded; N = N workers of --concurrency; NxC = N workers of concurrency C",
     )
     parser.add_argument("--concurrency", type=int, default=8, help="each worker's --concurrency")
@@ -450,10 +461,17 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="50 sources: a smoke run")
     parser.add_argument("--json", action="store_true", help="each result as a JSON line too")
     parser.add_argument("--profile", metavar="DIR", help="cProfile dumps (not for figures)")
+    parser.add_argument(
+        "--table", metavar="FILE", help="print the table of a run's --json output again"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child_embedded(json.loads(args.child))))
+        return
+    if args.table:
+        lines = Path(args.table).read_text().splitlines()
+        print(table([json.loads(x) for x in lines if x.startswith("{")], args.latency_ms))
         return
     if args.small:
         args.sources = min(args.sources, 50)
@@ -482,7 +500,8 @@ def main() -> None:
                     print(json.dumps(row) if args.json else f"{mode} {backend}: {row}", flush=True)
         finally:
             dbs.close()
-    print("\n" + "\n".join(versions(["postgres"] if "postgres" in str(plan) else ["sqlite"])))
+    machine = versions(["postgres"] if "postgres" in str(plan) else ["sqlite"])
+    print("\n" + "\n".join(line for line in machine if not line.startswith("page size")))
     print(f"load average after: {os.getloadavg()}")
     print("\n" + table(rows, args.latency_ms))
     print(f"\ntotal {time.perf_counter() - began:.0f} s")
