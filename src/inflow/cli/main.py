@@ -298,7 +298,12 @@ def watch_demo(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Syncs at a time.")] = 2,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Syncs at a time (a sync mostly waits on its provider: see bench/scale)."
+        ),
+    ] = 8,
     once: Annotated[bool, typer.Option("--once", help="Stop when nothing is queued.")] = False,
     grace: Annotated[
         float, typer.Option(min=0, help="Seconds running syncs may go on after SIGTERM.")

@@ -337,9 +337,13 @@ def open_runtime(
     recorder: RunRecorder | None = None,
     *,
     connector: Connector | None = None,
+    loaded: tuple[DataSource, Connector, ConnectorConfig] | None = None,
 ) -> tuple[DataSource, ConnectorRuntime]:
-    """A runtime for a stored source: its config decrypted, its tokens from the vault."""
-    source, connector, config = load_config(deps, source_id, connector)
+    """A runtime for a stored source: its config decrypted, its tokens from the vault.
+
+    ``loaded``: what ``load_config`` returned, read off the event loop by an async caller (a
+    worker's loop runs many syncs: a blocking read would stall them all)."""
+    source, connector, config = loaded or load_config(deps, source_id, connector)
     runtime = ConnectorRuntime(
         connector,
         config,
@@ -516,8 +520,7 @@ class _Writer:
 async def _sync_stream(
     runtime: ConnectorRuntime, stream: Stream, writer: _Writer, batch_size: int
 ) -> None:
-    with writer.deps.factory() as session:
-        state = repo.load_state(session, source_id=writer.source.id, stream=stream.name)
+    state = await asyncio.to_thread(_load_state, writer.deps.factory, writer.source.id, stream.name)
     queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=8)
 
     async def produce() -> None:
@@ -556,6 +559,14 @@ async def _sync_stream(
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await producer
+
+
+def _load_state(
+    factory: sessionmaker[Session], source_id: uuid.UUID, stream: str
+) -> dict[str, Any] | None:
+    """A stream's checkpoint (in a thread: the event loop runs other syncs meanwhile)."""
+    with factory() as session:
+        return repo.load_state(session, source_id=source_id, stream=stream)
 
 
 def _save_waiting(
@@ -739,7 +750,8 @@ async def run_sync(
     writer: _Writer | None = None
     heartbeat = asyncio.create_task(_keep_lease(deps.factory, run_id))
     try:
-        source, runtime = open_runtime(deps, run.source_id, recorder)
+        loaded = await asyncio.to_thread(load_config, deps, run.source_id)
+        source, runtime = open_runtime(deps, run.source_id, recorder, loaded=loaded)
         writer = _Writer(deps, run_id, source, run.started_at or utcnow(), recorder)
         async with runtime:
             for stream in runtime.connector.streams:

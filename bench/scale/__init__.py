@@ -1,0 +1,1 @@
+"""Syncs at scale: see ``__main__`` (``python -m bench.scale``)."""
