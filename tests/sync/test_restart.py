@@ -211,6 +211,11 @@ def test_a_live_workers_run_is_left_alone_and_a_stopped_worker_hands_it_back(
                 ).id
                 session.commit()
             wait_for(lambda: committed_days(factory, source_id) >= 10, "10 days committed")
+            # The provider slows down (each answer 20 s, within the client's 60 s read
+            # timeout), so the run is surely still running while another server starts,
+            # however loaded the machine.
+            slow = twilio.post("/_sandbox/twilio/config", json={"faults": {"latencyMs": 20_000}})
+            assert slow.status_code == 200, slow.text
             assert get_run(factory, run_id).status == "running"
 
             # Another server starting beside the live worker takes nothing from it.
@@ -227,6 +232,8 @@ def test_a_live_workers_run_is_left_alone_and_a_stopped_worker_hands_it_back(
             assert (stopped.status, stopped.error["type"]) == ("interrupted", "ShutDown")
             assert "worker stopped" in log.read_text()
 
+            fast = twilio.post("/_sandbox/twilio/config", json={"faults": {"latencyMs": 0}})
+            assert fast.status_code == 200, fast.text
             after = sync(http, source_id)  # accepted at once; this server runs it
             assert finished(http, after)["status"] == "succeeded"
     finally:
