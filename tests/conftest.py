@@ -52,7 +52,11 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get(
     "INFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("INFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# Under pytest-xdist each worker (gw0, gw1, …) empties a Redis database of its own: 15, 13, 11 …
+XDIST_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+REDIS_URL = os.environ.get(
+    "INFLOW_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{max(15 - 2 * XDIST_WORKER, 0)}"
+)
 
 
 def unavailable(reason: str) -> None:
