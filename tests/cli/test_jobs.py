@@ -374,6 +374,7 @@ def test_a_backfill_runs_each_chunk_as_a_job_of_the_workers(setup: Setup, db: En
     assert len(points_of(factory, source_id)) == sum(c["points"] for c in done["chunks"]) > 0
     assert worker.terminate() == 0, worker.output
 
+
 PACED = 10  # requests per second declared by the paced example connector below
 PLUGIN = f"""
 from dataclasses import replace
