@@ -18,19 +18,23 @@ from sqlalchemy.orm import Session
 from inflow.api.deps import Auditor
 from inflow.errors import NotFoundError, PermissionDeniedError
 from inflow.storage.models import (
+    Backfill,
     DataSource,
     Experiment,
     Role,
     Space,
     SpaceMembership,
     SpaceRole,
+    SyncRun,
     User,
 )
 
 Action = Literal["read", "write", "delete"]
 Owned = TypeVar("Owned", DataSource, Experiment, Space)
+OfSource = TypeVar("OfSource", SyncRun, Backfill)
 
 _LABEL = {DataSource: "data source", Experiment: "test", Space: "space"}
+_PART_LABEL = {SyncRun: "run", Backfill: "backfill"}
 
 
 def space_role(session: Session, user: User, space: Space) -> str | None:
@@ -85,4 +89,26 @@ def require(
             verb = "change" if action == "write" else action
             raise PermissionDeniedError(f"your role lets you see this {label} but not {verb} it")
         raise NotFoundError(f"{label} {obj_id} not found")
+    return obj
+
+
+def require_of_source(
+    session: Session,
+    user: User,
+    model: type[OfSource],
+    obj_id: uuid.UUID,
+    *,
+    audit: Auditor,
+    action: Action = "read",
+) -> OfSource:
+    """A record of a data source (a run, a backfill), if ``user`` may ``action`` its source
+    (``require``); otherwise ``NotFoundError`` naming the record, not its source."""
+    label = _PART_LABEL[model]
+    obj = session.get(model, obj_id)
+    if obj is None:
+        raise NotFoundError(f"{label} {obj_id} not found")
+    try:
+        require(session, user, DataSource, obj.source_id, audit=audit, action=action)
+    except NotFoundError as exc:
+        raise NotFoundError(f"{label} {obj_id} not found") from exc
     return obj

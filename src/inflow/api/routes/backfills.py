@@ -10,12 +10,11 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy import select
 
-from inflow.api.authz import require
+from inflow.api.authz import require, require_of_source
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.routes.runs import _worker
 from inflow.api.schemas import Day, Schema
 from inflow.api.services.backfills import start_backfill
-from inflow.errors import NotFoundError
 from inflow.storage.models import Backfill, DataSource
 from inflow.sync import backfill as service
 
@@ -127,25 +126,12 @@ def list_backfills(
     return [backfill_public(b) for b in rows]
 
 
-def _require_backfill(
-    session: SessionDep, user: CurrentUser, backfill_id: uuid.UUID, audit: AuditDep, action: Any
-) -> Backfill:
-    backfill = session.get(Backfill, backfill_id)
-    if backfill is None:
-        raise NotFoundError(f"backfill {backfill_id} not found")
-    try:
-        require(session, user, DataSource, backfill.source_id, audit=audit, action=action)
-    except NotFoundError as exc:
-        raise NotFoundError(f"backfill {backfill_id} not found") from exc
-    return backfill
-
-
 @router.get("/api/backfills/{backfill_id}", operation_id="backfills-get")
 def get_backfill(
     backfill_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> BackfillPublic:
     """A backfill's progress: chunks done of the total, the current chunk, its state."""
-    return backfill_public(_require_backfill(session, user, backfill_id, audit, "read"))
+    return backfill_public(require_of_source(session, user, Backfill, backfill_id, audit=audit))
 
 
 @router.post(
@@ -155,7 +141,7 @@ def cancel_backfill(
     backfill_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> BackfillPublic:
     """Stop a backfill: at once when no chunk is being read, else after the current chunk."""
-    backfill = _require_backfill(session, user, backfill_id, audit, "write")
+    backfill = require_of_source(session, user, Backfill, backfill_id, audit=audit, action="write")
     service.cancel(backfill)
     audit("backfill.cancel", target=f"backfills:{backfill_id}")
     return backfill_public(backfill)

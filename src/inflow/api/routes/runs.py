@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy import select
 
-from inflow.api.authz import require
+from inflow.api.authz import require, require_of_source
 from inflow.api.deps import AuditDep, CurrentUser, SessionDep
 from inflow.api.schemas import DayOrMoment, Schema
 from inflow.api.services import data_points
@@ -19,7 +19,7 @@ from inflow.connectors import get_connector
 from inflow.connectors.records import DataPoint
 from inflow.connectors.runtime import days_zone
 from inflow.connectors.spec import Connector, Window
-from inflow.errors import FieldError, InflowError, NotFoundError, ValidationFailedError
+from inflow.errors import FieldError, InflowError, ValidationFailedError
 from inflow.storage import repo
 from inflow.storage.models import (
     DataSource,
@@ -353,26 +353,13 @@ def sync(
     return RunQueued(run_id=run.id)
 
 
-def _require_run(
-    session: SessionDep, user: CurrentUser, run_id: uuid.UUID, audit: AuditDep
-) -> SyncRun:
-    run = session.get(SyncRun, run_id)
-    if run is None:
-        raise NotFoundError(f"run {run_id} not found")
-    try:
-        require(session, user, DataSource, run.source_id, audit=audit, action="read")
-    except NotFoundError as exc:
-        raise NotFoundError(f"run {run_id} not found") from exc
-    return run
-
-
 @router.get("/api/runs/{run_id}", operation_id="runs-get")
 def get_run(
     run_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> RunPublic:
     """A run with its counts, error, waiting state, request timeline and, per stream, where
     it is and its last checkpoint."""
-    run = _require_run(session, user, run_id, audit)
+    run = require_of_source(session, user, SyncRun, run_id, audit=audit)
     public = run_public(run, timeline=True)
     source = session.get(DataSource, run.source_id)
     if source is not None:
@@ -395,7 +382,7 @@ def cancel_run(
     run_id: uuid.UUID, user: CurrentUser, session: SessionDep, audit: AuditDep
 ) -> RunPublic:
     """Ask a queued or running run to stop after its current batch."""
-    run = _require_run(session, user, run_id, audit)
+    run = require_of_source(session, user, SyncRun, run_id, audit=audit)
     if run.status in ("queued", "running"):
         run.cancel_requested = True
         if run.status == "queued":
