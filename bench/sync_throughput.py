@@ -46,6 +46,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.child import run_module
+
 DAYS = 25  # the synced window, today included
 PAGE_SIZE = 5000  # the example connector's `metrics` page size
 # The engine writes once EngineDeps.batch_size (5000) points are pending; a page brings
@@ -300,16 +302,7 @@ CHILDREN = {"sync": child_sync, "paging": child_paging, "insert": child_insert}
 
 def run_child(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter; its last stdout line is the JSON result."""
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.sync_throughput", "--child", kind, json.dumps(params)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{kind} failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_module(kind, "bench.sync_throughput", "--child", kind, json.dumps(params))
     result["rate"] = result["records"] / result["seconds"]
     return result
 

@@ -35,9 +35,9 @@ from typing import Any
 
 import httpx
 
+from bench.child import run_module
 from bench.sync_throughput import Databases, free_port, sandbox
 
-ROOT = Path(__file__).resolve().parents[2]
 INFLOW = Path(sys.executable).with_name("inflow")
 DAYS, PAGES, METRICS = 400, 5, ("visits", "signups")
 PER_SOURCE = DAYS * PAGES * len(METRICS)
@@ -235,17 +235,7 @@ def _utc(moment: datetime) -> str:
 
 
 def load(params: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.api_load.clients", json.dumps(params)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"the load failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_module("the load", "bench.api_load.clients", json.dumps(params))
 
 
 def one_backend(backend: str, args: argparse.Namespace, dbs: Databases, tmp: Path) -> None:

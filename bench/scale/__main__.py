@@ -44,9 +44,9 @@ from typing import Any
 
 import httpx
 
+from bench.child import run_module
 from bench.sync_throughput import Databases, sandbox, versions
 
-ROOT = Path(__file__).resolve().parents[2]
 INFLOW = Path(sys.executable).with_name("inflow")
 SECRET = "bench-scale-secret-key-0123456789abcdef"  # noqa: S105 (a throwaway database's key)
 VOLUME = {"pages": 1, "reports": 0, "dashboards": 0}
@@ -233,17 +233,7 @@ def run_embedded(
     db_url: str, data_dir: Path, warm_url: str, profile: str | None = None
 ) -> dict[str, Any]:
     params = {"db_url": db_url, "data_dir": str(data_dir), "warm_url": warm_url, "profile": profile}
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.scale", "--child", json.dumps(params)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"embedded run failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_module("embedded run", "bench.scale", "--child", json.dumps(params))
 
 
 # ---------------------------------------------------------------- the distributed mode
