@@ -2,12 +2,16 @@
 
     .venv/bin/python -m bench.scale [--sources 1000] [--latency-ms 50] [--workers 0,1x2,1,2,4]
                                     [--concurrency 8] [--backends sqlite,postgres] [--small]
+                                    [--keys per-source|shared]
 
 One sandbox (``python -m inflow.sandbox``) runs in its own process with ``latencyMs`` set on the
 ``example`` emulator (every request sleeps that long before it is answered). For each mode a
 fresh migrated database gets ``--sources`` ``example`` sources of one user (one request per
 stream: one metrics page, no reports, no dashboards), the sandbox's stats are zeroed, then every
-source gets a queued run in one transaction and the clock starts:
+source gets a queued run in one transaction and the clock starts. ``--keys per-source`` (the
+default) gives each source its own workspace's API key (the sandbox's ``keys`` volume), as 1,000
+customers of a provider have; ``--keys shared`` gives them all one key, and so one outbound budget
+(the connector's 50/s, filled to 45/s): then the provider's limit bounds the throughput.
 
 - ``--workers 0`` (embedded): a fresh process builds the API's ``InProcessWorker`` and hands it
   every run (``submit``), as the API does; on each of ``--backends``. Its concurrency is every
@@ -100,10 +104,12 @@ def worker_env(db_url: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def seed(db_url: str, data_dir: Path, config: dict[str, Any], n: int) -> None:
-    """One user and ``n`` ``example`` sources of theirs (the API's own service)."""
+def seed(db_url: str, data_dir: Path, config: dict[str, Any], n: int, keys: str) -> None:
+    """One user and ``n`` ``example`` sources of theirs (the API's own service); each with its
+    own API key (``keys="per-source"``) or all with the config's."""
     from inflow.api.services import accounts
     from inflow.api.services.sources import create_source
+    from inflow.sandbox.example import api_key
     from inflow.storage.crypto import KeyRing, Vault
     from inflow.storage.db import create_db_engine, make_session_factory, session_scope
 
@@ -113,8 +119,9 @@ def seed(db_url: str, data_dir: Path, config: dict[str, Any], n: int) -> None:
     with session_scope(factory) as session:
         user = accounts.create_user(session, email="scale@example.com", password=uuid.uuid4().hex)
         for i in range(n):
+            own = {**config, "apiKey": api_key(i + 1)} if keys == "per-source" else config
             create_source(
-                session, owner=user, name=f"scale {i}", type_="example", config=config, vault=vault
+                session, owner=user, name=f"scale {i}", type_="example", config=own, vault=vault
             )
     engine.dispose()
 
@@ -344,10 +351,11 @@ def sandbox_stats(url: str) -> dict[str, Any]:
     return stats
 
 
-def prepare_sandbox(url: str, latency_ms: int) -> dict[str, Any]:
-    """Defaults, zeroed stats, then the volume and latency; the example source config."""
+def prepare_sandbox(url: str, latency_ms: int, keys: int) -> dict[str, Any]:
+    """Defaults, zeroed stats, then the volume, ``keys`` workspaces and latency; the example
+    source config."""
     httpx.post(f"{url}/_sandbox/reset").raise_for_status()
-    body = {"volume": VOLUME, "faults": {"latencyMs": latency_ms}}
+    body = {"volume": VOLUME | {"keys": keys}, "faults": {"latencyMs": latency_ms}}
     httpx.post(f"{url}/_sandbox/example/config", json=body).raise_for_status()
     config: dict[str, Any] = httpx.get(f"{url}/_sandbox/credentials").json()["example"]["config"]
     return config
@@ -367,8 +375,8 @@ def measure(
     db_url, _ = dbs.fresh(backend)
     data_dir = tmp / uuid.uuid4().hex[:8]
     data_dir.mkdir()
-    config = prepare_sandbox(url, args.latency_ms)
-    seed(db_url, data_dir, config, args.sources)
+    config = prepare_sandbox(url, args.latency_ms, args.sources)
+    seed(db_url, data_dir, config, args.sources, args.keys)
     before = sandbox_stats(url)["total"]
     sandbox_cpu = cpu_s(sandbox_pid)
     if workers == 0:
@@ -391,6 +399,7 @@ def measure(
         "concurrency": concurrency,
         "concurrency_is": what,
         "sources": args.sources,
+        "keys": args.keys,
         "requests": requests,
         "statuses": stats["byStatus"],
         "wall_s": got["wall_s"],
@@ -430,7 +439,8 @@ def table(rows: list[dict[str, Any]], latency_ms: int) -> str:
             f"{'yes' if r['ok'] else 'NO: ' + json.dumps(r['runs'])} |"
         )
     return (
-        f"{rows[0]['sources']:,} sources, {latency_ms} ms per provider request; "
+        f"{rows[0]['sources']:,} sources ({rows[0].get('keys', 'shared')} API keys), "
+        f"{latency_ms} ms per provider request; "
         f"ideal = requests x {latency_ms} ms / concurrency\n\n" + "\n".join(out)
         if rows
         else ""
@@ -449,6 +459,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="each worker's --concurrency")
     parser.add_argument("--backends", default="sqlite,postgres", help="of the embedded mode")
     parser.add_argument("--small", action="store_true", help="50 sources: a smoke run")
+    parser.add_argument(
+        "--keys",
+        choices=("per-source", "shared"),
+        default="per-source",
+        help="an API key per source (default) or one for all (one outbound budget)",
+    )
     parser.add_argument("--json", action="store_true", help="each result as a JSON line too")
     parser.add_argument("--profile", metavar="DIR", help="cProfile dumps (not for figures)")
     parser.add_argument(

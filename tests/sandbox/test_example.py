@@ -77,6 +77,23 @@ async def test_bad_credentials_get_the_exact_401(client, headers):
     assert r.json() == {"error": {"code": "unauthorized", "message": "Invalid API key"}}
 
 
+async def test_each_workspace_has_its_own_key_and_only_those_are_valid(client):
+    """`keys` workspaces: keys 0001..NNNN open the API, the next one and look-alikes do not."""
+
+    async def status(key: str) -> int:
+        r = await client.get("/example/v1/me", headers={"Authorization": f"Bearer {key}"})
+        return r.status_code
+
+    assert await status("sk_test_inflow_example_0002") == 401  # one workspace by default
+    await configure(client, volume={"keys": 1000})
+    assert await status("sk_test_inflow_example_0001") == 200
+    assert await status("sk_test_inflow_example_1000") == 200
+    assert await status("sk_test_inflow_example_1001") == 401
+    assert await status("sk_test_inflow_example_0000") == 401
+    assert await status("sk_test_inflow_example_01000") == 401  # the same number, another key
+    assert await status("sk_test_inflow_example_ 002") == 401
+
+
 async def test_expired_token_fault_gives_token_expired(client):
     r = await client.get("/example/v1/me", headers={**AUTH, "X-Sandbox-Fault": "expired_token"})
     assert r.status_code == 401

@@ -3,7 +3,9 @@
 Auth is `Authorization: Bearer <API key or OAuth access token>`. Four listings, one per
 pagination style: reports (page number), dashboards (offset), folders (next URL) and metrics
 (opaque cursor, up to 10,000 rows a page). Volume keys: `reports`, `dashboards`, `pages`,
-`revision` (bumps every 10th report and dashboard) and `ratePerSecond` (a real limit; 0 = off).
+`revision` (bumps every 10th report and dashboard), `ratePerSecond` (a real limit; 0 = off) and
+`keys`: how many workspaces' API keys are valid (`sk_test_inflow_example_0001` … `_NNNN`, one
+per customer of the API, as a real provider has; `api_key(n)`), the same data behind each.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from inflow.sandbox.oauth import OAuthServer, TokenRejectedError
 from inflow.sandbox.state import EmulatorState, clock_now, get_state
 
 SLUG = "example"
-API_KEY = "sk_test_inflow_example_0001"
+KEY_PREFIX = "sk_test_inflow_example_"
+KEY_RE = re.compile(re.escape(KEY_PREFIX) + r"(\d{4,6})")
 OAUTH = OAuthServer(
     slug=SLUG, clients={"example-client": "example-secret"}, default_scopes=("read",)
 )
@@ -71,14 +74,30 @@ def not_found(path: str) -> tuple[int, JSONObject]:
     return 404, {"error": {"code": "not_found", "message": f"No route {path}."}}
 
 
+def api_key(n: int = 1) -> str:
+    """The API key of workspace ``n`` (1 … the `keys` volume)."""
+    return f"{KEY_PREFIX}{n:04d}"
+
+
+API_KEY = api_key(1)
+
+
+def valid_key(request: Request, value: str) -> bool:
+    """Whether ``value`` is one of the `keys` workspaces' API keys (compared in constant time)."""
+    match = KEY_RE.fullmatch(value)
+    n = int(match.group(1)) if match else 1
+    in_range = 1 <= n <= max(get_state(request, SLUG).volume_of("keys"), 1)
+    return hmac.compare_digest(value.encode(), api_key(n).encode()) and in_range
+
+
 def require_auth(request: Request) -> None:
-    """Accept the API key or a live OAuth access token; refuse like the real API does."""
+    """Accept a workspace's API key or a live OAuth access token; refuse like the real API does."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     expired = reject(
         401, "token_expired", "The access token has expired.",
         {"WWW-Authenticate": 'Bearer error="invalid_token"'},
     )  # fmt: skip
-    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), API_KEY.encode()):
+    if scheme.lower() == "bearer" and valid_key(request, value.strip()):
         if requested_fault(request) == "expired_token":
             raise expired
         return
@@ -266,6 +285,7 @@ EMULATOR = Emulator(
         "pages": 20,
         "revision": 0,
         "ratePerSecond": 0,
+        "keys": 1,
     },
     error_body=error_body,
     not_found=not_found,
