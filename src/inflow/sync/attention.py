@@ -1,11 +1,12 @@
 """Failures that get attention (docs/alerts.md).
 
-When a run ends, ``run_ended`` counts the source's consecutive failures (a success resets the
+When a run ends, ``record_outcome`` counts the source's consecutive failures (a success resets the
 count; a run stopped by a rate limit or a spent provider quota is a wait, not a failure of the
 source: it neither counts nor resets, and alerts nothing), pauses the source after ``pause_after`` failures in a row, and again after each further
 ``pause_after`` once resumed (the scheduler skips a paused source until a person resumes it),
 notes when a run last stored new or changed data, and tells the alert webhook about the
-transitions only: the first failure, the pause and the recovery, never every failure.
+transitions only (``alert``): the first failure, the pause and the recovery, never every
+failure.
 
 An alert is a JSON POST signed with HMAC-SHA256 over ``"<timestamp>.<body>"``
 (``X-Inflow-Signature: sha256=<hex>``, ``X-Inflow-Timestamp: <unix seconds>``), retried with
@@ -18,7 +19,6 @@ stopped advancing for more than ``STALE_AFTER_SLOTS`` of its schedule's slots.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import uuid
@@ -29,7 +29,6 @@ from typing import Any
 import httpx
 import orjson
 import stamina
-from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.errors import InflowError
 from inflow.http.client import HttpOptions, build_client, check_url
@@ -74,8 +73,7 @@ class Outcome:
 
 
 def record_outcome(
-    factory: sessionmaker[Session],
-    source_id: uuid.UUID,
+    source: DataSource | None,
     *,
     ok: bool,
     message: str,
@@ -83,46 +81,43 @@ def record_outcome(
     pause_after: int,
     counted: bool = True,
 ) -> tuple[Outcome, dict[str, Any]]:
-    """Count the run's end on its source (one run per source at a time: no race on the count);
-    returns the outcome and the source as an alert shows it. A failure not ``counted`` (a rate
-    limit or quota wait) changes nothing but when data last advanced."""
+    """Count the run's end on its source (one run per source at a time: no race on the count),
+    a source of the caller's session, in its transaction; returns the outcome and the source as an alert shows it. A
+    failure not ``counted`` (a rate limit or quota wait) changes nothing but when data last
+    advanced. ``source`` None: deleted meanwhile, nothing to count."""
+    if source is None:
+        return Outcome((), 0, None), {}
     now = utcnow()
     events: list[str] = []
-    with factory() as session:
-        source = session.get(DataSource, source_id)
-        if source is None:  # deleted meanwhile
-            return Outcome((), 0, None), {}
-        before = source.consecutive_failures or 0
-        if stored:
-            source.data_advanced_at = now
-        if ok:
-            source.consecutive_failures = 0
-            if before > 0 or source.paused_at is not None:
-                events.append("source.recovered")
-            source.paused_at = None
-            source.paused_reason = None
-        elif counted:
-            source.consecutive_failures = before + 1
-            if before == 0:
-                events.append("source.failing")
-            if source.paused_at is None and source.consecutive_failures % pause_after == 0:
-                source.paused_at = now
-                source.paused_reason = (
-                    f"paused after {source.consecutive_failures} failed syncs in a row; "
-                    f"last error: {message}"
-                )[:2000]
-                events.append("source.paused")
-        shown = {
-            "id": str(source.id),
-            "name": source.name,
-            "type": source.type,
-            "consecutiveFailures": source.consecutive_failures,
-            "paused": source.paused_at is not None,
-            "pausedReason": source.paused_reason,
-        }
-        outcome = Outcome(tuple(events), source.consecutive_failures, source.paused_reason)
-        session.commit()
-    return outcome, shown
+    before = source.consecutive_failures or 0
+    if stored:
+        source.data_advanced_at = now
+    if ok:
+        source.consecutive_failures = 0
+        if before > 0 or source.paused_at is not None:
+            events.append("source.recovered")
+        source.paused_at = None
+        source.paused_reason = None
+    elif counted:
+        source.consecutive_failures = before + 1
+        if before == 0:
+            events.append("source.failing")
+        if source.paused_at is None and source.consecutive_failures % pause_after == 0:
+            source.paused_at = now
+            source.paused_reason = (
+                f"paused after {source.consecutive_failures} failed syncs in a row; "
+                f"last error: {message}"
+            )[:2000]
+            events.append("source.paused")
+    shown = {
+        "id": str(source.id),
+        "name": source.name,
+        "type": source.type,
+        "consecutiveFailures": source.consecutive_failures,
+        "paused": source.paused_at is not None,
+        "pausedReason": source.paused_reason,
+    }
+    return Outcome(tuple(events), source.consecutive_failures, source.paused_reason), shown
 
 
 def resume(source: DataSource) -> None:
@@ -203,35 +198,17 @@ async def deliver(options: AlertOptions, event: str, payload: dict[str, Any]) ->
     return False
 
 
-async def run_ended(
-    factory: sessionmaker[Session],
+async def alert(
     options: AlertOptions,
+    outcome: Outcome,
+    shown: dict[str, Any],
     *,
-    source_id: uuid.UUID,
     run_id: uuid.UUID,
     ok: bool,
     message: str,
-    stored: bool,
-    counted: bool = True,
-) -> Outcome:
-    """Where a run ends: count it on the source, then send the alerts its transitions call
-    for. Never raises: attention must not change how the run ends. ``counted``: False for a
-    failure that is a wait (a rate limit, a spent quota): not counted, no alert."""
-
-    try:
-        outcome, shown = await asyncio.to_thread(
-            record_outcome,
-            factory,
-            source_id,
-            ok=ok,
-            message=message,
-            stored=stored,
-            pause_after=options.pause_after,
-            counted=counted,
-        )
-    except Exception:
-        log.exception("could not record the run's end on its source", source=str(source_id))
-        return Outcome((), 0, None)
+) -> None:
+    """Send the alerts a run's end called for (its outcome's transitions). Never raises:
+    attention must not change how the run ends."""
     for event in outcome.events:
         payload = {
             "at": utcnow().isoformat(),
@@ -240,7 +217,6 @@ async def run_ended(
             "message": message,
         }
         await deliver(options, event, payload)
-    return outcome
 
 
 # ---------------------------------------------------------------- freshness

@@ -56,7 +56,7 @@ from inflow.storage import repo
 from inflow.storage.crypto import Vault
 from inflow.storage.models import DataSource, HealthStatus, RunStatus, SyncRun, utcnow
 from inflow.storage.quota import DbQuotaGate
-from inflow.sync.attention import AlertOptions, run_ended
+from inflow.sync.attention import AlertOptions, Outcome, alert, record_outcome
 from inflow.sync.tokens import SourceTokenStore
 
 log = get_logger(__name__)
@@ -314,14 +314,20 @@ def load_config(
 ) -> tuple[DataSource, Connector, ConnectorConfig]:
     """A stored source, its connector and its decrypted config (only to call the provider)."""
     with deps.factory() as session:
-        source = session.get(DataSource, source_id)
-        if source is None:
-            raise NotFoundError(f"data source {source_id} not found")
-        connector = connector or get_connector(source.type)
-        if connector is None:
-            raise ConfigError(f"no connector is installed for type {source.type!r}")
-        config = decrypted_config(source, connector, deps.vault)
-        session.expunge(source)
+        return _load_config(session, deps, source_id, connector)
+
+
+def _load_config(
+    session: Session, deps: EngineDeps, source_id: uuid.UUID, connector: Connector | None = None
+) -> tuple[DataSource, Connector, ConnectorConfig]:
+    source = session.get(DataSource, source_id)
+    if source is None:
+        raise NotFoundError(f"data source {source_id} not found")
+    connector = connector or get_connector(source.type)
+    if connector is None:
+        raise ConfigError(f"no connector is installed for type {source.type!r}")
+    config = decrypted_config(source, connector, deps.vault)
+    session.expunge(source)
     return source, connector, config
 
 
@@ -490,13 +496,13 @@ class _Writer:
                 waiting=self.recorder.waiting,
                 timeline=self.recorder.as_dict(),
             )
-        )
-        if not stored.rowcount:  # type: ignore[attr-defined]
+            .returning(SyncRun.cancel_requested)
+        ).first()
+        if stored is None:
             if session.get(SyncRun, self.run_id) is None:
                 raise SyncCancelled  # deleted with its source
             raise _RunLost
-        cancel = session.scalar(select(SyncRun.cancel_requested).where(SyncRun.id == self.run_id))
-        return bool(cancel)
+        return bool(stored.cancel_requested)
 
     def finish_run(self, streams: Sequence[Stream]) -> None:
         """After every stream was read to its end: assets not seen in this run vanished upstream.
@@ -518,9 +524,13 @@ class _Writer:
 
 
 async def _sync_stream(
-    runtime: ConnectorRuntime, stream: Stream, writer: _Writer, batch_size: int
+    runtime: ConnectorRuntime,
+    stream: Stream,
+    writer: _Writer,
+    batch_size: int,
+    state: dict[str, Any] | None,
 ) -> None:
-    state = await asyncio.to_thread(_load_state, writer.deps.factory, writer.source.id, stream.name)
+    """Read one stream from its checkpoint ``state`` (None: from the start) to its end."""
     queue: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=8)
 
     async def produce() -> None:
@@ -561,14 +571,6 @@ async def _sync_stream(
                 await producer
 
 
-def _load_state(
-    factory: sessionmaker[Session], source_id: uuid.UUID, stream: str
-) -> dict[str, Any] | None:
-    """A stream's checkpoint (in a thread: the event loop runs other syncs meanwhile)."""
-    with factory() as session:
-        return repo.load_state(session, source_id=source_id, stream=stream)
-
-
 def _save_waiting(
     factory: sessionmaker[Session], run_id: uuid.UUID, waiting: dict[str, Any]
 ) -> None:
@@ -600,30 +602,59 @@ async def _keep_lease(factory: sessionmaker[Session], run_id: uuid.UUID) -> None
         await asyncio.to_thread(_renew_lease, factory, run_id)
 
 
-def _claim(factory: sessionmaker[Session], run_id: uuid.UUID) -> SyncRun:
+def _claim(session: Session, run_id: uuid.UUID) -> SyncRun:
     """Queued → running, atomically: of several workers trying, exactly one succeeds (and
-    becomes the run's owner)."""
-    with factory() as session:
-        now = utcnow()
-        taken = session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
-            .values(
-                status=RunStatus.RUNNING,
-                started_at=now,
-                lease_until=now + LEASE,
-                owner=process_owner(),
-                waiting=None,  # a retried run no longer waits
-            )
+    becomes the run's owner). One statement: the run comes back with the UPDATE."""
+    now = utcnow()
+    run = session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
+        .values(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            lease_until=now + LEASE,
+            owner=process_owner(),
+            waiting=None,  # a retried run no longer waits
         )
-        session.commit()
-        run = session.get(SyncRun, run_id)
-        if run is None:
+        .returning(SyncRun)
+    ).scalar_one_or_none()
+    if run is None:
+        found = session.get(SyncRun, run_id)
+        if found is None:
             raise NotFoundError(f"run {run_id} not found")
-        if not taken.rowcount:  # type: ignore[attr-defined]
-            raise ConflictError(f"run {run_id} is {run.status}, not queued")
-        session.expunge(run)
-        return run
+        raise ConflictError(f"run {run_id} is {found.status}, not queued")
+    session.commit()
+    return run
+
+
+Loaded = tuple[DataSource, Connector, ConnectorConfig]
+
+
+@dataclass
+class _Start:
+    """What a run starts from, read in one thread hop: the claimed run, its source's config
+    (or why it could not be loaded: the run records that as its failure) and every stream's
+    checkpoint."""
+
+    run: SyncRun
+    loaded: Loaded | Exception
+    states: dict[str, dict[str, Any]]
+
+    def config(self) -> Loaded:
+        """The source's config; raises what kept it from loading."""
+        if isinstance(self.loaded, Exception):
+            raise self.loaded
+        return self.loaded
+
+
+def _start(deps: EngineDeps, run_id: uuid.UUID) -> _Start:
+    with deps.factory() as session:
+        run = _claim(session, run_id)
+        try:
+            loaded: Loaded | Exception = _load_config(session, deps, run.source_id)
+        except Exception as exc:
+            return _Start(run, exc, {})
+        return _Start(run, loaded, repo.load_states(session, source_id=run.source_id))
 
 
 def queued_runs(factory: sessionmaker[Session], limit: int = 10) -> list[uuid.UUID]:
@@ -647,19 +678,32 @@ def _finish(
     counts: repo.Counts,
     error: dict[str, Any] | None,
 ) -> None:
-    with factory() as session:  # a run recovered as interrupted meanwhile keeps that end
-        session.execute(
-            update(SyncRun)
-            .where(*_mine(run_id))
-            .values(
-                status=status,
-                finished_at=utcnow(),
-                lease_until=None,
-                waiting=None,
-                **_committed(recorder, counts, error),
-            )
-        )
+    with factory() as session:
+        _finish_in(session, run_id, status, recorder, counts, error)
         session.commit()
+
+
+def _finish_in(
+    session: Session,
+    run_id: uuid.UUID,
+    status: str,
+    recorder: RunRecorder,
+    counts: repo.Counts,
+    error: dict[str, Any] | None,
+) -> None:
+    """The run's end, in the caller's transaction; a run recovered as interrupted meanwhile
+    keeps that end."""
+    session.execute(
+        update(SyncRun)
+        .where(*_mine(run_id))
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            lease_until=None,
+            waiting=None,
+            **_committed(recorder, counts, error),
+        )
+    )
 
 
 def _committed(
@@ -737,9 +781,10 @@ async def run_sync(
     committed stays; its retry resumes from the checkpoint), and the result carries the
     exception for the host to raise."""
     try:
-        run = await asyncio.to_thread(_claim, deps.factory, run_id)
+        start = await asyncio.to_thread(_start, deps, run_id)
     except ConflictError:  # cancelled, or taken by another worker, before it started
         return RunResult(run_id, "not_claimed", repo.Counts(), [])
+    run = start.run
 
     async def persist_waiting(waiting: dict[str, Any]) -> None:
         await asyncio.to_thread(_save_waiting, deps.factory, run_id, waiting)
@@ -750,14 +795,14 @@ async def run_sync(
     writer: _Writer | None = None
     heartbeat = asyncio.create_task(_keep_lease(deps.factory, run_id))
     try:
-        loaded = await asyncio.to_thread(load_config, deps, run.source_id)
-        source, runtime = open_runtime(deps, run.source_id, recorder, loaded=loaded)
+        source, runtime = open_runtime(deps, run.source_id, recorder, loaded=start.config())
         writer = _Writer(deps, run_id, source, run.started_at or utcnow(), recorder)
         async with runtime:
             for stream in runtime.connector.streams:
                 if stream.parse is None and stream.reduce is None:
                     continue  # a parent-only stream: read for its children
-                await _sync_stream(runtime, stream, writer, deps.batch_size)
+                state = start.states.get(stream.name)
+                await _sync_stream(runtime, stream, writer, deps.batch_size, state)
             await asyncio.to_thread(writer.finish_run, runtime.connector.streams)
     except SyncCancelled:
         counts = writer.counts if writer else repo.Counts()
@@ -786,26 +831,16 @@ async def run_sync(
         ):
             log.warning("sync failed; retried later", run_id=str(run_id), until=str(until))
             return RunResult(run_id, RunStatus.QUEUED, counts, [], error, exception=exc)
-        status, message = _health_for(exc)
-        await asyncio.to_thread(set_health, deps.factory, run.source_id, status, message)
         # a rate limit or a spent quota is a wait, not the source failing: not counted
-        counted = not isinstance(exc, RateLimitedError)
-        await _attention(deps, run.source_id, run_id, counts, error["message"], counted=counted)
-        await asyncio.to_thread(
-            _finish, deps.factory, run_id, RunStatus.FAILED, recorder, counts, error
-        )
+        end = _End(RunStatus.FAILED, counts, error, _health_for(exc))
+        await _end_run(deps, run, end, recorder, counted=not isinstance(exc, RateLimitedError))
         return RunResult(run_id, RunStatus.FAILED, counts, [], error)
     finally:
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
-    await asyncio.to_thread(
-        set_health, deps.factory, run.source_id, HealthStatus.OK, "last sync succeeded"
-    )
-    await _attention(deps, run.source_id, run_id, writer.counts, None)
-    await asyncio.to_thread(
-        _finish, deps.factory, run_id, RunStatus.SUCCEEDED, recorder, writer.counts, None
-    )
+    end = _End(RunStatus.SUCCEEDED, writer.counts, None, (HealthStatus.OK, "last sync succeeded"))
+    await _end_run(deps, run, end, recorder)
     log.info(
         "sync finished",
         run_id=str(run_id),
@@ -815,27 +850,67 @@ async def run_sync(
     return RunResult(run_id, RunStatus.SUCCEEDED, writer.counts, writer.changes)
 
 
-async def _attention(
-    deps: EngineDeps,
-    source_id: uuid.UUID,
-    run_id: uuid.UUID,
-    counts: repo.Counts,
-    failure: str | None,
-    *,
-    counted: bool = True,
+@dataclass(frozen=True)
+class _End:
+    """How a run ends: its status, counts and error, and its source's health after it."""
+
+    status: str
+    counts: repo.Counts
+    error: dict[str, Any] | None
+    health: tuple[str, str]
+
+
+def _settle(
+    deps: EngineDeps, run: SyncRun, end: _End, recorder: RunRecorder, *, counted: bool
+) -> tuple[Outcome, dict[str, Any], bool]:
+    """The source's health and its count of failures in a row (``attention``), and the run's
+    end, in one transaction: whoever sees the run ended sees its source's count too. When the
+    count calls for alerts the run's end waits for them (returns False: not ended yet)."""
+    message = end.error["message"] if end.error else end.health[1]
+    with deps.factory() as session:
+        source = session.get(DataSource, run.source_id)
+        if source is not None:
+            source.health_status, source.health_message = end.health[0], end.health[1][:2000]
+            source.health_checked_at = utcnow()
+        outcome, shown = record_outcome(
+            source,
+            ok=end.error is None,
+            message=message,
+            stored=end.counts.created + end.counts.updated > 0,
+            pause_after=deps.alerts.pause_after,
+            counted=counted,
+        )
+        ended = not outcome.events
+        if ended:
+            _finish_in(session, run.id, end.status, recorder, end.counts, end.error)
+        session.commit()
+    return outcome, shown, ended
+
+
+async def _end_run(
+    deps: EngineDeps, run: SyncRun, end: _End, recorder: RunRecorder, *, counted: bool = True
 ) -> None:
-    """Count the run's end on its source and alert on a transition (``sync/attention.py``),
-    before the run shows as ended: whoever sees it ended sees its source's count too."""
-    await run_ended(
-        deps.factory,
+    """Record a run's end (``_settle``) and send the alerts it calls for, before the run shows
+    as ended. Counting never changes how a run ends: if it fails, the run still ends."""
+    try:
+        outcome, shown, ended = await asyncio.to_thread(
+            _settle, deps, run, end, recorder, counted=counted
+        )
+    except Exception:
+        log.exception("could not record the run's end on its source", source=str(run.source_id))
+        outcome, shown, ended = Outcome((), 0, None), {}, False
+    await alert(
         deps.alerts,
-        source_id=source_id,
-        run_id=run_id,
-        ok=failure is None,
-        message=failure or "last sync succeeded",
-        stored=counts.created + counts.updated > 0,
-        counted=counted,
+        outcome,
+        shown,
+        run_id=run.id,
+        ok=end.error is None,
+        message=end.error["message"] if end.error else end.health[1],
     )
+    if not ended:
+        await asyncio.to_thread(
+            _finish, deps.factory, run.id, end.status, recorder, end.counts, end.error
+        )
 
 
 def _error_record(exc: BaseException) -> dict[str, Any]:
