@@ -36,6 +36,7 @@ from inflow.storage.models import DataSource, User
 from inflow.sync import attention, oauth
 from inflow.sync.engine import fetch_points, test_source
 from inflow.sync.worker import InProcessWorker
+from inflow.web import backfills
 from inflow.web.forms import FormField, config_from_form, errors_by_field, form_fields
 from inflow.web.points import Batches, group_points, period_label
 from inflow.web.session import PageUser
@@ -470,7 +471,9 @@ def source_page(
 ) -> Response:
     source = require(session, user, DataSource, source_id, audit=audit, action="read")
     context = _source_context(request, session, user, source, origin)
+    context |= backfills.backfills_context(session, user, source, audit)
     context |= {
+        "schedule": backfills.schedule_view(source),
         "oauth_result": oauth,
         "oauth_error": error,
         "created": bool(created),
