@@ -94,6 +94,23 @@ def actions(factory) -> list[str]:
         return list(session.scalars(select(AuditEvent.action)))
 
 
+def polled_to_the_end(client, source_id: uuid.UUID) -> httpx.Response:
+    """The source's backfill list, polled as the page does while a backfill is unfinished
+    (with its Cancel button), until it has ended."""
+    deadline = time.monotonic() + 60
+    while True:
+        listed = client.get(f"/sources/{source_id}/backfills", headers=HTMX)
+        assert listed.status_code == 200
+        state = re.search(r'data-state="(\w+)"', listed.text)
+        assert state is not None, listed.text
+        if state.group(1) in FINAL:
+            return listed
+        assert 'hx-trigger="every 2s"' in listed.text
+        assert "Cancel" in listed.text
+        assert time.monotonic() < deadline, listed.text
+        time.sleep(0.05)
+
+
 def test_a_backfill_started_from_the_form_runs_to_its_end_and_the_list_polls_till_then(
     client, factory
 ):
@@ -112,19 +129,9 @@ def test_a_backfill_started_from_the_form_runs_to_its_end_and_the_list_polls_til
     (row,) = backfills(factory)
     assert (row.first_day, row.last_day) == (days_back(20), days_back(2))
     assert row.created_by == user.email
-    deadline = time.monotonic() + 60
-    while True:  # the list's own poll, until the backfill ends
-        listed = client.get(f"/sources/{source_id}/backfills", headers=HTMX)
-        assert listed.status_code == 200
-        state = re.search(r'data-state="(\w+)"', listed.text)
-        assert state is not None, listed.text
-        if state.group(1) in FINAL:
-            break
-        assert 'hx-trigger="every 2s"' in listed.text
-        assert "Cancel" in listed.text
-        assert time.monotonic() < deadline, listed.text
-        time.sleep(0.05)
-    assert state.group(1) == "succeeded", listed.text
+    listed = polled_to_the_end(client, source_id)
+
+    assert 'data-state="succeeded"' in listed.text, listed.text
     assert "hx-trigger" not in listed.text  # ended: the poll stops
     assert listed.headers["HX-Trigger"] == "points-stored"  # the stored points reload
     assert "3 of 3 chunks" in listed.text
@@ -152,6 +159,7 @@ def test_the_same_range_asked_again_resumes_the_backfill(client, factory):
     assert answer.status_code == 200, answer.text[:500]
     assert "Resumed" in answer.text
     assert [b.id for b in backfills(factory)] == [backfill_id]
+    assert 'data-state="succeeded"' in polled_to_the_end(client, source_id).text
 
 
 @pytest.mark.parametrize(
@@ -198,7 +206,8 @@ def test_cancel_needs_the_csrf_token_and_stops_the_backfill(client, factory):
     assert f'action="/backfills/{backfill_id}/cancel"' in page.text
     assert ">Queued<" in page.text
     assert "0 of 3 chunks" in page.text
-    assert "Next: " + days_back(20).isoformat() in page.text  # the first chunk's days
+    first_chunk = f"{days_back(20)} \u2013 {days_back(14)}"  # the first chunk's days
+    assert f'Next: <span class="nowrap">{first_chunk}</span>' in page.text
 
     refused = client.post(f"/backfills/{backfill_id}/cancel", headers=HTML)
     assert refused.status_code == 401
@@ -233,7 +242,7 @@ def test_a_cancel_asked_while_a_chunk_is_read_is_shown_until_the_chunk_ends(clie
     assert answer.status_code == 200
     assert "Cancel requested: it stops after the current chunk." in answer.text
     assert 'hx-trigger="every 2s"' in answer.text  # still running: it keeps polling
-    assert "Reading: " + days_back(20).isoformat() in answer.text
+    assert f'Reading: <span class="nowrap">{days_back(20)} \u2013 {days_back(14)}' in answer.text
 
 
 def test_another_users_backfill_is_not_found(client, factory):
@@ -307,3 +316,7 @@ def test_a_schedule_waiting_for_a_spent_quota_says_until_when(client, factory):
     assert "Waiting for quota" in text
     assert "calls are used up until 2026-03-02 00:00 UTC" in text
     assert "10 of 10 calls this day are used" in text
+    next_run = re.search(r'data-testid="next-run">(.*?)</dd>', page.text)
+    assert next_run is not None
+    assert "After the quota resets, at" in next_run.group(1)
+    assert "2026-03-02 00:00 UTC" in next_run.group(1)
