@@ -198,6 +198,32 @@ def test_a_bad_range_is_named_at_its_field_and_starts_nothing(
     assert "source.backfill" not in actions(factory)
 
 
+def test_a_plain_form_is_answered_with_the_whole_page(client, factory):
+    """Without htmx: a bad range is the source's page with the message at its field; a good
+    one goes back to the page's backfills."""
+    user, csrf = browser(client, factory)
+    source_id = a_source(factory, user.id)
+    bad = {"from_date": days_back(5).isoformat(), "to_date": days_back(9).isoformat()}
+    good = {"from_date": days_back(9).isoformat(), "to_date": days_back(5).isoformat()}
+
+    refused = client.post(f"/sources/{source_id}/backfills", data=bad, headers=HTML | csrf)
+
+    assert refused.status_code == 422
+    assert "<h1>Example A</h1>" in refused.text
+    assert 'id="f-backfill-to-error"' in refused.text
+    assert "before the first" in refused.text
+    assert backfills(factory) == []
+    started = client.post(
+        f"/sources/{source_id}/backfills",
+        data=good,
+        headers=HTML | csrf,
+        follow_redirects=False,
+    )
+    assert started.status_code == 303
+    assert started.headers["location"] == f"/sources/{source_id}#backfills"
+    assert 'data-state="succeeded"' in polled_to_the_end(client, source_id).text
+
+
 def test_cancel_needs_the_csrf_token_and_stops_the_backfill(client, factory):
     user, csrf = browser(client, factory)
     source_id = a_source(factory, user.id)

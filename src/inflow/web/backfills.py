@@ -29,7 +29,7 @@ from inflow.api.authz import require, require_of_source
 from inflow.api.deps import AuditDep, SessionDep
 from inflow.api.routes import backfills as backfill_routes
 from inflow.api.routes.runs import _span
-from inflow.api.routes.sources import schedule_waiting
+from inflow.api.routes.sources import Origin, schedule_waiting
 from inflow.connectors import get_connector
 from inflow.connectors.runtime import days_zone
 from inflow.errors import ValidationFailedError
@@ -195,6 +195,7 @@ def _card(
     user: PageUser,
     source: DataSource,
     audit: AuditDep,
+    origin: str,
     *,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
@@ -202,7 +203,14 @@ def _card(
     resumed: bool = False,
     status_code: int = 200,
 ) -> Response:
-    context = backfills_context(session, user, source, audit)
+    if is_htmx(request):
+        context = backfills_context(session, user, source, audit)
+        template = "sources/_backfills.html"
+    else:  # a plain form's answer: the whole page, the card with its messages
+        from inflow.web.sources import page_context  # (that module shows this one's card)
+
+        context = page_context(request, session, user, source, audit, origin)
+        template = "sources/show.html"
     if values is not None:
         context["backfill_range"] = values
     context |= {
@@ -211,7 +219,7 @@ def _card(
         "backfill_started": started,
         "backfill_resumed": resumed,
     }
-    return render(request, "sources/_backfills.html", context, status_code=status_code)
+    return render(request, template, context, status_code=status_code)
 
 
 @router.get("/sources/{source_id}/backfills")
@@ -240,6 +248,7 @@ def start_backfill(
     user: PageUser,
     session: SessionDep,
     audit: AuditDep,
+    origin: Origin,
     from_date: Annotated[str, Form(max_length=40)] = "",
     to_date: Annotated[str, Form(max_length=40)] = "",
 ) -> Response:
@@ -264,9 +273,11 @@ def start_backfill(
                 return RedirectResponse(f"/sources/{source_id}#backfills", status_code=303)
             row = _row(public, session.get(Backfill, public.id), _zone(source))
             resumed = public.id in known  # the same range's unfinished one, going on
-            return _card(request, session, user, source, audit, started=row, resumed=resumed)
+            return _card(
+                request, session, user, source, audit, origin, started=row, resumed=resumed
+            )
     return _card(
-        request, session, user, source, audit, values=values, errors=errors, status_code=422
+        request, session, user, source, audit, origin, values=values, errors=errors, status_code=422
     )
 
 

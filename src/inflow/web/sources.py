@@ -455,6 +455,21 @@ def _source_context(
     }
 
 
+def page_context(
+    request: Request,
+    session: Session,
+    user: User,
+    source: DataSource,
+    audit: Auditor,
+    origin: str,
+) -> dict[str, Any]:
+    """All a source's page shows: its parts, its backfills and what its schedule does next."""
+    context = _source_context(request, session, user, source, origin)
+    context |= backfills.backfills_context(session, user, source, audit)
+    context["schedule"] = backfills.schedule_view(source)
+    return context
+
+
 @router.get("/sources/{source_id}")
 def source_page(
     source_id: uuid.UUID,
@@ -470,10 +485,8 @@ def source_page(
     resumed: str = "",
 ) -> Response:
     source = require(session, user, DataSource, source_id, audit=audit, action="read")
-    context = _source_context(request, session, user, source, origin)
-    context |= backfills.backfills_context(session, user, source, audit)
+    context = page_context(request, session, user, source, audit, origin)
     context |= {
-        "schedule": backfills.schedule_view(source),
         "oauth_result": oauth,
         "oauth_error": error,
         "created": bool(created),
