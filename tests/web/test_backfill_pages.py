@@ -24,7 +24,7 @@ from inflow.connectors import registry
 from inflow.sandbox import create_app as create_sandbox
 from inflow.settings import Settings
 from inflow.storage.db import session_scope
-from inflow.storage.models import AuditEvent, Backfill, DataSource, utcnow
+from inflow.storage.models import AuditEvent, Backfill, DataSource, SyncRun, utcnow
 from inflow.storage.quota import take_call
 from inflow.sync.backfill import FINAL
 from tests.factories import login, make_user
@@ -144,6 +144,13 @@ def test_a_backfill_started_from_the_form_runs_to_its_end_and_the_list_polls_til
         ).one()
     assert event.details["resumed"] is False
     assert event.details["chunks"] == 3
+    # its chunks' runs on the Runs pages lead to the source's backfills
+    link = f'<a href="/sources/{source_id}#backfills"'
+    runs_page = client.get("/runs", headers=HTML)
+    assert runs_page.text.count(link) == 3
+    with factory() as session:
+        run_id = session.scalars(select(SyncRun.id).where(SyncRun.trigger == "backfill")).first()
+    assert link in client.get(f"/runs/{run_id}", headers=HTML).text
 
 
 def test_the_same_range_asked_again_resumes_the_backfill(client, factory):
