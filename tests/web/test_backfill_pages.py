@@ -119,6 +119,8 @@ def test_a_backfill_started_from_the_form_runs_to_its_end_and_the_list_polls_til
     page = client.get(f"/sources/{source_id}", headers=HTML)
     assert page.status_code == 200
     assert "No backfills yet" in page.text
+    assert f'id="f-backfill-from" name="from_date" type="date" value="{days_back(28)}"' in page.text
+    assert f'id="f-backfill-to" name="to_date" type="date" value="{days_back(1)}"' in page.text
     form = {"from_date": days_back(20).isoformat(), "to_date": days_back(2).isoformat()}
 
     answer = client.post(f"/sources/{source_id}/backfills", data=form, headers=HTMX | csrf)
@@ -276,6 +278,27 @@ def test_a_cancel_asked_while_a_chunk_is_read_is_shown_until_the_chunk_ends(clie
     assert "Cancel requested: it stops after the current chunk." in answer.text
     assert 'hx-trigger="every 2s"' in answer.text  # still running: it keeps polling
     assert f'Reading: <span class="nowrap">{days_back(20)} \u2013 {days_back(14)}' in answer.text
+
+
+def test_a_waiting_backfill_says_why_and_until_when(client, factory):
+    user, _ = browser(client, factory)
+    source_id = a_source(factory, user.id)
+    backfill_id = a_backfill(factory, source_id)
+    until = datetime(2026, 11, 19, 0, 0, tzinfo=UTC)
+    reason = "Clarity allows 10 calls a day; the chunk is read again then"
+    with session_scope(factory) as session:
+        row = session.get_one(Backfill, backfill_id)
+        row.state = "waiting"
+        row.waiting = {"state": "waiting", "reason": reason, "until": until.isoformat()}
+
+    listed = client.get(f"/sources/{source_id}/backfills", headers=HTMX)
+
+    assert 'data-state="waiting"' in listed.text
+    assert ">Waiting<" in listed.text
+    assert f"Waiting: {reason}; until " in listed.text
+    assert f'<time datetime="{until.isoformat()}">2026-11-19 00:00:00 UTC</time>' in listed.text
+    assert 'hx-trigger="every 2s"' in listed.text
+    assert "HX-Trigger" not in listed.headers
 
 
 def test_another_users_backfill_is_not_found(client, factory):
