@@ -219,7 +219,10 @@ def _card(
         "backfill_started": started,
         "backfill_resumed": resumed,
     }
-    return render(request, template, context, status_code=status_code)
+    headers = None
+    if started is not None and not any(r.active for r in context["backfills"]):
+        headers = {"HX-Trigger": "points-stored"}  # ended already: no poll will say so
+    return render(request, template, context, status_code=status_code, headers=headers)
 
 
 @router.get("/sources/{source_id}/backfills")
