@@ -20,7 +20,7 @@ from inflow.api.routes.auth import log_in
 from inflow.api.security import hash_token
 from inflow.errors import AuthenticationError, RateLimitExceededError
 from inflow.storage.models import ApiToken
-from inflow.web import experiments, marketplace, metrics, runs, sources, spaces
+from inflow.web import backfills, experiments, marketplace, metrics, runs, sources, spaces
 from inflow.web import session as web_session
 from inflow.web.session import PageUser, local_path, optional_user
 from inflow.web.templating import render
@@ -32,6 +32,7 @@ router.include_router(spaces.router)
 router.include_router(metrics.router)
 router.include_router(experiments.router)
 router.include_router(sources.router)
+router.include_router(backfills.router)
 HOME = "/sources"
 
 

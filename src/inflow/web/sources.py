@@ -36,6 +36,7 @@ from inflow.storage.models import DataSource, User
 from inflow.sync import attention, oauth
 from inflow.sync.engine import fetch_points, test_source
 from inflow.sync.worker import InProcessWorker
+from inflow.web import backfills
 from inflow.web.forms import FormField, config_from_form, errors_by_field, form_fields
 from inflow.web.points import Batches, group_points, period_label
 from inflow.web.session import PageUser
@@ -454,6 +455,21 @@ def _source_context(
     }
 
 
+def page_context(
+    request: Request,
+    session: Session,
+    user: User,
+    source: DataSource,
+    audit: Auditor,
+    origin: str,
+) -> dict[str, Any]:
+    """All a source's page shows: its parts, its backfills and what its schedule does next."""
+    context = _source_context(request, session, user, source, origin)
+    context |= backfills.backfills_context(session, user, source, audit)
+    context["schedule"] = backfills.schedule_view(source)
+    return context
+
+
 @router.get("/sources/{source_id}")
 def source_page(
     source_id: uuid.UUID,
@@ -469,7 +485,7 @@ def source_page(
     resumed: str = "",
 ) -> Response:
     source = require(session, user, DataSource, source_id, audit=audit, action="read")
-    context = _source_context(request, session, user, source, origin)
+    context = page_context(request, session, user, source, audit, origin)
     context |= {
         "oauth_result": oauth,
         "oauth_error": error,
