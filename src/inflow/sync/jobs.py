@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,6 +77,7 @@ TICK_S = 10
 HEARTBEAT_S = 5.0
 STALLED_S = 30.0  # a worker silent this long is taken for dead
 GRACE_S = 8.0  # how long a stopping worker lets its syncs run (Docker kills after 10 s)
+THREADS_SPARE = 4  # threads beyond one per sync: the control jobs, token saves, waits
 SYNC_ATTEMPTS = 5
 ORPHANED = timedelta(seconds=30)  # a queued run this old with no job gets one
 TRANSIENT: tuple[type[Exception], ...] = (TransientProviderError, ServiceUnavailableError)
@@ -227,19 +228,21 @@ async def defer_backfill(
 def _next_run(
     factory: sessionmaker[Session], source_id: uuid.UUID, retried: bool
 ) -> uuid.UUID | None:
+    latest_run = (
+        select(SyncRun)
+        .where(SyncRun.source_id == source_id)
+        .order_by(SyncRun.created_at.desc())
+        .limit(1)
+    )
     with factory() as session:
-        recover_stale_runs(session, source_id=source_id)
-        session.commit()
-        latest = session.execute(
-            select(SyncRun)
-            .where(SyncRun.source_id == source_id)
-            .order_by(SyncRun.created_at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        latest = session.execute(latest_run).scalar_one_or_none()
         if latest is None:
             return None
         if latest.status == RunStatus.QUEUED:
-            return latest.id
+            return latest.id  # (no running run beside it: one active run per source)
+        if recover_stale_runs(session, source_id=source_id):  # the latest, if it was running
+            session.commit()
+            session.refresh(latest)
         if not (retried and latest.status == RunStatus.INTERRUPTED):
             return None
         source = session.get(DataSource, source_id)
@@ -411,6 +414,11 @@ async def run_jobs_worker(
     gives running ones ``grace_s``; then they are cancelled and handed back."""
     global _deps
     _deps = deps
+    # Every sync hops to a thread for its database work: the loop's default pool (cores + 4
+    # threads) would queue the hops of ``concurrency`` syncs behind each other.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(concurrency + THREADS_SPARE, thread_name_prefix="inflow-db")
+    )
     app = build_app(database_url)
     options: dict[str, Any] = {
         "shutdown_graceful_timeout": grace_s,
