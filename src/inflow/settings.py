@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+EMBEDDED_CONCURRENCY = 32  # placeholder, set from bench/scale below
+
 
 def _default_data_dir() -> Path:
     return Path.home() / ".inflow"
@@ -47,6 +49,10 @@ class Settings(BaseSettings):
     trust_forwarded_for: bool = False
     # embedded: syncs run inside the API process; external: `inflow worker` processes run them
     worker: Literal["embedded", "external"] = "embedded"
+    # Embedded mode: syncs (and backfill chunks) the API process runs at once; more stay
+    # queued and start, in the order they were submitted, as running ones end. A sync mostly
+    # waits on its provider, so a few dozen keep one process busy (bench/scale).
+    embedded_concurrency: int = Field(default=EMBEDDED_CONCURRENCY, ge=1, le=1000)
 
     # Requests that may use the database at once, per API process; more wait their turn. The
     # pool holds this many connections plus the embedded worker's, and the thread limiter
