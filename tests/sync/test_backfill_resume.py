@@ -224,3 +224,19 @@ def test_a_server_shut_down_mid_chunk_shows_it_waiting_and_resumes_it_at_start(
     assert (shown["state"], shown["chunksDone"], shown["waiting"]) == ("succeeded", 2, None)
     with factory() as session:  # the lost chunk's run stays as it ended
         assert session.get_one(SyncRun, lost).status == RunStatus.INTERRUPTED
+
+
+def test_a_stalled_jobs_chunk_is_put_back_with_its_run(deps, factory, vault, sb):
+    """What procrastinate's stalled-job recovery does for a backfill job (``jobs._interrupt``,
+    before the job is retried): the run ends interrupted, the chunk waits to be read again."""
+    from inflow.sync import jobs
+
+    source_id = make_source(factory, vault)
+    backfill_id = _plan(factory, source_id, days_back(17), days_back(4))
+    lost = _dead_chunk(factory, backfill_id, 0, ELSEWHERE)  # its lease still runs
+
+    jobs._interrupt(factory, source_id)
+
+    row = _interrupted(factory, backfill_id, lost, "killed or crashed")
+    assert [c.state for c in row.chunks] == ["pending", "pending"]
+    assert asyncio.run(bf.run_backfill(deps, backfill_id)) == "succeeded"
