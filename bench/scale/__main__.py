@@ -14,8 +14,9 @@ customers of a provider have; ``--keys shared`` gives them all one key, and so o
 (the connector's 50/s, filled to 45/s): then the provider's limit bounds the throughput.
 
 - ``--workers 0`` (embedded): a fresh process builds the API's ``InProcessWorker`` and hands it
-  every run (``submit``), as the API does; on each of ``--backends``. Its concurrency is every
-  submitted run (nothing caps it).
+  every run (``submit``), as the API does; on each of ``--backends``. Its concurrency is the
+  API's cap, ``INFLOW_EMBEDDED_CONCURRENCY`` (the environment's, else the default), or every
+  run when there are fewer.
 - ``--workers N`` or ``NxC`` (distributed, PostgreSQL): N ``inflow worker --concurrency C``
   processes (``INFLOW_WORKER=external``; C defaults to ``--concurrency``) are started and
   waited for (their procrastinate workers registered); then the runs are queued and their jobs
@@ -200,7 +201,9 @@ def child_embedded(p: dict[str, Any]) -> dict[str, Any]:
     s = settings(p["db_url"], Path(p["data_dir"]))
     engine = create_db_engine(p["db_url"], connections=s.db_concurrency + BACKGROUND_CONNECTIONS)
     factory = make_session_factory(engine)
-    worker = InProcessWorker(engine_deps(s, factory, Vault.from_keyring(KeyRing(s))))
+    worker = InProcessWorker(
+        engine_deps(s, factory, Vault.from_keyring(KeyRing(s))), concurrency=s.embedded_concurrency
+    )
     statements = [0]
 
     @event.listens_for(engine, "before_cursor_execute")
@@ -233,6 +236,7 @@ def child_embedded(p: dict[str, Any]) -> dict[str, Any]:
         "rss": {"embedded (API process)": peak_mb()},
         "statements_per_sync": statements[0] / max(len(run_ids), 1),
         "cpu_s": cpu,
+        "concurrency": worker.concurrency,
     }
 
 
@@ -381,7 +385,9 @@ def measure(
     sandbox_cpu = cpu_s(sandbox_pid)
     if workers == 0:
         result = run_embedded(db_url, data_dir, f"{url}/_sandbox/credentials", args.profile)
-        concurrency, what = args.sources, "every run (uncapped)"
+        cap = int(result["concurrency"])
+        concurrency = min(cap, args.sources)
+        what = "every run" if cap >= args.sources else "INFLOW_EMBEDDED_CONCURRENCY"
     else:
         result = run_distributed(
             db_url, data_dir, workers, per_worker, tmp / "workers.log", args.profile

@@ -469,3 +469,62 @@ def test_workers_sharing_redis_keep_the_providers_rate_limit_for_one_credential(
     assert (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) <= PACED
     # the budget was binding: runs waited for it (the three workers could go faster)
     assert sum(t["waitedS"] for t in timelines) > 0
+
+
+def test_a_killed_workers_backfill_chunk_is_handed_back_and_read_again(setup: Setup, db: Engine):
+    """A worker SIGKILLed mid-chunk sends no more heartbeats: a live worker's tick takes its
+    job for stalled, ends the chunk's run ``interrupted`` (never ``running`` for a dead
+    process), puts the chunk back (the backfill waits to be resumed) and retries the job,
+    which reads that chunk again."""
+    setup.sandbox_config(volume={"pages": 3}, faults={"latencyMs": 700})  # a chunk lasts a while
+    source_id = setup.source("backfilled, killed")
+    last = utcnow().date() - timedelta(days=1)
+    started = httpx.post(
+        f"{setup.api.base_url}/api/data-sources/{source_id}/backfill",
+        headers=setup.headers,
+        json={"from": (last - timedelta(days=13)).isoformat(), "to": last.isoformat()},
+    )
+    assert started.status_code == 202, started.text
+    backfill_id = started.json()["id"]
+
+    def progress() -> dict[str, Any]:
+        got = httpx.get(f"{setup.api.base_url}/api/backfills/{backfill_id}", headers=setup.headers)
+        assert got.status_code == 200, got.text
+        return dict(got.json())
+
+    def runs() -> list[tuple[str, str, str | None]]:
+        with db.connect() as conn:
+            rows = conn.execute(
+                select(SyncRun.trigger, SyncRun.status, SyncRun.error)
+                .where(SyncRun.source_id == uuid.UUID(source_id))
+                .order_by(SyncRun.created_at)
+            ).all()
+        return [(t, s, (e or {}).get("type")) for t, s, e in rows]
+
+    def reading() -> bool:
+        current = progress()["currentChunk"]
+        return current is not None and current["state"] == "running"
+
+    doomed = setup.worker(concurrency=1)
+    wait_until("a chunk being read", reading, [doomed], 60)
+    doomed.kill()
+    assert progress()["state"] == "running"  # nobody knows yet
+    setup.sandbox_config(faults={"latencyMs": 0})
+
+    fresh = setup.worker(concurrency=1)  # its tick notices the silent worker's job
+    wait_until("the backfill", lambda: progress()["state"] == "succeeded", [fresh], 150)
+    done = progress()
+    assert (done["chunksDone"], done["chunksTotal"], done["waiting"]) == (2, 2, None)
+    assert runs() == [
+        ("backfill", "interrupted", "WorkerLost"),
+        ("backfill", "succeeded", None),
+        ("backfill", "succeeded", None),
+    ]
+    with db.connect() as conn:
+        jobs = conn.execute(
+            text("SELECT status FROM procrastinate_jobs WHERE task_name = 'inflow.backfill'")
+        ).all()
+    assert sorted(jobs) == [("succeeded",)] * 2  # the killed one retried, then the next chunk
+    factory = sessionmaker(db)
+    assert len(points_of(factory, source_id)) == sum(c["points"] for c in done["chunks"]) > 0
+    assert fresh.terminate() == 0, fresh.output

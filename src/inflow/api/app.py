@@ -52,7 +52,7 @@ from inflow.storage.db import (
 )
 from inflow.storage.models import Backfill, SyncRun
 from inflow.sync.attention import AlertOptions
-from inflow.sync.backfill import UNFINISHED
+from inflow.sync.backfill import UNFINISHED, recover_chunks
 from inflow.sync.engine import EngineDeps, recover_stale_runs
 from inflow.sync.jobs import JobQueue, distributed
 from inflow.sync.worker import InProcessWorker
@@ -106,6 +106,7 @@ def resume_runs(factory: sessionmaker[Session], worker: InProcessWorker) -> None
         return
     with factory() as session:
         recover_stale_runs(session)
+        recover_chunks(session)  # their backfills say they wait to be resumed
         queued = list(
             session.execute(select(SyncRun.id).where(SyncRun.status == "queued")).scalars()
         )
@@ -178,7 +179,10 @@ def create_app(
             apply_job_schema(engine)
         jobs = JobQueue(settings.resolved_database_url)
     app.state.worker = InProcessWorker(
-        app.state.engine_deps, external=settings.worker == "external", jobs=jobs
+        app.state.engine_deps,
+        external=settings.worker == "external",
+        jobs=jobs,
+        concurrency=settings.embedded_concurrency,
     )
     resume_runs(app.state.session_factory, app.state.worker)
     if scheduler and settings.worker == "embedded":

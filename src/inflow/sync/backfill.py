@@ -17,6 +17,12 @@ source's lock, which defers the next.
 - A provider's rate limit or spent quota (``RateLimitedError``) makes the backfill wait until
   the reset (its ``waiting`` says until when), never fail; any other error fails it, with the
   chunks done kept.
+- A chunk whose process stopped is never shown ``running``: once its run is known to be a
+  stopped process's (``recover_stale_runs``: at once on this host, else when its lease lapses;
+  a procrastinate worker's silence), ``recover_chunks`` puts the chunk back to ``pending`` and
+  the backfill ``waiting`` to be resumed (saying why); the next process reads the chunk
+  again (embedded: at its start; ``inflow worker``: its next poll; procrastinate: the stalled
+  job retried).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -161,6 +167,7 @@ class ChunkOutcome:
     state: str = ""
     wait_s: float = 0.0
     error: BaseException | None = None
+    read: bool = False  # a chunk was read and stored
 
 
 @dataclass(frozen=True)
@@ -173,7 +180,9 @@ class _Held:
 
 def _hold_source(session: Session, source_id: uuid.UUID) -> uuid.UUID:
     """A running run of this process on the source (its one writer), or ``ConflictError``."""
-    recover_stale_runs(session, source_id=source_id)
+    recover_stale_runs(session, source_id=source_id)  # a stopped process's run (and chunk)
+    recover_chunks(session, source_id=source_id)
+    session.commit()
     now = utcnow()
     run = SyncRun(
         source_id=source_id,
@@ -246,6 +255,50 @@ def _waiting(reason: str, until: datetime) -> dict[str, Any]:
     return {"state": "waiting", "reason": reason[:500], "until": until.isoformat()}
 
 
+def _resumed(seq: int, error: dict[str, Any] | None) -> dict[str, Any]:
+    """The wait of a backfill whose chunk's process stopped: until a process resumes it."""
+    how = "shut down" if (error or {}).get("type") == "ShutDown" else "killed or crashed"
+    return {
+        "state": "waiting",
+        "reason": f"the process reading chunk {seq + 1} stopped ({how}); "
+        "the next process to run the backfill reads that chunk again",
+        "interrupted": True,
+    }
+
+
+def recover_chunks(session: Session, *, source_id: uuid.UUID | None = None) -> int:
+    """Chunks shown ``running`` whose run no longer runs (its process stopped: the run was
+    recovered as ``interrupted``) go back to ``pending``, and their backfill waits to be
+    resumed (cancelled if that was asked); returns how many. The caller commits."""
+    stmt = (
+        select(BackfillChunk, SyncRun.error)
+        .outerjoin(SyncRun, SyncRun.id == BackfillChunk.run_id)
+        .where(
+            BackfillChunk.state == "running",
+            or_(SyncRun.id.is_(None), SyncRun.status != RunStatus.RUNNING),
+        )
+    )
+    if source_id is not None:
+        stmt = stmt.join(Backfill, Backfill.id == BackfillChunk.backfill_id).where(
+            Backfill.source_id == source_id
+        )
+    found = session.execute(stmt).all()
+    for row in found:
+        chunk, error = row.BackfillChunk, row.error
+        backfill = session.get_one(Backfill, chunk.backfill_id)
+        chunk.state = "pending"
+        if backfill.state in FINAL:
+            continue
+        if backfill.cancel_requested:
+            _end_cancelled(backfill)
+        else:  # (a live process ending its chunk meanwhile writes its own end over this)
+            backfill.state, backfill.waiting = "waiting", _resumed(chunk.seq, error)
+    if found:
+        session.flush()
+        log.warning("chunks of stopped processes handed back", chunks=len(found))
+    return len(found)
+
+
 def _end(backfill: Backfill, state: str, error: dict[str, Any] | None = None) -> None:
     backfill.state, backfill.error, backfill.waiting = state, error, None
     backfill.finished_at = utcnow()
@@ -295,7 +348,7 @@ def _complete(
             _end_cancelled(backfill)
         session.commit()
         return ChunkOutcome(
-            "more" if left and backfill.state == "running" else "ended", backfill.state
+            "more" if left and backfill.state == "running" else "ended", backfill.state, read=True
         )
 
 
@@ -345,7 +398,8 @@ async def run_chunk(deps: EngineDeps, backfill_id: uuid.UUID) -> ChunkOutcome:
             recorder,
             run_status=RunStatus.INTERRUPTED,
             run_error=SHUT_DOWN,
-            state="running",
+            state="waiting",
+            waiting=_resumed(held.seq, SHUT_DOWN),
         )
         raise
     except RateLimitedError as exc:  # the provider's limit or quota: wait for its reset
@@ -391,11 +445,14 @@ async def run_backfill(
     backfill_id: uuid.UUID,
     *,
     on_chunk: Callable[[ChunkOutcome], None] | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> str:
     """Run the backfill's chunks one after another here (embedded mode, the CLI), waiting
-    out rate limits and syncs holding the source; returns its final state."""
+    out rate limits and syncs holding the source; returns its final state. ``slots``: each
+    chunk takes one as a run does (the embedded worker's cap), none while it waits."""
     while True:
-        outcome = await run_chunk(deps, backfill_id)
+        async with slots or contextlib.nullcontext():
+            outcome = await run_chunk(deps, backfill_id)
         if on_chunk is not None:
             on_chunk(outcome)
         if outcome.kind == "ended":

@@ -60,6 +60,7 @@ from inflow.logging import get_logger
 from inflow.settings import Settings
 from inflow.storage.models import DataSource, RunStatus, SyncRun, utcnow
 from inflow.sync import webhooks
+from inflow.sync.backfill import recover_chunks
 from inflow.sync.engine import (
     WORKER_LOST,
     EngineDeps,
@@ -330,6 +331,7 @@ def _interrupt(factory: sessionmaker[Session], source_id: uuid.UUID) -> None:
                 error=WORKER_LOST,
             )
         )
+        recover_chunks(session, source_id=source_id)  # a chunk's backfill waits to be resumed
         session.commit()
 
 

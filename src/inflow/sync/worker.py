@@ -2,12 +2,16 @@
 
 - ``InProcessWorker``: an event loop on its own thread. API routes stay synchronous (a thread
   each) and hand coroutines to it: background runs with ``submit``, request-scoped calls
-  (connection tests, fetch previews) with ``call``.
-- ``run_worker``: a separate process polling the database for queued runs; claims are atomic
+  (connection tests, fetch previews) with ``call``. At most ``concurrency`` syncs and backfill
+  chunks run at once (``INFLOW_EMBEDDED_CONCURRENCY``); the others stay ``queued`` and start in
+  the order they were submitted as slots free.
+- ``run_worker``: a separate process polling the database for queued runs and unfinished
+  backfills (one chunk at a time, a run holding the source as elsewhere); claims are atomic
   (queued → running in one conditional UPDATE), leases are renewed while a run lives, and a
   crashed worker's run is interrupted once its lease lapses (at once when that worker ran on
-  this host), the next run resuming from the checkpoint. Any number of workers on any number
-  of machines share one PostgreSQL.
+  this host), the next run resuming from the checkpoint (a chunk's backfill shows it waits to
+  be resumed, and the next worker reads that chunk again). Any number of workers on any number
+  of machines share one database.
 
 Either stops by cancelling its runs: each ends as ``interrupted`` with what it committed, so a
 sync of its source can start as soon as a process is back.
@@ -22,15 +26,21 @@ import threading
 import uuid
 from collections.abc import Coroutine
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from inflow.connectors.spec import Window
 from inflow.logging import get_logger
+from inflow.settings import EMBEDDED_CONCURRENCY
+from inflow.storage.models import Backfill, RunStatus, SyncRun, utcnow
 from inflow.sync import backfill, webhooks
 from inflow.sync.engine import (
     EngineDeps,
     RunResult,
-    queued_runs,
     recover_stale_runs,
     release_runs,
     run_sync,
@@ -44,18 +54,28 @@ T = TypeVar("T")
 
 class InProcessWorker:
     """The job interface of an API process (``submit`` a run, ``resync`` a window): run here
-    (embedded), or handed to ``inflow worker`` processes (external: as procrastinate jobs
-    when ``jobs`` is given, PostgreSQL; else left queued for ``run_worker`` to poll)."""
+    (embedded: ``concurrency`` at a time), or handed to ``inflow worker`` processes (external:
+    as procrastinate jobs when ``jobs`` is given, PostgreSQL; else left queued for
+    ``run_worker`` to poll)."""
 
     def __init__(
-        self, deps: EngineDeps, *, external: bool = False, jobs: JobQueue | None = None
+        self,
+        deps: EngineDeps,
+        *,
+        external: bool = False,
+        jobs: JobQueue | None = None,
+        concurrency: int = EMBEDDED_CONCURRENCY,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
         self.deps = deps
+        self.concurrency = concurrency
         self.external = external or jobs is not None  # runs are for `inflow worker` processes
         self.jobs = jobs
         self.runs: dict[uuid.UUID, Future[RunResult]] = {}
         self.backfills: dict[uuid.UUID, Future[str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None  # of this loop: runs and chunks at once
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         # Webhook resyncs not started yet, by (source, period): a burst of events for one day
@@ -72,8 +92,14 @@ class InProcessWorker:
                     target=loop.run_forever, name="inflow-worker", daemon=True
                 )
                 self._thread.start()
+                self._slots = asyncio.Semaphore(self.concurrency)
                 self._loop = loop
             return self._loop
+
+    def _slotted(self) -> asyncio.Semaphore:
+        self._ensure_loop()
+        assert self._slots is not None  # noqa: S101 (made with the loop)
+        return self._slots
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = 300.0) -> T:
         """Run ``coro`` on the worker loop and wait for its result."""
@@ -86,20 +112,27 @@ class InProcessWorker:
         )
 
     def submit(self, run_id: uuid.UUID) -> Future[RunResult] | None:
-        """Start a queued run in the background (external mode: leave it to the workers)."""
+        """Start a queued run in the background once a slot is free, in the order of the
+        submissions (external mode: leave it to the workers). Until it starts it stays
+        ``queued``; cancelled meanwhile, it is not started."""
         if self.jobs is not None:
             self.jobs.submit_run(self.deps.factory, run_id)
             return None
         if self.external:
             return None
-        future = asyncio.run_coroutine_threadsafe(run_sync(self.deps, run_id), self._ensure_loop())
+        slots = self._slotted()  # (Semaphore waiters are served first come, first served)
+        future = asyncio.run_coroutine_threadsafe(self._run(slots, run_id), self._ensure_loop())
         self.runs[run_id] = future
         future.add_done_callback(lambda _f: self.runs.pop(run_id, None))
         return future
 
+    async def _run(self, slots: asyncio.Semaphore, run_id: uuid.UUID) -> RunResult:
+        async with slots:
+            return await run_sync(self.deps, run_id)
+
     def backfill(self, backfill_id: uuid.UUID, source_id: uuid.UUID) -> Future[str] | None:
-        """Run a backfill's chunks in the background, one after another (external mode: each
-        chunk a job of the workers')."""
+        """Run a backfill's chunks in the background, one after another, each in a slot as a
+        run (external mode: each chunk a job of the workers')."""
         if self.jobs is not None:
             self.jobs.submit_backfill(backfill_id, source_id)
             return None
@@ -110,7 +143,8 @@ class InProcessWorker:
             if running is not None and not running.done():
                 return running
             future = asyncio.run_coroutine_threadsafe(
-                backfill.run_backfill(self.deps, backfill_id), self._ensure_loop()
+                backfill.run_backfill(self.deps, backfill_id, slots=self._slotted()),
+                self._ensure_loop(),
             )
             self.backfills[backfill_id] = future
         return future
@@ -166,7 +200,7 @@ class InProcessWorker:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout)
             self._loop.close()
-            self._loop = None
+            self._loop = self._slots = None
         try:  # any run its task could not mark (its claim was in flight, say)
             release_runs(self.deps.factory, started)
         except Exception:
@@ -181,22 +215,81 @@ async def _cancel_others() -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
+@dataclass(frozen=True)
+class _Work:
+    """What a polling worker takes next: a queued ``run``, or a chunk of a ``backfill``."""
+
+    kind: Literal["run", "backfill"]
+    id: uuid.UUID
+    since: datetime
+
+
+def _todo(factory: sessionmaker[Session], limit: int) -> list[_Work]:
+    """The oldest queued runs and unfinished backfills not waiting (a rate limit's reset, a
+    sync holding the source), oldest first: a backfill keeps its place while chunks remain."""
+    now = utcnow()
+    with factory() as session:
+        runs = session.execute(
+            select(SyncRun.id, SyncRun.created_at)
+            .where(SyncRun.status == RunStatus.QUEUED)
+            .order_by(SyncRun.created_at)
+            .limit(limit)
+        ).all()
+        backfills = session.execute(  # (all: a few, some of them waiting)
+            select(Backfill.id, Backfill.created_at, Backfill.waiting)
+            .where(Backfill.state.in_(backfill.UNFINISHED))
+            .order_by(Backfill.created_at)
+        ).all()
+    work = [_Work("run", run_id, at) for run_id, at in runs]
+    work += [
+        _Work("backfill", row.id, row.created_at)
+        for row in backfills
+        if not _waits(row.waiting, now)
+    ]
+    return sorted(work, key=lambda w: w.since)[:limit]
+
+
+def _waits(waiting: dict[str, Any] | None, now: datetime) -> bool:
+    until = (waiting or {}).get("until")
+    if not isinstance(until, str):
+        return False
+    try:
+        return datetime.fromisoformat(until) > now
+    except ValueError:
+        return False
+
+
 async def run_worker(
     deps: EngineDeps, *, concurrency: int = 2, poll_s: float = 2.0, once: bool = False
 ) -> int:
-    """Claim and run queued runs, ``concurrency`` at a time; returns how many it ran.
+    """Claim and run queued runs and backfill chunks, ``concurrency`` at a time; returns how
+    many it ran (syncs and chunks read).
 
-    ``once``: stop when nothing is queued (for scripts and tests). Cancelled (the process is
-    stopping), it cancels its runs, which end as ``interrupted``."""
+    A backfill is read a chunk at a time, each a job of its own: the chunk holds its source
+    as a run (one writer per source across workers); a chunk that must wait (a rate limit,
+    a sync holding the source) is tried again once the wait is over. ``once``: stop when
+    nothing is left to start now (for scripts and tests). Cancelled (the process is
+    stopping), it cancels its runs and chunks, which end as ``interrupted``."""
     ran = 0
-    active: dict[asyncio.Task[RunResult], uuid.UUID] = {}
+    active: dict[asyncio.Task[Any], _Work] = {}
+    later: dict[uuid.UUID, float] = {}  # backfills told to wait, until (this loop's clock)
+    loop = asyncio.get_running_loop()
     try:
         while True:
             await asyncio.to_thread(_recover, deps)
-            for run_id in await asyncio.to_thread(queued_runs, deps.factory, concurrency * 2):
+            taken = {w.id for w in active.values()}
+            for work in await asyncio.to_thread(_todo, deps.factory, concurrency * 2):
                 if len(active) >= concurrency:
                     break
-                active[asyncio.create_task(run_sync(deps, run_id))] = run_id
+                if work.id in taken or later.get(work.id, 0.0) > loop.time():
+                    continue
+                job: Coroutine[Any, Any, Any] = (
+                    run_sync(deps, work.id)
+                    if work.kind == "run"
+                    else backfill.run_chunk(deps, work.id)
+                )
+                active[asyncio.create_task(job)] = work
+                taken.add(work.id)
             if not active:
                 if once:
                     return ran
@@ -206,13 +299,20 @@ async def run_worker(
                 active, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
-                del active[task]
-                ran += task.result().status != "not_claimed"
+                work = active.pop(task)
+                result = task.result()
+                if isinstance(result, backfill.ChunkOutcome):
+                    ran += result.read
+                    if result.kind in ("wait", "busy"):
+                        later[work.id] = loop.time() + result.wait_s
+                else:
+                    ran += result.status != "not_claimed"
     finally:
         for task in active:
             task.cancel()
         await asyncio.gather(*active, return_exceptions=True)
-        await asyncio.to_thread(release_runs, deps.factory, list(active.values()))
+        runs = [w.id for w in active.values() if w.kind == "run"]
+        await asyncio.to_thread(release_runs, deps.factory, runs)
 
 
 async def until_stopped(coro: Coroutine[Any, Any, T]) -> T | None:
@@ -245,4 +345,5 @@ async def until_stopped(coro: Coroutine[Any, Any, T]) -> T | None:
 def _recover(deps: EngineDeps) -> None:
     with deps.factory() as session:
         recover_stale_runs(session)
+        backfill.recover_chunks(session)  # their backfills say they wait to be resumed
         session.commit()
