@@ -5,6 +5,7 @@ rate limits and on a sync holding the source, and ranges refused with the field 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import socket
 import time
@@ -214,6 +215,31 @@ def test_a_cancelled_backfill_reads_nothing_more(factory, vault, sb, deps):
     assert sb.stats()["total"] == requests
     row = _backfill(factory, backfill_id)
     assert [c.state for c in row.chunks] == ["done", "cancelled", "cancelled"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["postgres"], indirect=True)
+def test_a_cancel_between_chunks_is_never_overwritten_by_the_next_chunk(factory, vault):
+    """A cancel committed while the next chunk is being taken: the chunk sees it (its read of
+    the backfill waits for the cancel's lock) and ends the backfill, never shows it running."""
+    source_id = make_source(factory, vault)
+    backfill_id = _plan(factory, source_id, days_back(20), days_back(4))
+    with factory() as canceller:
+        bf.cancel(canceller.get_one(Backfill, backfill_id))  # locked, not committed yet
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            taking = pool.submit(bf._begin, factory, backfill_id)
+            with pytest.raises(concurrent.futures.TimeoutError):
+                taking.result(timeout=1.0)  # waiting on the cancel's row lock
+            canceller.commit()
+            outcome = taking.result(timeout=30)
+
+    assert outcome == bf.ChunkOutcome("ended", "cancelled")
+    row = _backfill(factory, backfill_id)
+    assert row.state == "cancelled"
+    assert {c.state for c in row.chunks} == {"cancelled"}
+    with factory() as session:
+        held = session.scalars(select(SyncRun).where(SyncRun.source_id == source_id)).all()
+    assert [r.status for r in held] == []  # the run taken to hold the source is gone
 
 
 @pytest.mark.parametrize(

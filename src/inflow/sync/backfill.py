@@ -129,7 +129,13 @@ def unfinished(session: Session, *, source_id: uuid.UUID | None = None) -> list[
 
 
 def cancel(backfill: Backfill) -> None:
-    """Ask a backfill to stop: at once when no chunk runs, else after its current chunk."""
+    """Ask a backfill to stop: at once when no chunk runs, else after its current chunk.
+
+    Its row is locked and read again first (PostgreSQL): a chunk starting meanwhile either
+    sees the cancel or is seen running, never overwrites it (``_begin`` locks it too)."""
+    session = Session.object_session(backfill)
+    if session is not None:
+        session.refresh(backfill, with_for_update=True)
     if backfill.state in FINAL:
         return
     backfill.cancel_requested = True
@@ -238,7 +244,7 @@ def _begin(factory: sessionmaker[Session], backfill_id: uuid.UUID) -> _Held | Ch
             return ChunkOutcome("busy", "waiting", BUSY_WAIT_S)
         # Holding the source, read the chunks again: a writer before us may have done one.
         session.expire_all()
-        backfill = session.get_one(Backfill, backfill_id)
+        backfill = session.get_one(Backfill, backfill_id, with_for_update=True)  # (``cancel``)
         settled = _settled(backfill)
         if settled is not None:
             session.execute(delete(SyncRun).where(SyncRun.id == run_id))  # nothing to hold it for
