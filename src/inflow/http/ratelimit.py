@@ -29,11 +29,14 @@ process, a busy event loop, the host's scheduler) lands close to the next one, a
 provider's moving window counts both. So a grant woken more than ``LATE_FRACTION`` of a
 spacing after its slot is given up and the next free slot taken, and a short window is filled
 as if it were ``JITTER_S`` longer (``planned``: 10/second is paced at 8, one every 125 ms).
-Measured with the shared-rate-limit process test (three ``inflow worker`` processes, one
-10/second key, 48 requests, this 2-core host at load 4-8; the workers' send times / the
-sandbox's ``maxInMovingSecond``): paced at the full 10/second 15/13, 11/13, 12/11; at 9 (the
-former 10 % headroom) 11/11, 10/11, 11/11, 11/10; at 8 9/10, 9/10, 11/11, the last before
-the give-up counted a slow answer from Redis as lateness.
+Measured with the shared-rate-limit process test (tests/cli/test_jobs.py: three ``inflow
+worker`` processes, one 10/second key, 48 requests, this 2-core host at load 4-9; the most in
+a moving second of the workers' send times / of the sandbox's arrivals, ``maxInMovingSecond``):
+paced at 9 (the former 10 % headroom) 12/12, 12/10, 14/11, 12/10; with the give-up added, at
+the full 10/second 15/13, 11/13, 12/11, at 9 11/11, 10/11, 11/11, 11/10, at 8 9/10, 9/10,
+11/11; with lateness also counting a slow answer from Redis (as now), at 8 11/9, 9/9, 9/9.
+The arrivals are what a provider counts; the send times are read on each worker's own clock,
+and those differ by tens of ms.
 
 A Redis that does not answer is ``ServiceUnavailableError`` (the run fails saying so; the next
 run tries again), never a raw redis exception: ``store_errors`` converts, for the API's limiter
@@ -77,7 +80,7 @@ STORE_DOWN = "the rate-limit store (Redis) is unreachable; try again in a few se
 # A short window is filled as if it were this much longer (at least one request less): the
 # spread of the transit of requests sent one spacing apart, on a busy host (see above).
 JITTER_S = 0.25
-SHORT_WINDOW_S = 10  # windows up to this long are paced (and keep the headroom)
+SHORT_WINDOW_S = 10  # windows up to this long are paced (and allow for JITTER_S)
 # A wait for the pace shorter than this is the pace's ordinary gap: counted in the seconds
 # ``acquire`` returns, not announced to ``on_wait`` (which stores the run's waiting state: a
 # write per request at 50/second).
