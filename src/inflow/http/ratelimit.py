@@ -53,11 +53,12 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, WindowStats, parse
+from limits import strategies as sync_strategies
 from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, storage_from_string
 from redis.exceptions import RedisError
 
 from inflow.errors import RateLimitedError, ServiceUnavailableError
@@ -151,6 +152,29 @@ def store_errors(redis_url: str | None) -> Iterator[None]:
         raise ServiceUnavailableError(STORE_DOWN) from exc
 
 
+class _MemoryQuotas:
+    """The quotas' moving windows in this process's memory: ``limits``' synchronous memory
+    storage behind the async strategy's three calls (nothing in them waits on I/O).
+
+    Not the async memory storage: it expires its keys in a pass that hops to a thread once per
+    key, started again after every hit; with 1,000 keys (a source each) that pass took 85 % of
+    a core while they were used (measured: 0.95 s of CPU for 200 acquires in 1 s, against
+    0.11 s with this one, whose timer thread scans the keys without hops)."""
+
+    def __init__(self) -> None:
+        self.storage = MemoryStorage()
+        self._limiter = sync_strategies.MovingWindowRateLimiter(self.storage)
+
+    async def test(self, item: RateLimitItem, key: str) -> bool:
+        return self._limiter.test(item, key)
+
+    async def hit(self, item: RateLimitItem, key: str) -> bool:
+        return self._limiter.hit(item, key)
+
+    async def get_window_stats(self, item: RateLimitItem, key: str) -> WindowStats:
+        return self._limiter.get_window_stats(item, key)
+
+
 class OutboundLimiter:
     """Paces and quotas keyed by a string; ``acquire`` sleeps until every window has room.
 
@@ -165,22 +189,24 @@ class OutboundLimiter:
         namespace: str = "inflow-out",
         on_grant: GrantHook | None = None,
     ) -> None:
-        storage = (
-            storage_from_string(
+        self.redis_url = redis_url
+        self.on_grant = on_grant
+        self.storage: Storage | None = None
+        self._memory: _MemoryQuotas | None = None
+        self._limiter: MovingWindowRateLimiter | _MemoryQuotas
+        if redis_url:
+            storage = storage_from_string(
                 redis_url if redis_url.startswith("async+") else "async+" + redis_url,
                 implementation="redispy",
                 key_prefix=namespace,
                 **REDIS_OPTIONS,
             )
-            if redis_url
-            else storage_from_string("async+memory://")
-        )
-        assert isinstance(storage, Storage)  # noqa: S101 - the async+ scheme guarantees it
-        self.redis_url = redis_url
-        self.storage = storage
-        self.on_grant = on_grant
-        self._limiter = MovingWindowRateLimiter(self.storage)
-        self._bridge: Any = getattr(storage, "bridge", None) if redis_url else None
+            assert isinstance(storage, Storage)  # noqa: S101 - the async+ scheme guarantees it
+            self.storage = storage
+            self._limiter = MovingWindowRateLimiter(storage)
+        else:
+            self._memory = self._limiter = _MemoryQuotas()
+        self._bridge: Any = getattr(self.storage, "bridge", None)
         self._pace_script: Any = None
         self._next_slot: dict[str, float] = {}  # in memory: key -> monotonic seconds
         self._lock = threading.Lock()
@@ -326,8 +352,11 @@ class OutboundLimiter:
         """Forget every pace and quota (of this namespace, on Redis)."""
         with self._lock:
             self._next_slot.clear()
-        with store_errors(self.redis_url):
-            await self.storage.reset()
+        if self._memory is not None:
+            self._memory.storage.reset()
+        elif self.storage is not None:
+            with store_errors(self.redis_url):
+                await self.storage.reset()
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any (the memory storage holds none)."""
