@@ -242,6 +242,41 @@ def test_a_cancel_between_chunks_is_never_overwritten_by_the_next_chunk(factory,
     assert [r.status for r in held] == []  # the run taken to hold the source is gone
 
 
+def test_a_chunk_taken_over_after_its_run_was_recovered_is_left_to_its_new_writer(factory, vault):
+    """A chunk's process seen as stopped (its run recovered, the chunk handed back) and taken
+    by another writer: when the first process then gives the chunk up, it leaves the chunk,
+    the backfill and the new run alone (it no longer holds the source)."""
+    source_id = make_source(factory, vault)
+    backfill_id = _plan(factory, source_id, days_back(20), days_back(4))
+    first = bf._begin(factory, backfill_id)
+    assert isinstance(first, bf._Held)
+    with session_scope(factory) as session:  # as recover_stale_runs ends a lost process's run
+        session.get_one(SyncRun, first.run_id).status = RunStatus.INTERRUPTED
+        session.flush()
+        assert bf.recover_chunks(session, source_id=source_id) == 1
+    second = bf._begin(factory, backfill_id)
+    assert isinstance(second, bf._Held)
+    assert second.seq == first.seq
+
+    bf._stopped(
+        factory,
+        backfill_id,
+        first,
+        bf.RunRecorder(),
+        run_status=RunStatus.CANCELLED,
+        run_error=None,
+        state="waiting",
+        waiting=bf._waiting("rate limited", utcnow()),
+    )
+
+    row = _backfill(factory, backfill_id)
+    chunk = next(c for c in row.chunks if c.seq == first.seq)
+    assert (chunk.state, chunk.run_id, row.state) == ("running", second.run_id, "running")
+    with factory() as session:
+        assert session.get_one(SyncRun, second.run_id).status == RunStatus.RUNNING
+        assert session.get_one(SyncRun, first.run_id).status == RunStatus.INTERRUPTED
+
+
 @pytest.mark.parametrize(
     ("body", "field", "words"),
     [

@@ -58,7 +58,7 @@ from inflow.sync.engine import (
     EngineDeps,
     RunRecorder,
     _error_record,
-    _finish,
+    _finish_in,
     _keep_lease,
     _mine,
     fetch_points,
@@ -370,11 +370,16 @@ def _stopped(
     waiting: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
-    """A chunk that did not finish: its run ends, the chunk goes back to pending (or failed)."""
-    _finish(factory, held.run_id, run_status, recorder, repo.Counts(), run_error)
+    """A chunk that did not finish: its run ends, the chunk goes back to pending (or failed),
+    in one transaction. A run recovered as a stopped process's meanwhile is left as the
+    recovery left it, chunk included (another writer may hold the source by now)."""
     with factory() as session:
+        if not _finish_in(session, held.run_id, run_status, recorder, repo.Counts(), run_error):
+            session.rollback()
+            return
         backfill = session.get(Backfill, backfill_id)
         if backfill is None:
+            session.commit()
             return
         chunk = next(c for c in backfill.chunks if c.seq == held.seq)
         chunk.state = "failed" if state == "failed" else "pending"

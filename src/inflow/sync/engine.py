@@ -690,10 +690,10 @@ def _finish_in(
     recorder: RunRecorder,
     counts: repo.Counts,
     error: dict[str, Any] | None,
-) -> None:
+) -> bool:
     """The run's end, in the caller's transaction; a run recovered as interrupted meanwhile
-    keeps that end."""
-    session.execute(
+    keeps that end (returns False: nothing was ended)."""
+    result = session.execute(
         update(SyncRun)
         .where(*_mine(run_id))
         .values(
@@ -704,6 +704,7 @@ def _finish_in(
             **_committed(recorder, counts, error),
         )
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _committed(
