@@ -20,7 +20,7 @@ customers of a provider have; ``--keys shared`` gives them all one key, and so o
 - ``--workers N`` or ``NxC`` (distributed, PostgreSQL): N ``inflow worker --concurrency C``
   processes (``INFLOW_WORKER=external``; C defaults to ``--concurrency``) are started and
   waited for (their procrastinate workers registered); then the runs are queued and their jobs
-  deferred as the workers' tick defers them (``jobs.defer_sync``). Concurrency = N x C.
+  deferred as the workers' tick defers them (``jobs.defer_syncs``). Concurrency = N x C.
 
 Wall = the last run's ``finished_at`` - the moment before the enqueue (submitting included).
 Ideal = provider requests (the sandbox's count) x latency / concurrency. CPU per sync is the
@@ -331,23 +331,17 @@ def wait_ready(engine: Any, procs: list[subprocess.Popen[bytes]], log: Path) -> 
 
 async def defer_all(db_url: str, factory: Any) -> datetime:
     """Every queued run's sync job, deferred as the workers' tick defers them
-    (``jobs.defer_sync``), ten at a time (the pool's size); when the last one was in."""
+    (``jobs.defer_syncs``: one batch); when the last one was in."""
     from sqlalchemy import select
 
     from inflow.storage.models import SyncRun
-    from inflow.sync.jobs import build_app, defer_sync
+    from inflow.sync.jobs import build_app, defer_syncs
 
     with factory() as session:
         sources = list(session.execute(select(SyncRun.source_id)).scalars())
     app = build_app(db_url)
-    turns = asyncio.Semaphore(10)
-
-    async def one(source_id: uuid.UUID) -> None:
-        async with turns:
-            await defer_sync(app, source_id)
-
     async with app.open_async():
-        await asyncio.gather(*(one(s) for s in sources))
+        await defer_syncs(app, sources)
     return datetime.now(UTC)
 
 

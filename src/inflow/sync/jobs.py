@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
@@ -262,15 +263,19 @@ async def tick_job(app: procrastinate.App, deps: EngineDeps) -> None:
     from inflow.sync.scheduler import due_runs
 
     def enqueue_due() -> list[uuid.UUID]:
+        """The due schedules' runs, queued; their sources (each gets its job at once)."""
         with deps.factory() as session:
             due = due_runs(session)
             session.commit()
-            return due
+            if not due:
+                return []
+            found = select(SyncRun.source_id).where(SyncRun.id.in_(due))
+            return list(session.execute(found).scalars())
 
-    await asyncio.to_thread(enqueue_due)
+    due = await asyncio.to_thread(enqueue_due)
     await recover_stalled(app, deps.factory)
-    for source_id in await asyncio.to_thread(_queued_sources, deps.factory):
-        await defer_sync(app, source_id)
+    orphaned = await asyncio.to_thread(_queued_sources, deps.factory)
+    await defer_syncs(app, [*due, *(s for s in orphaned if s not in set(due))])
 
 
 def _queued_sources(factory: sessionmaker[Session]) -> list[uuid.UUID]:
@@ -335,11 +340,29 @@ def _interrupt(factory: sessionmaker[Session], source_id: uuid.UUID) -> None:
         session.commit()
 
 
+def _sync_deferrer(app: procrastinate.App, source_id: uuid.UUID) -> Any:
+    return app.configure_task(SYNC, lock=f"source:{source_id}", queueing_lock=f"sync:{source_id}")
+
+
 async def defer_sync(app: procrastinate.App, source_id: uuid.UUID) -> None:
     with contextlib.suppress(pexc.AlreadyEnqueued):  # one waits already: it takes the run
-        await app.configure_task(
-            SYNC, lock=f"source:{source_id}", queueing_lock=f"sync:{source_id}"
-        ).defer_async(source_id=str(source_id))
+        await _sync_deferrer(app, source_id).defer_async(source_id=str(source_id))
+
+
+async def defer_syncs(app: procrastinate.App, source_ids: Sequence[uuid.UUID]) -> None:
+    """Sync jobs for many sources in one statement (procrastinate's batch defer; each job with
+    its source's locks). A source with a job waiting already makes procrastinate refuse the
+    whole batch: then each is deferred on its own, that one skipped."""
+    if len(source_ids) < 2:
+        for source_id in source_ids:
+            await defer_sync(app, source_id)
+        return
+    jobs = [_sync_deferrer(app, s).make_new_job(source_id=str(s)) for s in source_ids]
+    try:
+        await app.job_manager.batch_defer_jobs_async(jobs)
+    except pexc.AlreadyEnqueued:
+        for source_id in source_ids:
+            await defer_sync(app, source_id)
 
 
 # ---------------------------------------------------------------- submitting (API processes)
