@@ -99,8 +99,10 @@ def test_a_long_backfill_is_cancelled_from_its_row(page, live_server, sandbox_ur
     expect(row.locator(".chunks-done")).to_contain_text("of 157 chunks")
     expect(row).to_have_attribute("data-state", re.compile("queued|running"))
     check_page(page, "source-backfill-running")
+    cancel = row.get_by_role("button", name=re.compile("^Cancel the backfill"))
+    expect(cancel).to_be_in_viewport(ratio=1)  # not cut off by the card (a 1280 px window)
 
-    row.get_by_role("button", name=re.compile("^Cancel the backfill")).click()
+    cancel.click()
 
     expect(row).to_have_attribute("data-state", "cancelled", timeout=SLOW)
     expect(row).to_contain_text("Cancelled")
