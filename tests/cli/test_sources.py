@@ -403,7 +403,7 @@ def test_ctrl_c_ends_the_sync_as_interrupted_and_exits_130(ws, db, sandbox_url, 
     assert code == 130, sync.output
     assert "sync interrupted; the next one resumes from the last checkpoint" in sync.output
     assert "Traceback" not in sync.output
-    assert status() == "interrupted"
+    assert status() == "interrupted", sync.output
 
 
 # ---------------------------------------------------------------- resume

@@ -3,18 +3,25 @@ next sync continues from the checkpoint it reached."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import uuid
 from datetime import date, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
-from inflow.storage.models import Asset, DataPoint, DataSource, StreamState
+from inflow.storage.db import session_scope
+from inflow.storage.models import Asset, DataPoint, DataSource, StreamState, SyncRun
+from inflow.sync import engine
 from inflow.sync.engine import enqueue_run
 from tests.sync.connectors import INITIAL
 from tests.sync.helpers import (
     EXAMPLE,
     create_source,
     days_back,
+    make_source,
     person,
     points_of,
     poll_run,
@@ -114,3 +121,35 @@ def test_a_stranger_cannot_see_or_cancel_my_run(client, factory):
 
     assert client.get(f"/api/runs/{run['id']}", headers=stranger).status_code == 404
     assert client.post(f"/api/runs/{run['id']}/cancel", headers=stranger).status_code == 404
+
+
+def test_a_process_stopping_as_a_run_starts_ends_the_run_it_claimed(
+    deps, factory, vault, monkeypatch
+):
+    """The stop (Ctrl-C, SIGTERM) lands after the claim committed and before the run's first
+    read: the run ends as interrupted, never left running for a live process."""
+    source_id = make_source(factory, vault)
+    with session_scope(factory) as session:
+        source = session.get_one(DataSource, source_id)
+        run_id = enqueue_run(session, source=source, trigger="manual").id
+    load_config, claimed = engine._load_config, threading.Event()
+
+    def load_config_slowly(*args, **kwargs):  # the claim is committed by now
+        claimed.set()
+        time.sleep(0.5)
+        return load_config(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_load_config", load_config_slowly)
+
+    async def stop_as_it_starts() -> None:
+        task = asyncio.create_task(engine.run_sync(deps, run_id))
+        assert await asyncio.to_thread(claimed.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_as_it_starts())
+
+    with factory() as session:
+        run = session.get_one(SyncRun, run_id)
+        assert (run.status, run.error["type"]) == ("interrupted", "ShutDown")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import secrets
 import socket
@@ -781,10 +782,23 @@ async def run_sync(
     with a time is not the run's end: the run is queued again, waiting until then (what it
     committed stays; its retry resumes from the checkpoint), and the result carries the
     exception for the host to raise."""
+    # A thread's future, not a task: a stopping loop cancels its tasks, and the claim in the
+    # thread goes on regardless; its end is awaited to end the run it claimed.
+    starting = asyncio.get_running_loop().run_in_executor(
+        None, contextvars.copy_context().run, _start, deps, run_id
+    )
     try:
-        start = await asyncio.to_thread(_start, deps, run_id)
+        start = await asyncio.shield(starting)
     except ConflictError:  # cancelled, or taken by another worker, before it started
         return RunResult(run_id, "not_claimed", repo.Counts(), [])
+    except asyncio.CancelledError:  # the process stops as the run starts: once claimed, it ends
+        with contextlib.suppress(Exception):
+            await starting
+        await asyncio.to_thread(
+            _finish, deps.factory, run_id, RunStatus.INTERRUPTED, RunRecorder(), repo.Counts(),
+            SHUT_DOWN,
+        )  # fmt: skip
+        raise
     run = start.run
 
     async def persist_waiting(waiting: dict[str, Any]) -> None:
