@@ -5,6 +5,7 @@ sandbox (``inflow sandbox``, a process too) and a real SQLite file; the API's ow
 from __future__ import annotations
 
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -397,7 +398,11 @@ def test_ctrl_c_ends_the_sync_as_interrupted_and_exits_130(ws, db, sandbox_url, 
         sync = Process("sources", "sync", source_id, env=ws.env, workdir=tmp_path)
         sync.wait_for("a running sync", lambda: status() == "running")
         sync.proc.send_signal(signal.SIGINT)
-        code = sync.proc.wait(timeout=30)
+        try:
+            code = sync.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            sync.kill()
+            raise AssertionError(f"Ctrl-C did not stop the sync:\n{sync.output}") from None
     finally:
         httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json={"faults": {"latencyMs": 0}})
     assert code == 130, sync.output
