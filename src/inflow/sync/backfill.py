@@ -204,6 +204,11 @@ def _hold_source(session: Session, source_id: uuid.UUID) -> uuid.UUID:
     except IntegrityError as exc:  # a sync (or another chunk) holds the source
         session.rollback()
         raise ConflictError("a sync of this source is queued or running") from exc
+    # Held from now: a run that ended just before took its end time before its commit, which
+    # may be after the ``now`` above (a thread between its clock and its insert).
+    run.started_at = utcnow()
+    run.lease_until = run.started_at + LEASE
+    session.flush()
     return run.id
 
 
