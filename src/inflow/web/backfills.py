@@ -36,6 +36,7 @@ from inflow.errors import ValidationFailedError
 from inflow.storage.models import Backfill, DataSource
 from inflow.sync.backfill import UNFINISHED, chunk_days
 from inflow.web.forms import errors_by_field, form_day
+from inflow.web.runs import moment_of
 from inflow.web.session import PageUser
 from inflow.web.templating import is_htmx, render
 
@@ -81,16 +82,6 @@ class BackfillRow:
         return STATE_BADGES.get(self.public.state, "unknown")
 
 
-def _moment(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _zone(source: DataSource) -> tzinfo:
     return days_zone(get_connector(source.type), source.config)
 
@@ -106,7 +97,7 @@ def _row(public: backfill_routes.BackfillPublic, row: Backfill | None, zone: tzi
         public=public,
         cancel_requested=bool(row is not None and row.cancel_requested),
         current_days=days,
-        waiting_until=_moment(waiting.get("until")) if public.state == "waiting" else None,
+        waiting_until=moment_of(waiting.get("until")) if public.state == "waiting" else None,
     )
 
 
@@ -182,7 +173,7 @@ def schedule_view(source: DataSource) -> ScheduleView:
         next_run_at=source.next_run_at if source.schedule else None,
         paused=source.paused_at is not None,
         waiting_reason=reason or None,
-        waiting_until=_moment(waiting.get("until")),
+        waiting_until=moment_of(waiting.get("until")),
     )
 
 

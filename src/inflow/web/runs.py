@@ -248,7 +248,7 @@ def _run_context(
         raise NotFoundError(f"run {run_id} not found")
     now = datetime.now(UTC)
     waiting = public.waiting or {}
-    until = _moment(waiting.get("until"))
+    until = moment_of(waiting.get("until"))
     timeline = public.timeline or {}
     return {
         "section": "runs",
@@ -269,7 +269,8 @@ def _run_context(
     }
 
 
-def _moment(value: Any) -> datetime | None:
+def moment_of(value: Any) -> datetime | None:
+    """An ISO timestamp of a run's or backfill's JSON (a wait's ``until``), or None."""
     if not isinstance(value, str):
         return None
     try:
