@@ -4,6 +4,7 @@ sandbox (``inflow sandbox``, a process too) and a real SQLite file; the API's ow
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import uuid
@@ -395,12 +396,16 @@ def test_ctrl_c_ends_the_sync_as_interrupted_and_exits_130(ws, db, sandbox_url, 
     slow = {"faults": {"latencyMs": 3000}}
     assert httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json=slow).status_code == 200
     try:
-        sync = Process("sources", "sync", source_id, env=ws.env, workdir=tmp_path)
+        env = {**ws.env, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
+        sync = Process("sources", "sync", source_id, env=env, workdir=tmp_path)
         sync.wait_for("a running sync", lambda: status() == "running")
         sync.proc.send_signal(signal.SIGINT)
         try:
             code = sync.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            sync.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                sync.proc.wait(timeout=10)
             sync.kill()
             raise AssertionError(f"Ctrl-C did not stop the sync:\n{sync.output}") from None
     finally:
