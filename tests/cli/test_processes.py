@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,17 +26,31 @@ from tests.servers import INFLOW, InflowServer, free_port
 SIGTERM_EXIT_S = 30  # how long a stopped process may take to end (a bound, not measured)
 
 
+SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 class Process:
     """``inflow ARGS`` in its own process group, its output in files."""
 
-    def __init__(self, *args: str, env: dict[str, str], workdir: Path) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str], workdir: Path, ctrl_c: bool = False
+    ) -> None:
+        """``ctrl_c``: SIGINT reaches the process even when this one was started ignoring it
+        (a background job of a non-interactive shell inherits SIGINT ignored, and so would
+        ``inflow``: Ctrl-C tests start it through a line that sets SIGINT back to default)."""
         self.args = args
         workdir.mkdir(parents=True, exist_ok=True)
         name = "-".join(args[:1]) + f"-{uuid.uuid4().hex[:6]}"
         self.stdout_path, self.stderr_path = workdir / f"{name}.out", workdir / f"{name}.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            command = [str(INFLOW), *args]
+            if ctrl_c:
+                command = [sys.executable, "-c", SIGINT_DEFAULT, *command]
             self.proc = subprocess.Popen(
-                [str(INFLOW), *args],
+                command,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,

@@ -397,7 +397,7 @@ def test_ctrl_c_ends_the_sync_as_interrupted_and_exits_130(ws, db, sandbox_url, 
     assert httpx.post(f"{sandbox_url}/_sandbox/twilio/config", json=slow).status_code == 200
     try:
         env = {**ws.env, "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
-        sync = Process("sources", "sync", source_id, env=env, workdir=tmp_path)
+        sync = Process("sources", "sync", source_id, env=env, workdir=tmp_path, ctrl_c=True)
         sync.wait_for("a running sync", lambda: status() == "running")
         sync.proc.send_signal(signal.SIGINT)
         try:
