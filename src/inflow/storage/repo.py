@@ -451,11 +451,6 @@ def mark_unseen_assets_deleted(
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def load_state(session: Session, *, source_id: uuid.UUID, stream: str) -> dict[str, Any] | None:
-    row = session.get(StreamState, (source_id, stream))
-    return dict(row.state) if row is not None else None
-
-
 def load_states(session: Session, *, source_id: uuid.UUID) -> dict[str, dict[str, Any]]:
     """Every stream's state of a source, by stream (one query: a run reads them as it starts)."""
     rows = session.execute(
